@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds etcd, kube-apiserver and kube-scheduler from the Go module proxy into a
+# cache outside the repository, keyed by version. A second run with the binaries
+# present does nothing. Prints the bin directory on its last line.
+#
+# Kubernetes versions are tried in order until one builds (the first served one wins):
+#   v1.37.2, v1.36.3, v1.35.4, v1.34.4
+set -euo pipefail
+
+CACHE="${VIRTMIGRATE_CACHE:-$HOME/.cache/virtmigrate}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KUBE_VERSIONS="${KUBE_VERSIONS:-v1.37.2 v1.36.3 v1.35.4 v1.34.4}"
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+log() { echo "build-control-plane: $*" >&2; }
+
+build_etcd() {
+  local out="$CACHE/etcd-$ETCD_VERSION"
+  if [[ -x "$out/etcd" ]]; then log "etcd $ETCD_VERSION cached in $out"; return 0; fi
+  local work; work=$(mktemp -d)
+  log "building etcd $ETCD_VERSION in $work"
+  (
+    cd "$work"
+    go mod init local/etcd-build >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    local dir; dir=$(go list -m -f '{{.Dir}}' go.etcd.io/etcd/server/v3)
+    local commit="local"
+    go build -trimpath -o "$work/etcd" \
+      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$commit" \
+      go.etcd.io/etcd/server/v3
+  )
+  mkdir -p "$out" && mv "$work/etcd" "$out/etcd" && rm -rf "$work"
+}
+
+staging_replaces() {
+  # Every staging module k8s.io/kubernetes pins at v0.0.0, replaced by its published v0.N.P.
+  local kver=$1 gomod=$2 minor
+  minor="v0.${kver#v1.}"
+  sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\1#p' "$gomod" | sort -u |
+    while read -r mod; do echo "replace $mod => $mod $minor"; done
+}
+
+build_kube_version() {
+  local kver=$1 out="$CACHE/kubernetes-$1"
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-scheduler" ]]; then
+    log "kubernetes $kver cached in $out"; echo "$out"; return 0
+  fi
+  local work; work=$(mktemp -d)
+  log "building kube-apiserver and kube-scheduler $kver in $work"
+  (
+    cd "$work"
+    go mod init local/kube-build >/dev/null 2>&1
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$kver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [[ -n "$gomod" ]] || { log "k8s.io/kubernetes@$kver is not served"; exit 3; }
+    staging_replaces "$kver" "$gomod" >> go.mod
+    go get "k8s.io/kubernetes@$kver"
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$kver" "k8s.io/kubernetes/cmd/kube-scheduler@$kver"
+    local minor="${kver#v1.}"; minor="${minor%%.*}"
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+    go build -trimpath -ldflags "$ld" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    go build -trimpath -ldflags "$ld" -o "$work/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler
+  ) >&2 || { rm -rf "$work"; return 1; }
+  mkdir -p "$out" && mv "$work/kube-apiserver" "$work/kube-scheduler" "$out/" && rm -rf "$work"
+  echo "$out"
+}
+
+build_etcd
+for kver in $KUBE_VERSIONS; do
+  if dir=$(build_kube_version "$kver"); then
+    ln -sfn "$dir" "$CACHE/kubernetes-current"
+    ln -sfn "$CACHE/etcd-$ETCD_VERSION" "$CACHE/etcd-current"
+    log "using kubernetes $kver"
+    "$dir/kube-apiserver" --version >&2
+    echo "$CACHE"
+    exit 0
+  fi
+  log "kubernetes $kver did not build; trying the next version"
+done
+log "no Kubernetes version built"; exit 1

@@ -1,0 +1,292 @@
+"""A raw-JSON Kubernetes client over urllib3, configured by the official client's loaders.
+
+Generated model classes cost more to build than the JSON they wrap (see bench/), and a
+controller reads a few fields of each object, so objects stay `dict`s. Every non-2xx answer
+and every transport failure is mapped here, once, to the tree in virtmigrate.errors; nothing
+above this module sees urllib3's exceptions.
+
+Thread-safe: one client (one connection pool) is shared by all informers and workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from virtmigrate import errors
+from virtmigrate.kube.resources import SERVICEACCOUNTS, Resource
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One event of a watch stream: ADDED, MODIFIED, DELETED or BOOKMARK, and the object."""
+
+    type: str
+    object: JSON
+
+
+def _error_for(status: int, body: Any, method: str, path: str) -> errors.KubeError:
+    reason = body.get("reason", "") if isinstance(body, dict) else ""
+    message = body.get("message", "") if isinstance(body, dict) else str(body)[:500]
+    text = f"{method} {path}: {status} {reason}: {message}".strip()
+    cls: type[errors.KubeError]
+    if status == 404:
+        cls = errors.NotFound
+    elif status == 409:
+        cls = errors.AlreadyExists if reason == "AlreadyExists" else errors.Conflict
+    elif status == 410:
+        cls = errors.Gone
+    elif status in (401, 403):
+        cls = errors.Forbidden
+    elif status in (400, 422):
+        cls = errors.Invalid
+    elif status == 429 or status >= 500:
+        cls = errors.ServerError
+    else:
+        cls = errors.KubeError
+    return cls(text, status=status, reason=reason, body=body)
+
+
+class KubeClient:
+    """JSON requests to one API server. Build with `from_kubeconfig`, `in_cluster` or `auto`."""
+
+    def __init__(self, configuration: k8s_client.Configuration, *, maxsize: int = 32,
+                 request_timeout: float = 30.0) -> None:
+        self.host = configuration.host.rstrip("/")
+        self._cfg = configuration
+        self._timeout = request_timeout
+        kwargs: dict[str, Any] = {"maxsize": maxsize, "block": False, "retries": False}
+        if self.host.startswith("https"):
+            kwargs["cert_reqs"] = "CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE"
+            if configuration.ssl_ca_cert:
+                kwargs["ca_certs"] = configuration.ssl_ca_cert
+            if configuration.cert_file:
+                kwargs["cert_file"] = configuration.cert_file
+                kwargs["key_file"] = configuration.key_file
+        self._pool = urllib3.PoolManager(**kwargs)
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None) -> KubeClient:
+        cfg = k8s_client.Configuration()
+        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        return cls(cfg)
+
+    @classmethod
+    def in_cluster(cls) -> KubeClient:
+        cfg = k8s_client.Configuration()
+        k8s_config.load_incluster_config(client_configuration=cfg)
+        return cls(cfg)
+
+    @classmethod
+    def from_token(cls, host: str, token: str, *, ca_file: str | None) -> KubeClient:
+        """A client for a service-account identity (the node runner hands pods these)."""
+        cfg = k8s_client.Configuration()
+        cfg.host = host
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        cfg.ssl_ca_cert = ca_file
+        return cls(cfg)
+
+    @classmethod
+    def auto(cls, kubeconfig: str | None = None) -> KubeClient:
+        """Kubeconfig when one is named (argument or $KUBECONFIG), else in-cluster, else ~/.kube/config."""
+        path = kubeconfig or os.environ.get("KUBECONFIG")
+        if path:
+            return cls.from_kubeconfig(path)
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return cls.in_cluster()
+        return cls.from_kubeconfig()
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "virtmigrate/0.1"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if self._cfg.refresh_api_key_hook is not None:
+            self._cfg.refresh_api_key_hook(self._cfg)
+        auth = self._cfg.get_api_key_with_prefix("authorization")
+        if auth:
+            headers["Authorization"] = auth
+        return headers
+
+    @staticmethod
+    def _url_query(query: Mapping[str, Any] | None) -> str:
+        if not query:
+            return ""
+        items = {k: ("true" if v is True else "false" if v is False else v)
+                 for k, v in query.items() if v is not None and v != ""}
+        return "?" + urlencode(items) if items else ""
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str | None = None,
+                timeout: float | None = None) -> Any:
+        """One request; returns the decoded JSON body or raises a mapped KubeError."""
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            content_type = content_type or "application/json"
+        url = self.host + path + self._url_query(query)
+        try:
+            resp = self._pool.request(method, url, body=data, headers=self._headers(content_type),
+                                      timeout=timeout or self._timeout, preload_content=True)
+        except urllib3.exceptions.HTTPError as e:
+            raise errors.ServerError(f"{method} {path}: {e}") from e
+        payload: Any = None
+        if resp.data:
+            try:
+                payload = json.loads(resp.data)
+            except ValueError:
+                payload = resp.data.decode(errors="replace")
+        if resp.status >= 300:
+            raise _error_for(resp.status, payload, method, path)
+        return payload
+
+    # --- verbs --------------------------------------------------------------------------------
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> JSON:
+        out: JSON = self.request("GET", res.path(namespace, name))
+        return out
+
+    def list(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None, limit: int | None = None,
+             continue_: str | None = None, resource_version: str | None = None,
+             resource_version_match: str | None = None, timeout: float | None = None) -> JSON:
+        """One page of a LIST. The caller follows `metadata.continue`."""
+        query = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
+                 "continue": continue_, "resourceVersion": resource_version,
+                 "resourceVersionMatch": resource_version_match}
+        out: JSON = self.request("GET", res.path(namespace), query=query, timeout=timeout)
+        return out
+
+    def list_all(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+                 field_selector: str | None = None, page_size: int = 500) -> list[JSON]:
+        """Every object, following pagination (a convenience for tools and tests)."""
+        items: list[JSON] = []
+        cont: str | None = None
+        while True:
+            page = self.list(res, namespace, label_selector=label_selector,
+                             field_selector=field_selector, limit=page_size, continue_=cont)
+            items.extend(page.get("items") or [])
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+
+    def create(self, res: Resource, obj: JSON, namespace: str | None = None) -> JSON:
+        ns = namespace or (obj.get("metadata") or {}).get("namespace")
+        out: JSON = self.request("POST", res.path(ns), body=obj)
+        return out
+
+    def replace(self, res: Resource, obj: JSON, *, subresource: str | None = None) -> JSON:
+        """PUT the whole object; fails with Conflict when its resourceVersion is stale."""
+        meta = obj["metadata"]
+        out: JSON = self.request("PUT", res.path(meta.get("namespace"), meta["name"], subresource),
+                                 body=obj)
+        return out
+
+    def update_status(self, res: Resource, obj: JSON) -> JSON:
+        return self.replace(res, obj, subresource="status")
+
+    def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
+              subresource: str | None = None, patch_type: str = MERGE_PATCH) -> JSON:
+        out: JSON = self.request("PATCH", res.path(namespace, name, subresource), body=patch,
+                                 content_type=patch_type)
+        return out
+
+    def delete(self, res: Resource, name: str, namespace: str | None = None, *,
+               grace_period_seconds: int | None = None, uid: str | None = None,
+               propagation_policy: str | None = None) -> JSON:
+        body: JSON = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        out: JSON = self.request("DELETE", res.path(namespace, name), body=body)
+        return out
+
+    def create_token(self, namespace: str, service_account: str, *, audiences: list[str] | None = None,
+                     expiration_seconds: int = 3600) -> str:
+        """A bound service-account token from the TokenRequest API."""
+        spec: JSON = {"expirationSeconds": expiration_seconds}
+        if audiences:
+            spec["audiences"] = audiences
+        out = self.request("POST", SERVICEACCOUNTS.path(namespace, service_account, "token"),
+                           body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                 "spec": spec})
+        return str(out["status"]["token"])
+
+    # --- watch --------------------------------------------------------------------------------
+
+    def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout_seconds: int | None = None, allow_bookmarks: bool = True,
+              send_initial_events: bool | None = None) -> Iterator[WatchEvent]:
+        """Stream events until the server ends the watch. Raises Gone on a 410 (in the status line
+        or as an ERROR event), WatchError on any other ERROR event, ServerError on a broken stream.
+        Closing the generator closes the connection."""
+        query = {"watch": True, "resourceVersion": resource_version, "labelSelector": label_selector,
+                 "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
+                 "allowWatchBookmarks": allow_bookmarks, "sendInitialEvents": send_initial_events}
+        if send_initial_events:
+            query["resourceVersionMatch"] = "NotOlderThan"
+        path = res.path(namespace)
+        read_timeout = (timeout_seconds or 300) + 30  # the server ends the watch first; this catches a dead peer
+        try:
+            resp = self._pool.request("GET", self.host + path + self._url_query(query),
+                                      headers=self._headers(None), preload_content=False,
+                                      timeout=urllib3.Timeout(connect=10, read=read_timeout))
+        except urllib3.exceptions.HTTPError as e:
+            raise errors.ServerError(f"WATCH {path}: {e}") from e
+        try:
+            if resp.status >= 300:
+                data = resp.read()
+                try:
+                    payload: Any = json.loads(data)
+                except ValueError:
+                    payload = data.decode(errors="replace")
+                raise _error_for(resp.status, payload, "WATCH", path)
+            yield from self._decode_stream(resp, path)
+        finally:
+            resp.close()  # a watch connection is never reused: closing also stops a half-read stream
+
+    @staticmethod
+    def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
+        buf = b""
+        try:
+            for chunk in resp.stream(64 * 1024, decode_content=True):
+                buf += chunk
+                while True:
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
+                    line, buf = buf[:nl], buf[nl + 1:]
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    etype, obj = ev.get("type", ""), ev.get("object") or {}
+                    if etype == "ERROR":
+                        code = obj.get("code", 0)
+                        cls = errors.Gone if code == 410 else errors.WatchError
+                        raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
+                                  reason=obj.get("reason", ""), body=obj)
+                    yield WatchEvent(etype, obj)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e

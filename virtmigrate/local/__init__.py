@@ -1,0 +1,1 @@
+"""The embedded local cluster: a real control plane (and, later, nodes) on one machine."""

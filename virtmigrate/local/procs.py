@@ -1,0 +1,69 @@
+"""Background processes tracked by pid files: start detached, check, stop exactly what we started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def start(name: str, argv: Sequence[str], state: Path, *, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> int:
+    """Start `argv` in its own session, output to `state/logs/<name>.log`, pid in `state/pids/<name>.pid`."""
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "pids").mkdir(parents=True, exist_ok=True)
+    log = open(state / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=env, cwd=cwd)
+    log.close()
+    (state / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+    return proc.pid
+
+
+def _pid_of(pidfile: Path) -> int | None:
+    """The pid in `pidfile` if that process is alive and still runs the recorded program."""
+    try:
+        pid_s, exe = pidfile.read_text().splitlines()[:2]
+        pid = int(pid_s)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except (OSError, ValueError):
+        return None
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    if state == "Z":
+        return None
+    return pid if cmdline == exe else None
+
+
+def alive(name: str, state: Path) -> bool:
+    return _pid_of(state / "pids" / f"{name}.pid") is not None
+
+
+def stop(name: str, state: Path, *, grace: float = 10.0) -> bool:
+    """SIGTERM the recorded process group, SIGKILL after `grace`; True if something was stopped."""
+    pidfile = state / "pids" / f"{name}.pid"
+    pid = _pid_of(pidfile)
+    stopped = False
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _pid_of(pidfile) is not None:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _pid_of(pidfile) is not None and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        stopped = True
+    pidfile.unlink(missing_ok=True)
+    return stopped
