@@ -10,6 +10,7 @@ Thread-safe: one client (one connection pool) is shared by all informers and wor
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -84,13 +85,14 @@ class KubeClient:
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None) -> KubeClient:
         cfg = k8s_client.Configuration()
-        k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, client_configuration=cfg)
         return cls(cfg)
 
     @classmethod
     def in_cluster(cls) -> KubeClient:
         cfg = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=cfg)
+        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         return cls(cfg)
 
     @classmethod
@@ -176,9 +178,9 @@ class KubeClient:
         return out
 
     def list_all(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
-                 field_selector: str | None = None, page_size: int = 500) -> list[JSON]:
+                 field_selector: str | None = None, page_size: int = 500) -> builtins.list[JSON]:
         """Every object, following pagination (a convenience for tools and tests)."""
-        items: list[JSON] = []
+        items: builtins.list[JSON] = []
         cont: str | None = None
         while True:
             page = self.list(res, namespace, label_selector=label_selector,
@@ -222,7 +224,7 @@ class KubeClient:
         out: JSON = self.request("DELETE", res.path(namespace, name), body=body)
         return out
 
-    def create_token(self, namespace: str, service_account: str, *, audiences: list[str] | None = None,
+    def create_token(self, namespace: str, service_account: str, *, audiences: builtins.list[str] | None = None,
                      expiration_seconds: int = 3600) -> str:
         """A bound service-account token from the TokenRequest API."""
         spec: JSON = {"expirationSeconds": expiration_seconds}

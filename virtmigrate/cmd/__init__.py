@@ -1,0 +1,1 @@
+"""Thin mains: parse flags, wire components, run, return an exit code."""
