@@ -1,0 +1,59 @@
+"""The launcher pod builder: names, placement, resources and the launcher's argv contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from virtmigrate.api import VM, Migration
+from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
+from virtmigrate.controller import vmpods
+
+
+def _vm(**spec: Any) -> VM:
+    return VM.parse({"metadata": {"name": "testvm", "namespace": "ns", "uid": "u-1"},
+                     "spec": {"memory": "128Mi", "running": True, "kernel": "/k.elf", **spec}})
+
+
+def test_start_pod_carries_the_guest_and_the_vm_placement() -> None:
+    vm = _vm(nodeSelector={"topology.kubernetes.io/zone": "zone-a"},
+             tolerations=[{"key": "k", "operator": "Exists"}])
+    pod = vmpods.new_launcher_pod(vm)
+    c = pod["spec"]["containers"][0]
+    assert c["command"] == ["virtmigrate-launcher"]
+    assert "--mode=start" in c["args"] and "--kernel=/k.elf" in c["args"]
+    assert f"--memory-bytes={128 << 20}" in c["args"] and "--domain-name=ns_testvm" in c["args"]
+    assert c["resources"]["requests"]["memory"] == str((128 << 20) + vmpods.MEMORY_OVERHEAD_BYTES)
+    assert pod["spec"]["nodeSelector"] == {"topology.kubernetes.io/zone": "zone-a"}
+    assert pod["spec"]["tolerations"] == [{"key": "k", "operator": "Exists"}]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["labels"] == {LABEL_VM: "testvm", LABEL_ROLE: "launcher"}
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("VM", "u-1", True)
+
+
+def test_receive_pod_uses_the_given_constraints_and_migration_name() -> None:
+    vm = _vm(nodeSelector={"a": "b"})
+    mig = Migration.parse({"metadata": {"name": "m1", "namespace": "ns", "uid": "mu"},
+                           "spec": {"selector": {"name": "testvm"}}})
+    aff = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node0"]}]}]}}}
+    pod = vmpods.new_launcher_pod(vm, mode="receive", node_selector={"x": "y"}, affinity=aff, migration=mig)
+    c = pod["spec"]["containers"][0]
+    assert "--mode=receive" in c["args"] and not any(a.startswith("--kernel") for a in c["args"])
+    assert pod["spec"]["nodeSelector"] == {"x": "y"} and pod["spec"]["affinity"] == aff
+    assert pod["metadata"]["labels"][LABEL_MIGRATION] == "m1"
+    assert pod["metadata"]["name"] == vmpods.launcher_pod_name(vm, migration_uid="mu")
+    assert "--mode=receive" in c["readinessProbe"]["exec"]["command"]
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param("a", id="short"),
+    pytest.param("x" * 63, id="longest-vm-name"),
+])
+def test_pod_names_are_valid_and_deterministic(name: str) -> None:
+    vm = VM.parse({"metadata": {"name": name, "namespace": "ns", "uid": "u"}, "spec": {"memory": "64Mi"}})
+    n0, n1 = vmpods.launcher_pod_name(vm), vmpods.launcher_pod_name(vm, attempt=1)
+    assert n0 == vmpods.launcher_pod_name(vm) and n0 != n1
+    assert all(len(n) <= 63 and n[-1].isalnum() for n in (n0, n1))

@@ -1,0 +1,1 @@
+"""Controllers: the VM controller, the migration controller, their pod builders, leader election."""
