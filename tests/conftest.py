@@ -3,6 +3,7 @@ a KubeClient on it, the real kubectl, and one fresh namespace per test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -95,10 +96,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     name = f"t-{base}-{uuid.uuid4().hex[:6]}"
     client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    try:
+    with contextlib.suppress(Exception):
         client.delete(NAMESPACES, name)
-    except Exception:  # noqa: BLE001 - best effort; a leftover namespace harms no later test
-        pass
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +67,7 @@ class ControlPlane:
     def __init__(self, state: Path | None = None, *, extra_apiserver_args: tuple[str, ...] = ()) -> None:
         self.state = (state or default_state_dir()) / "controlplane"
         self.extra_apiserver_args = extra_apiserver_args
+        self._started: dict[str, subprocess.Popen[bytes]] = {}  # children of this process, for exit codes
 
     @property
     def kubeconfig(self) -> Path:
@@ -114,13 +116,14 @@ class ControlPlane:
         if not procs.alive("etcd", self.state):
             etcd_url = f"http://127.0.0.1:{ports['etcd']}"
             peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
-            procs.start("etcd", [str(bins.etcd), "--name=default", f"--data-dir={self.state / 'etcd'}",
+            self._started["etcd"] = procs.start("etcd", [
+                                 str(bins.etcd), "--name=default", f"--data-dir={self.state / 'etcd'}",
                                  f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
                                  f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
                                  f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
                                  "--quota-backend-bytes=4294967296", "--log-level=warn"], self.state)
         if not procs.alive("kube-apiserver", self.state):
-            procs.start("kube-apiserver", [
+            self._started["kube-apiserver"] = procs.start("kube-apiserver", [
                 str(bins.apiserver),
                 f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
                 "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
@@ -154,10 +157,11 @@ class ControlPlane:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for c in ("etcd", "kube-apiserver"):
-                if not procs.alive(c, self.state):
+            for c, proc in self._started.items():
+                if proc.poll() is not None:
                     log = (self.state / "logs" / f"{c}.log").read_text(errors="replace")[-3000:]
-                    raise RuntimeError(f"{c} exited during start-up; last log lines:\n{log}")
+                    raise RuntimeError(f"{c} exited with {proc.returncode} during start-up; "
+                                       f"last log lines:\n{log}")
             if self._ready():
                 return
             time.sleep(0.1)

@@ -19,7 +19,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start(name: str, argv: Sequence[str], state: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start `argv` in its own session, output to `state/logs/<name>.log`, pid in `state/pids/<name>.pid`."""
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "pids").mkdir(parents=True, exist_ok=True)
@@ -28,7 +28,7 @@ def start(name: str, argv: Sequence[str], state: Path, *, env: dict[str, str] | 
                             start_new_session=True, env=env, cwd=cwd)
     log.close()
     (state / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
-    return proc.pid
+    return proc
 
 
 def _pid_of(pidfile: Path) -> int | None:
@@ -37,9 +37,9 @@ def _pid_of(pidfile: Path) -> int | None:
         pid_s, exe = pidfile.read_text().splitlines()[:2]
         pid = int(pid_s)
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except (OSError, ValueError):
         return None
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     if state == "Z":
         return None
     return pid if cmdline == exe else None
