@@ -5,4 +5,4 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 say "ruff"; ruff check virtmigrate tests bench
 say "mypy --strict"; mypy virtmigrate
-say "import-linter"; lint-imports --config setup.cfg
+say "import-linter"; lint-imports setup.cfg
