@@ -1,0 +1,99 @@
+"""Render manifests/ with the real kustomize (inside kubectl) and pick objects out of the result.
+
+Used by tests/integration/test_manifests.py and test_rbac.py, and by the e2e test that runs the
+controller under these manifests' ServiceAccount and RBAC: it renders with its own namespace (and,
+when several installs share one API server, a name suffix), applies `rbac_objects(...)` with
+`kubectl apply -f -` (`to_yaml`), and mints the controller's token with the TokenRequest API.
+
+The base hard-codes the namespace `virtmigrate-system`; `render(namespace=..., name_suffix=...)`
+wraps it in a throw-away overlay so kustomize itself rewrites every namespace, name and reference
+(RoleBinding subjects, roleRefs, serviceAccountName, the generated ConfigMap's name). CRD names are
+never suffixed: kustomize leaves CustomResourceDefinitions' names alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+MANIFESTS = REPO / "manifests"
+KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+
+BASE_NAMESPACE = "virtmigrate-system"
+CONTROLLER_SA = "virtmigrate-controller"
+AGENT_SA = "virtmigrate-agent"
+LAUNCHER_SA = "virtmigrate-launcher"
+CONTROLLER_DEPLOYMENT = "virtmigrate-controller"
+
+RBAC_KINDS = ("Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+
+JSON = dict[str, Any]
+
+
+def kustomize(path: Path) -> list[JSON]:
+    """`kubectl kustomize <path>`, parsed: every rendered object, in kustomize's order."""
+    proc = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubectl kustomize {path} failed:\n{proc.stderr}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def overlay_text(base: Path, *, namespace: str | None, name_suffix: str, from_dir: Path) -> str:
+    """A kustomization.yaml that places `base` in `namespace` with `name_suffix` (pure)."""
+    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"]
+    if namespace:
+        lines.append(f"namespace: {namespace}")
+    if name_suffix:
+        lines.append(f"nameSuffix: {name_suffix}")
+    # kustomize refuses absolute paths to bases: refer to the base relative to the overlay.
+    lines += ["resources:", f"- {os.path.relpath(base, from_dir)}"]
+    return "\n".join(lines) + "\n"
+
+
+def render(*, namespace: str | None = None, name_suffix: str = "", path: Path = MANIFESTS) -> list[JSON]:
+    """The kustomization at `path` (default: the base), optionally moved to `namespace` with
+    `name_suffix` appended to every name but the CRDs'."""
+    if not namespace and not name_suffix:
+        return kustomize(path)
+    with tempfile.TemporaryDirectory(prefix="virtmigrate-overlay-") as tmp:
+        Path(tmp, "kustomization.yaml").write_text(
+            overlay_text(path, namespace=namespace, name_suffix=name_suffix, from_dir=Path(tmp)))
+        return kustomize(Path(tmp))
+
+
+def select(objs: Iterable[JSON], *kinds: str) -> list[JSON]:
+    """The objects of the given kinds, in order (pure)."""
+    return [o for o in objs if o.get("kind") in kinds]
+
+
+def find(objs: Iterable[JSON], kind: str, name: str) -> JSON:
+    """The one object of `kind` named `name` (pure); KeyError names what is missing."""
+    for o in objs:
+        if o.get("kind") == kind and o["metadata"]["name"] == name:
+            return o
+    raise KeyError(f"no {kind} {name!r} in the rendered manifests")
+
+
+def rbac_objects(*, namespace: str | None = None, name_suffix: str = "") -> list[JSON]:
+    """The Namespace, ServiceAccounts, Roles, ClusterRoles and their bindings, ready to apply:
+    what a test needs to run a component under exactly the identity the manifests give it."""
+    return select(render(namespace=namespace, name_suffix=name_suffix), *RBAC_KINDS)
+
+
+def to_yaml(objs: Sequence[JSON]) -> str:
+    """A multi-document YAML stream for `kubectl apply -f -` (pure)."""
+    return yaml.safe_dump_all(list(objs), sort_keys=False)
+
+
+def subject(namespace: str, service_account: str) -> str:
+    """The user name a ServiceAccount's token authenticates as (pure)."""
+    return f"system:serviceaccount:{namespace}:{service_account}"
