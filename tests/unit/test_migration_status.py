@@ -1,0 +1,87 @@
+"""Status builders: phases with timestamps, conditions, agent results, VM status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from virtmigrate.api.constants import MigrationPhase as P
+from virtmigrate.controller.migration_status import (
+    agent_result,
+    phase_entered,
+    status_patch,
+    vm_migrating,
+    vm_on_source,
+    vm_on_target,
+    with_condition,
+    with_phase,
+)
+
+T0 = dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(seconds=2.5)
+
+
+def test_with_phase_appends_timestamp_and_keeps_input() -> None:
+    old = {"phase": "Pending",
+           "phaseTransitionTimestamps": [{"phase": "Pending", "time": "2026-01-01T00:00:00.000000Z"}]}
+    new = with_phase(old, P.SCHEDULING, T1, sourceNode="node0", targetPod="t")
+    assert new == {"phase": "Scheduling", "sourceNode": "node0", "targetPod": "t", "phaseTransitionTimestamps": [
+        {"phase": "Pending", "time": "2026-01-01T00:00:00.000000Z"},
+        {"phase": "Scheduling", "time": "2026-01-01T00:00:02.500000Z"}]}
+    assert old["phase"] == "Pending" and len(old["phaseTransitionTimestamps"]) == 1
+    assert phase_entered(new, "Scheduling") == T1
+
+
+def test_same_phase_adds_no_timestamp_and_none_removes_field() -> None:
+    old = {"phase": "Running", "phaseTransitionTimestamps": [{"phase": "Running", "time": "x"}], "reason": "r"}
+    new = with_phase(old, P.RUNNING, T1, reason=None)
+    assert new == {"phase": "Running", "phaseTransitionTimestamps": [{"phase": "Running", "time": "x"}]}
+
+
+def test_leaving_pending_resolves_capacity_condition() -> None:
+    conds = with_condition([], "WaitingForCapacity", "True", "WaitingForCapacity", "5 running", T0)
+    new = with_phase({"phase": "Pending", "conditions": conds}, P.SCHEDULING, T1)
+    assert new["conditions"] == [{"type": "WaitingForCapacity", "status": "False", "reason": "Admitted",
+                                  "message": "capacity was available",
+                                  "lastTransitionTime": "2026-01-01T00:00:02.500000Z"}]
+
+
+def test_condition_transition_time_moves_only_on_status_change() -> None:
+    a = with_condition([], "Unschedulable", "True", "Unschedulable", "0/3", T0)
+    b = with_condition(a, "Unschedulable", "True", "Unschedulable", "0/2", T1)
+    assert b[0]["lastTransitionTime"] == "2026-01-01T00:00:00.000000Z" and b[0]["message"] == "0/2"
+
+
+def test_status_patch_is_minimal() -> None:
+    assert status_patch({"phase": "A", "x": 1, "gone": 2}, {"phase": "B", "x": 1}) == {"phase": "B", "gone": None}
+
+
+def test_agent_result_from_termination_message() -> None:
+    msg = ('{"outcome": "SUCCEEDED", "duration_s": 0.9, "downtime_ms": 31, "data_total": 268435456, '
+           '"data_processed": 270000000, "iterations": 3, "mode": "pre-copy", '
+           '"actions": ["raised max downtime to 100 ms: step 2"]}')
+    assert agent_result(0, msg) == {"exitCode": 0, "outcome": "SUCCEEDED", "durationSeconds": 0.9, "downtimeMs": 31,
+                                    "dataTotal": 268435456, "dataProcessed": 270000000, "iterations": 3,
+                                    "mode": "pre-copy", "actions": ["raised max downtime to 100 ms: step 2"],
+                                    "message": ""}
+
+
+def test_agent_result_for_a_crash_keeps_its_last_words() -> None:
+    assert agent_result(137, "Traceback: boom\n") == {"exitCode": 137, "outcome": "AgentFailed",
+                                                      "message": "Traceback: boom"}
+
+
+def test_vm_status_through_a_migration() -> None:
+    running = {"phase": "Running", "node": "node0", "launcherPod": "src"}
+    m = vm_migrating(running, migration_name="m", migration_uid="u", source_node="node0", target_pod="tgt", now=T0)
+    assert m["phase"] == "Migrating" and m["migrationState"]["completed"] is False
+    ok = vm_on_target(m, target_node="node1", target_pod="tgt", mode="pre-copy", now=T1)
+    assert (ok["phase"], ok["node"], ok["launcherPod"]) == ("Running", "node1", "tgt")
+    assert ok["migrationState"] == {"migrationName": "m", "migrationUID": "u", "sourceNode": "node0",
+                                    "targetNode": "node1", "targetPod": "tgt",
+                                    "startTimestamp": "2026-01-01T00:00:00.000000Z",
+                                    "endTimestamp": "2026-01-01T00:00:02.500000Z", "completed": True,
+                                    "result": "Succeeded", "mode": "pre-copy"}
+    back = vm_on_source(m, reason="Cancelled", now=T1)
+    assert (back["phase"], back["node"], back["launcherPod"]) == ("Running", "node0", "src")
+    assert back["migrationState"]["result"] == "Cancelled"
+    assert running == {"phase": "Running", "node": "node0", "launcherPod": "src"}

@@ -1,0 +1,79 @@
+"""Read-only views of the pods a Migration involves: source launcher, target launcher, agent.
+
+Fed by: the migration controller's sync, from pods in the informer's store (never modified).
+Consumed by: the pure phase machine (migration_phases.py), which only ever sees these views.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the phase machine needs to know about one pod."""
+
+    name: str
+    uid: str = ""
+    node: str = ""                 # spec.nodeName: set once the scheduler bound the pod
+    phase: str = "Pending"         # Pending, Running, Succeeded, Failed, Unknown
+    ready: bool = False            # the Ready condition is True
+    deleting: bool = False         # metadata.deletionTimestamp is set
+    unschedulable: str = ""        # the scheduler's message when PodScheduled is False/Unschedulable
+    exit_code: int | None = None   # the first container's exit code once it terminated
+    termination_message: str = ""  # the first container's termination message
+    start_time: str = ""           # status.startTime
+
+    @property
+    def terminated(self) -> bool:
+        return self.exit_code is not None or self.phase in ("Succeeded", "Failed")
+
+    @property
+    def running(self) -> bool:
+        """The pod's process is alive (it may still be stopping)."""
+        return self.phase == "Running" and self.exit_code is None
+
+
+def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:
+    """A view of `pod`, or None when there is no pod."""
+    if pod is None:
+        return None
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    ready = False
+    unschedulable = ""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            ready = cond.get("status") == "True"
+        elif (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
+              and cond.get("reason") == "Unschedulable"):
+            unschedulable = str(cond.get("message") or "Unschedulable")
+    exit_code: int | None = None
+    message = ""
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term is not None:
+            exit_code = int(term.get("exitCode", -1))
+            message = str(term.get("message") or "")
+        break  # our pods have one container: the first is the one that matters
+    return PodView(
+        name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
+        node=str(spec.get("nodeName") or ""), phase=str(status.get("phase") or "Pending"),
+        ready=ready, deleting=bool(meta.get("deletionTimestamp")), unschedulable=unschedulable,
+        exit_code=exit_code, termination_message=message, start_time=str(status.get("startTime") or ""),
+    )
+
+
+def parse_termination_message(text: str) -> dict[str, Any]:
+    """The agent's JSON result, or {} when the message is absent or not ours (e.g. a crash)."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
