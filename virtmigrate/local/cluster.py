@@ -1,0 +1,278 @@
+"""The local cluster: control plane + N libvirt hosts + the node runner (+ the controller), on one machine.
+
+Driven by `virtmigrate cluster up|down|status` (virtmigrate/cmd/local.py), tests/e2e/conftest.py and
+bench/bench_cluster.py. Everything lives under one state directory:
+
+    <state>/controlplane/   etcd, kube-apiserver, kube-scheduler (virtmigrate.local.controlplane)
+    <state>/libvirt/        one libvirtd per node in its own mount namespace (virtmigrate.local.libvirthosts)
+    <state>/pods/           per-pod directories of the node runner (logs, termination logs, kubeconfigs)
+    <state>/pids, logs/     the node runner and controller processes (virtmigrate.local.procs)
+    <state>/cluster.json    the node count and settings chosen by the first `up`
+
+`up` starts only what is not running, so a second `up` is a cheap check (a "warm" up); `down` stops
+everything in reverse order and removes the state, then `leftovers()` checks — not assumes — that no
+process, mount, libvirt domain or listener of the cluster is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from virtmigrate import errors
+from virtmigrate.kube.client import KubeClient
+from virtmigrate.kube.resources import NODES
+from virtmigrate.local import procs
+from virtmigrate.local.controlplane import ControlPlane, default_state_dir
+from virtmigrate.local.guest import guest_kernel
+from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
+
+REPO = Path(__file__).resolve().parent.parent.parent
+MANIFESTS = REPO / "manifests"
+# Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
+CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml")
+NODE_RUNNER = "noderunner"
+CONTROLLER = "controller"
+# Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
+# (127.0.0.10, .11), so both can run on one machine at once.
+FIRST_MIGRATION_ADDRESS = 20
+
+
+@dataclass
+class UpReport:
+    """How long each stage of `up` took (0 for a stage that found everything running)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def _bin(name: str) -> Path:
+    return Path(sys.executable).parent / name
+
+
+class LocalCluster:
+    """One local cluster rooted at `state`."""
+
+    def __init__(self, state: Path | None = None, *, nodes: int | None = None,
+                 node_memory: int = 4 << 30, node_cpus: int = 2, controller: bool = True,
+                 first_address: int = FIRST_MIGRATION_ADDRESS) -> None:
+        self.state = state or default_state_dir()
+        saved = self._saved()
+        self.nodes = nodes if nodes is not None else int(str(saved.get("nodes", 3)))
+        self.node_memory = node_memory
+        self.node_cpus = node_cpus
+        self.controller = controller
+        self.control_plane = ControlPlane(self.state)
+        self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
+
+    def _saved(self) -> dict[str, object]:
+        f = self.state / "cluster.json"
+        try:
+            out: dict[str, object] = json.loads(f.read_text())
+            return out
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.control_plane.kubeconfig
+
+    def client(self) -> KubeClient:
+        return KubeClient.from_kubeconfig(str(self.kubeconfig))
+
+    def node_names(self) -> list[str]:
+        return [f"node{i}" for i in range(self.nodes)]
+
+    # --- up -----------------------------------------------------------------------------------
+
+    def up(self, *, timeout: float = 120.0) -> UpReport:
+        """Start whatever is not running and wait until every node is Ready."""
+        saved = self._saved()
+        if saved and int(str(saved.get("nodes"))) != self.nodes and self.running_any():
+            raise errors.ConfigError(f"the local cluster at {self.state} runs {saved.get('nodes')} nodes; "
+                                     f"run `virtmigrate cluster down` before asking for {self.nodes}")
+        rep = UpReport()
+        t = time.monotonic()
+        self.control_plane.up(timeout=timeout)
+        rep.seconds["control_plane"] = time.monotonic() - t
+        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes}))
+
+        t = time.monotonic()
+        self._apply_manifests()
+        rep.seconds["manifests"] = time.monotonic() - t
+
+        t = time.monotonic()
+        self.hosts.up(timeout=timeout)
+        rep.seconds["libvirt_hosts"] = time.monotonic() - t
+
+        t = time.monotonic()
+        guest_kernel()
+        rep.seconds["guest_kernel"] = time.monotonic() - t
+
+        t = time.monotonic()
+        if not procs.alive(NODE_RUNNER, self.state):
+            procs.start(NODE_RUNNER, [sys.executable, "-m", "virtmigrate.local.noderunner",
+                                      f"--state={self.state}", f"--kubeconfig={self.kubeconfig}",
+                                      f"--nodes={self.nodes}", f"--node-memory={self.node_memory}",
+                                      f"--node-cpus={self.node_cpus}"], self.state)
+        self._wait_nodes_ready(timeout)
+        rep.seconds["nodes"] = time.monotonic() - t
+
+        t = time.monotonic()
+        if self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
+            self._start_controller()
+        rep.seconds["controller"] = time.monotonic() - t
+        return rep
+
+    def _kubectl(self, *args: str, timeout: float = 120) -> str:
+        proc = subprocess.run([str(_bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise errors.ConfigError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def _apply_manifests(self) -> None:
+        files = [str(MANIFESTS / m) for m in CLUSTER_MANIFESTS if (MANIFESTS / m).exists()]
+        # --validate=false: the server must drop unknown schema keys instead of failing the patch (a
+        # description with ", " in a YAML flow mapping becomes a key; see the issue-6 report).
+        self._kubectl("apply", "--validate=false", *[a for f in files for a in ("-f", f)])
+        self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
+
+    def _start_controller(self) -> None:
+        """The controller runs as a machine process with the admin identity (see the report of issue 6:
+        running it as a pod of the node runner needs the Deployment's pod template)."""
+        procs.start(CONTROLLER, [str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}"],
+                    self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
+
+    def nodes_ready(self) -> dict[str, bool]:
+        client = self.client()
+        out = {n: False for n in self.node_names()}
+        for node in client.list_all(NODES):
+            name = node["metadata"]["name"]
+            conds = {c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []}
+            if name in out:
+                out[name] = conds.get("Ready") == "True"
+        return out
+
+    def _wait_nodes_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            # A just-forked child still shows its parent's argv: only trust "dead" after a moment.
+            if time.monotonic() > deadline - timeout + 2 and not procs.alive(NODE_RUNNER, self.state):
+                tail = (self.state / "logs" / f"{NODE_RUNNER}.log").read_text(errors="replace")[-3000:]
+                raise errors.ConfigError(f"the node runner exited during start-up; log tail:\n{tail}")
+            try:
+                if all(self.nodes_ready().values()):
+                    return
+            except errors.KubeError:
+                pass  # the API may be briefly unavailable; keep waiting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nodes not Ready after {timeout:.0f}s: {self.nodes_ready()}; "
+                                   f"see {self.state / 'logs' / (NODE_RUNNER + '.log')}")
+            time.sleep(0.1)
+
+    # --- status and down ------------------------------------------------------------------------
+
+    def running_any(self) -> bool:
+        return (self.control_plane.running() or procs.alive(NODE_RUNNER, self.state)
+                or any(self.hosts.pid(h) is not None for h in self.hosts.hosts))
+
+    def status(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "state": str(self.state), "nodes": self.nodes,
+            "control_plane": self.control_plane.running(),
+            "node_runner": procs.alive(NODE_RUNNER, self.state),
+            "controller": procs.alive(CONTROLLER, self.state),
+            "libvirt_hosts": {h.name: self.hosts.pid(h) is not None for h in self.hosts.hosts},
+        }
+        if self.control_plane.running():
+            try:
+                out["nodes_ready"] = self.nodes_ready()
+            except errors.KubeError as e:
+                out["nodes_ready"] = str(e)
+        return out
+
+    def down(self) -> list[str]:
+        """Stop everything `up` started, in reverse order, and remove the state; returns what stopped."""
+        if not self.state.exists():
+            return []
+        stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
+        self.hosts.down()
+        if had_hosts:
+            stopped.append("libvirt hosts")
+        stopped += self.control_plane.down()
+        shutil.rmtree(self.state, ignore_errors=True)
+        return stopped
+
+
+def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[str]:
+    """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
+    mounts of its folders, and listeners on its ports. Empty means clean."""
+    found: list[str] = []
+    me = os.getpid()
+    needle = str(state)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            continue
+        if needle in cmd or mount_ns(int(entry.name)) in namespaces:
+            found.append(f"process {entry.name}: {cmd.strip()[:200]}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if needle in line:
+            found.append(f"mount: {line}")
+    listening = _listening_ports()
+    found += [f"listener on 127.0.0.1:{p}" for p in ports if p in listening]
+    return found
+
+
+def _listening_ports() -> set[int]:
+    out = set()
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] == "0A":  # LISTEN
+                out.add(int(parts[1].rsplit(":", 1)[1], 16))
+    return out
+
+
+def cluster_namespaces(c: LocalCluster) -> list[str]:
+    """The mount namespaces the cluster's libvirt hosts ever used (read before `down`)."""
+    out: list[str] = []
+    for h in c.hosts.hosts:
+        with contextlib.suppress(OSError):  # a host that never started has no file
+            out += (h.root / "namespaces").read_text().split()
+    return out
+
+
+def cluster_ports(c: LocalCluster) -> list[int]:
+    """Every port the cluster listens on (read before `down` removes the state)."""
+    ports: list[int] = []
+    f = c.control_plane.state / "ports.json"
+    if f.exists():
+        ports += [int(p) for p in json.loads(f.read_text()).values()]
+    for h in c.hosts.hosts:
+        ports.append(h.tcp_port)
+        ports += list(range(h.migration_port_min, h.migration_port_max + 1))
+    return ports

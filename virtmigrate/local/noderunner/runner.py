@@ -1,0 +1,194 @@
+"""The runner of one node: registers the Node, watches the pods bound to it and drives their workers.
+
+Fed by the API (a LIST then WATCH of pods with fieldSelector spec.nodeName=<node>, relisting after a 410
+or a broken stream); consumed by __main__.py, which runs one NodeRunner per node in one process.
+Two threads per node: the watch thread turns events into a queue, the sync thread (the only one that
+touches pod workers) applies them and calls every worker's `sync` every `sync_period_s`, and heartbeats
+the Node's Ready condition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from typing import Any
+
+import structlog
+
+from virtmigrate import errors
+from virtmigrate.kube.client import WatchEvent
+from virtmigrate.kube.resources import PODS
+from virtmigrate.local.noderunner import node as nodeobj
+from virtmigrate.local.noderunner.decide import Terminated
+from virtmigrate.local.noderunner.podworker import PodWorker, RunnerDeps, rfc3339
+
+JSON = dict[str, Any]
+log = structlog.get_logger("noderunner")
+
+SYNC_PERIOD_S = 0.2
+HEARTBEAT_PERIOD_S = 10.0
+WATCH_TIMEOUT_S = 300
+RETRY_S = 1.0
+SHUTDOWN_GRACE_S = 3.0
+
+
+class NodeRunner:
+    """A kubelet stand-in for one node."""
+
+    def __init__(self, deps: RunnerDeps, spec: nodeobj.NodeSpec, *, sync_period_s: float = SYNC_PERIOD_S,
+                 heartbeat_period_s: float = HEARTBEAT_PERIOD_S) -> None:
+        self.deps = deps
+        self.spec = spec
+        self.sync_period_s = sync_period_s
+        self.heartbeat_period_s = heartbeat_period_s
+        self.events: queue.Queue[tuple[str, JSON | set[str]]] = queue.Queue()
+        self.workers: dict[str, PodWorker] = {}
+        self.finished: dict[str, None] = {}  # uids of removed pods (bounded, oldest first): late events are ignored
+        self.wake = threading.Event()
+        self.log = log.bind(node=spec.name)
+
+    # --- watch thread -------------------------------------------------------------------------
+
+    def _watch(self, stop: threading.Event) -> None:
+        selector = f"spec.nodeName={self.spec.name}"
+        clock = self.deps.clock
+        while not stop.is_set():
+            try:
+                page = self.deps.client.list(PODS, field_selector=selector)
+                uids = set()
+                for pod in page.get("items") or []:
+                    uids.add(pod["metadata"]["uid"])
+                    self.events.put(("SYNC", pod))
+                self.events.put(("RELIST", uids))
+                self.wake.set()
+                rv = page["metadata"]["resourceVersion"]
+                stream = self.deps.client.watch(PODS, resource_version=rv, field_selector=selector,
+                                                timeout_seconds=WATCH_TIMEOUT_S)
+                for ev in stream:
+                    if stop.is_set():
+                        break
+                    self._on_event(ev)
+            except errors.Gone:
+                continue  # relist at once
+            except errors.KubeError as e:
+                if not stop.is_set():
+                    self.log.warning("pod_watch_failed", error=str(e))
+                clock.wait(stop, RETRY_S)
+
+    def _on_event(self, ev: WatchEvent) -> None:
+        if ev.type in ("ADDED", "MODIFIED"):
+            self.events.put(("SYNC", ev.object))
+        elif ev.type == "DELETED":
+            self.events.put(("DELETED", ev.object))
+        self.wake.set()
+
+    # --- sync thread --------------------------------------------------------------------------
+
+    def _apply(self, kind: str, item: JSON | set[str]) -> None:
+        if kind == "RELIST":
+            assert isinstance(item, set)
+            for uid, w in self.workers.items():
+                if uid not in item:
+                    w.forget()
+            return
+        assert isinstance(item, dict)
+        uid = item["metadata"]["uid"]
+        existing = self.workers.get(uid)
+        if kind == "DELETED":
+            if existing is not None:
+                existing.forget()
+            return
+        if existing is not None:
+            existing.update(item)
+            return
+        if uid in self.finished:
+            return  # a late event of a pod this runner already removed
+        if (item.get("status") or {}).get("phase") in ("Succeeded", "Failed") \
+                and not item["metadata"].get("deletionTimestamp"):
+            return  # finished before this runner started: nothing to run
+        w = PodWorker(item, self.deps)
+        _adopt_lost_containers(w)
+        self.workers[uid] = w
+
+    def _node_ready(self) -> bool:
+        return self.deps.ns_pid() is not None
+
+    def run(self, stop: threading.Event) -> None:
+        """Register the node, then watch and sync until `stop` is set; then stop every container."""
+        clock = self.deps.clock
+        while not stop.is_set():
+            try:
+                nodeobj.register(self.deps.client, self.spec, ready=self._node_ready(), now=rfc3339(clock))
+                break
+            except errors.KubeError as e:
+                self.log.warning("node_register_failed", error=str(e))
+                clock.wait(stop, RETRY_S)
+        watcher = threading.Thread(target=self._watch, args=(stop,), name=f"watch-{self.spec.name}", daemon=True)
+        watcher.start()
+        was_ready: bool | None = self._node_ready()
+        since = rfc3339(clock)
+        next_beat = clock.now() + self.heartbeat_period_s
+        self.log.info("node_runner_started")
+        while not stop.is_set():
+            self.wake.clear()
+            while True:
+                try:
+                    kind, item = self.events.get_nowait()
+                except queue.Empty:
+                    break
+                self._apply(kind, item)
+            now = clock.now()
+            for uid, w in list(self.workers.items()):
+                try:
+                    if w.sync(now):
+                        del self.workers[uid]
+                        self.finished[uid] = None
+                        if len(self.finished) > 10000:
+                            del self.finished[next(iter(self.finished))]
+                except errors.KubeError as e:
+                    self.log.warning("pod_sync_failed", pod=w.key, error=str(e))
+            if now >= next_beat:
+                next_beat = now + self.heartbeat_period_s
+                ready = self._node_ready()
+                try:
+                    nodeobj.heartbeat(self.deps.client, self.spec, ready=ready, now=rfc3339(clock),
+                                      was_ready=was_ready, since=since)
+                    if ready != was_ready:
+                        since = rfc3339(clock)
+                    was_ready = ready
+                except errors.KubeError as e:
+                    self.log.warning("node_heartbeat_failed", error=str(e))
+            clock.wait(self.wake, self.sync_period_s)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Unlike a kubelet, a stopping runner stops its containers: `cluster down` must leave nothing."""
+        for w in self.workers.values():
+            w.terminate_all()
+        deadline = self.deps.clock.now() + SHUTDOWN_GRACE_S
+        while self.deps.clock.now() < deadline and any(
+                r.proc is not None and r.proc.poll() is None for w in self.workers.values() for r in w.runs):
+            self.deps.clock.sleep(0.05)
+        for w in self.workers.values():
+            w.kill_all()
+        with contextlib.suppress(errors.KubeError):  # the control plane may already be gone
+            nodeobj.heartbeat(self.deps.client, self.spec, ready=False, now=rfc3339(self.deps.clock),
+                              was_ready=None, since=None)
+        self.log.info("node_runner_stopped")
+
+
+def _adopt_lost_containers(w: PodWorker) -> None:
+    """A pod whose containers were started by an earlier runner: those processes are gone (a stopping
+    runner kills them), so report them terminated with the kubelet's ContainerStatusUnknown; the restart
+    policy then decides, as on a kubelet that lost its containers."""
+    statuses = {s.get("name"): s for s in (w.pod.get("status") or {}).get("containerStatuses") or []}
+    for r in w.runs:
+        st = statuses.get(r.name) or {}
+        if "running" in (st.get("state") or {}) or st.get("restartCount"):
+            r.terminated = Terminated(137, "ContainerStatusUnknown",
+                                      "the node runner restarted; the container could not be located", "",
+                                      rfc3339(w.deps.clock))
+            r.state, r.restart_count = "terminated", int(st.get("restartCount") or 0)
+            r.next_start = 0.0
+            r.proc = None
