@@ -336,7 +336,8 @@ class LibvirtHosts:
         pid = self.pid(self.host(index))
         if pid is None:
             raise RuntimeError(f"libvirt host{index} is not running; call up() first")
-        return ["nsenter", "-t", str(pid), "-m", "--"]
+        # Entering a mount namespace resets the working directory to its root: keep ours.
+        return ["nsenter", "-t", str(pid), "-m", f"--wd={os.getcwd()}", "--"]
 
     def run(self, index: int, argv: Sequence[str], *, timeout: float = 60.0,
             check: bool = True) -> subprocess.CompletedProcess[str]:

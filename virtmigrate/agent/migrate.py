@@ -1,0 +1,304 @@
+"""One live peer-to-peer migration from connection to verified result: the agent's wiring.
+
+Fed by cmd/agent.py (Settings, a Cancel set by its signal handlers, a Clock, a logger, an optional
+progress hook); returns a Result whose exit code the controller maps to the Migration's phase.
+
+Threads and connections (see shared/notes/libvirt-hosts.md for why):
+  - the migrate thread blocks in migrateToURI3 on a connection of its own;
+  - the caller's thread runs the monitor loop (stats, tuning, abort) on a second connection, which
+    also receives the source's JOB_COMPLETED event (the real downtime, even after post-copy);
+  - a daemon thread runs libvirt's default event loop (keepalives and events).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+
+from virtmigrate.agent.decisions import compute_downtime_steps, next_max_downtime
+from virtmigrate.agent.domain import LibvirtDomain
+from virtmigrate.agent.jobstats import MIB, JobStats, Mode
+from virtmigrate.agent.monitor import Cancel, StatsHook, run_monitor
+from virtmigrate.agent.result import Result
+from virtmigrate.agent.settings import Settings
+from virtmigrate.agent.steering import SteeringState
+from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success
+from virtmigrate.api.exitcodes import ExitCode
+from virtmigrate.clock import Clock
+
+MIGRATE_FLAGS: int = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
+                 | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+AUTO_CONVERGE_INITIAL_PCT = 20
+AUTO_CONVERGE_INCREMENT_PCT = 10
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt's default event loop in a daemon thread; must run before the first connection opens."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+def _quiet_libvirt() -> None:
+    # libvirt-python prints every error to stderr by default; we report them ourselves.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+@dataclass
+class _MigrateCall:
+    """What the migrate thread leaves behind."""
+
+    error: libvirt.libvirtError | None = None
+    started_s: float = 0.0
+    ended_s: float = 0.0
+
+
+def migration_params(settings: Settings) -> dict[str, Any]:
+    """migrateToURI3 typed parameters for the policy."""
+    p = settings.policy
+    params: dict[str, Any] = {}
+    if settings.migration_uri:
+        params[libvirt.VIR_MIGRATE_PARAM_URI] = settings.migration_uri
+    if p.bandwidth_mibps > 0:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = p.bandwidth_mibps
+        if p.allow_post_copy:  # post-copy's own cap is in bytes/s; keep the same cap
+            params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = p.bandwidth_mibps * MIB
+    if p.allow_auto_converge:
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL] = AUTO_CONVERGE_INITIAL_PCT
+        params[libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT] = AUTO_CONVERGE_INCREMENT_PCT
+    return params
+
+
+def migration_flags(settings: Settings) -> int:
+    flags: int = MIGRATE_FLAGS
+    if settings.policy.allow_post_copy:
+        flags |= libvirt.VIR_MIGRATE_POSTCOPY  # enables the switch; the monitor decides whether to use it
+    if settings.policy.allow_auto_converge:
+        flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    return flags
+
+
+def _lookup(conn: libvirt.virConnect, ident: str) -> libvirt.virDomain:
+    if _UUID.match(ident):
+        with contextlib.suppress(libvirt.libvirtError):
+            return conn.lookupByUUIDString(ident)
+    return conn.lookupByName(ident)
+
+
+def _placement(src: libvirt.virConnect, dst: libvirt.virConnect | None, uuid: str) -> Placement:
+    source_defined = source_active = False
+    try:
+        d = src.lookupByUUIDString(uuid)
+        source_defined, source_active = True, bool(d.isActive())
+    except libvirt.libvirtError:
+        pass  # VIR_ERR_NO_DOMAIN: gone from the source
+    dst_defined = dst_running = dst_persistent = False
+    if dst is not None:
+        try:
+            d = dst.lookupByUUIDString(uuid)
+            dst_defined = True
+            dst_running = d.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+            dst_persistent = bool(d.isPersistent())
+        except libvirt.libvirtError:
+            pass  # absent from the destination
+    return Placement(source_defined, source_active, dst_defined, dst_running, dst_persistent)
+
+
+class Migrator:
+    """Runs one migration described by `settings`; `run()` returns the Result (it never raises for
+    libvirt failures: they become exit codes with messages)."""
+
+    def __init__(self, settings: Settings, cancel: Cancel, *, clock: Clock, log: Any,
+                 on_stats: StatsHook | None = None) -> None:
+        self.s = settings
+        self.cancel = cancel
+        self.clock = clock
+        self.log = log
+        self.on_stats = on_stats
+        self._last_stats = JobStats()
+        self._completed: dict[str, Any] | None = None
+        self._completed_evt = threading.Event()
+
+    def _open(self, uri: str) -> libvirt.virConnect:
+        return libvirt.open(uri)
+
+    def run(self) -> Result:
+        _quiet_libvirt()
+        _start_event_loop()
+        name = self.s.domain
+        try:
+            src = self._open(self.s.source_uri)
+        except libvirt.libvirtError as e:
+            return Result(ExitCode.SOURCE_UNREACHABLE, f"cannot connect to the source libvirt at "
+                          f"{self.s.source_uri}: {e.get_error_message()}; check --source-uri and that libvirtd "
+                          "runs on this node")
+        try:
+            return self._run(src, name)
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                src.close()
+
+    def _run(self, src: libvirt.virConnect, name: str) -> Result:
+        try:
+            dom = _lookup(src, name)
+        except libvirt.libvirtError as e:
+            return Result(ExitCode.DOMAIN_NOT_FOUND, f"domain {name!r} not found on the source "
+                          f"{self.s.source_uri}: {e.get_error_message()}; check --domain")
+        if not dom.isActive():
+            return Result(ExitCode.DOMAIN_NOT_FOUND, f"domain {name!r} is not running on the source "
+                          f"{self.s.source_uri}; only a running domain can be live-migrated")
+        uuid = str(dom.UUIDString())
+        try:
+            dst = self._open(self.s.destination_uri)
+        except libvirt.libvirtError as e:
+            return Result(ExitCode.DESTINATION_UNREACHABLE, f"cannot connect to the destination libvirt at "
+                          f"{self.s.destination_uri}: {e.get_error_message()}; check --destination-uri and "
+                          "that the destination's libvirtd listens there")
+        try:
+            return self._migrate(src, dst, dom, uuid)
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                dst.close()
+
+    def _migrate(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
+                 uuid: str) -> Result:
+        name = self.s.domain
+        if self.cancel.signal_name:
+            return Result(ExitCode.CANCELLED, f"{self.cancel.signal_name} before the migration of {name!r} "
+                          "started; the guest was not touched")
+        policy = self.s.policy
+        memory = int(dom.maxMemory()) * 1024
+        initial_downtime = next_max_downtime(0.0, compute_downtime_steps(policy, memory))
+        try:
+            dom.migrateSetMaxDowntime(initial_downtime, 0)
+        except libvirt.libvirtError as e:
+            self.log.warning("set_downtime_failed", error=e.get_error_message())
+            initial_downtime = 0
+        cb_id = src.domainEventRegisterAny(dom, libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, self._on_completed, None)
+        try:
+            mig_conn = self._open(self.s.source_uri)
+        except libvirt.libvirtError as e:
+            return Result(ExitCode.SOURCE_UNREACHABLE, f"second connection to {self.s.source_uri} failed: "
+                          f"{e.get_error_message()}")
+        call = _MigrateCall()
+        done = threading.Event()
+        thread = threading.Thread(target=self._migrate_thread, args=(mig_conn, uuid, call, done),
+                                  name="migrate", daemon=True)
+        self.log.info("migration_started", destination=self.s.destination_uri,
+                      migration_uri=self.s.migration_uri or None, bandwidth_mibps=policy.bandwidth_mibps,
+                      memory_bytes=memory, downtime_ms=initial_downtime, post_copy=policy.allow_post_copy,
+                      auto_converge=policy.allow_auto_converge, pause=policy.allow_pause)
+        thread.start()
+        try:
+            state = run_monitor(LibvirtDomain(dom), policy, clock=self.clock, done=done, cancel=self.cancel,
+                                initial_downtime_ms=initial_downtime, on_stats=self._stats_hook, log=self.log)
+            thread.join()
+        finally:
+            with contextlib.suppress(libvirt.libvirtError):
+                src.domainEventDeregisterAny(cb_id)
+            with contextlib.suppress(libvirt.libvirtError):
+                mig_conn.close()
+        return self._conclude(src, dst, dom, uuid, call, state)
+
+    def _migrate_thread(self, conn: libvirt.virConnect, uuid: str, call: _MigrateCall,
+                        done: threading.Event) -> None:
+        call.started_s = self.clock.now()
+        try:
+            conn.lookupByUUIDString(uuid).migrateToURI3(self.s.destination_uri, migration_params(self.s),
+                                                        migration_flags(self.s))
+        except libvirt.libvirtError as e:
+            call.error = e
+        finally:
+            call.ended_s = self.clock.now()
+            done.set()
+            self.cancel.wake.set()  # end the monitor's sleep now
+
+    def _stats_hook(self, stats: JobStats, mode: Mode, now_s: float) -> None:
+        self._last_stats = stats
+        self.log.debug("job_stats", processed=stats.data_processed, remaining=stats.data_remaining,
+                       total=stats.data_total, bps=stats.memory_bps, dirty_pps=stats.dirty_rate_pps,
+                       iteration=stats.iteration, mode=mode.value)
+        if self.on_stats is not None:
+            self.on_stats(stats, mode, now_s)
+
+    def _on_completed(self, _conn: Any, _dom: Any, params: dict[str, Any], _opaque: Any) -> None:
+        self._completed = dict(params)
+        self._completed_evt.set()
+
+    def _conclude(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain, uuid: str,
+                  call: _MigrateCall, state: SteeringState) -> Result:
+        name = self.s.domain
+        last = self._last_stats
+
+        def result(code: ExitCode, msg: str, figures: JobStats, downtime_ms: int | None = None) -> Result:
+            return Result(code, msg, duration_s=call.ended_s - call.started_s, data_total=figures.data_total,
+                          data_processed=figures.data_processed, downtime_ms=downtime_ms,
+                          iterations=figures.iteration, mode=state.mode, actions=state.actions)
+
+        if call.error is None:
+            self._completed_evt.wait(1.0)  # the source's JOB_COMPLETED event usually precedes the return
+            completed = JobStats.from_libvirt(self._completed or self._dest_completed(dst, uuid))
+            figures = completed if completed.data_total else last
+            p = self._placement_settled(src, dst, uuid)
+            problem = decide_success(p)
+            if problem:
+                return result(ExitCode.VERIFICATION_FAILED, f"migration of {name!r} reported success but the "
+                              f"guest is {problem}", figures)
+            if self.cancel.signal_name and state.abort is None:
+                self.log.info("cancel_too_late", reason="the migration completed before it could be aborted")
+            return result(ExitCode.SUCCEEDED, f"{name!r} runs on {self.s.destination_uri}", figures,
+                          completed.downtime_ms if completed.data_total else None)
+        err = call.error
+        aborted = err.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED
+        if state.abort is not None and aborted:
+            code = state.abort
+            why = {ExitCode.CANCELLED: "cancelled", ExitCode.ABORTED_NO_PROGRESS: "aborted for lack of progress",
+                   ExitCode.ABORTED_COMPLETION_TIMEOUT: "aborted on completion timeout"}.get(code, "aborted")
+            msg = f"migration of {name!r} {why}: {state.actions[-1] if state.actions else ''}"
+        else:
+            code = ExitCode.MIGRATION_FAILED
+            msg = f"migration of {name!r} failed: {err.get_error_message()}"
+        if state.mode == Mode.PAUSED:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.resume()  # we paused it for the copy; the copy is off, so let it run again
+        problem = decide_still_on_source(self._placement_settled(src, dst, uuid, want_source=True))
+        if problem:
+            return result(ExitCode.VERIFICATION_FAILED, f"{msg}; and the guest is {problem}", last)
+        return result(code, msg + "; the guest still runs on the source", last)
+
+    def _dest_completed(self, dst: libvirt.virConnect, uuid: str) -> dict[str, Any]:
+        try:
+            stats: dict[str, Any] = dst.lookupByUUIDString(uuid).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            return stats
+        except libvirt.libvirtError:
+            return {}
+
+    def _placement_settled(self, src: libvirt.virConnect, dst: libvirt.virConnect, uuid: str, *,
+                           want_source: bool = False) -> Placement:
+        """The placement, re-read for up to 3 s while it is still settling (a resuming destination,
+        a source whose job is being torn down)."""
+        deadline = self.clock.now() + 3.0
+        while True:
+            p = _placement(src, dst, uuid)
+            ok = not decide_still_on_source(p) if want_source else not decide_success(p)
+            if ok or self.clock.now() >= deadline:
+                return p
+            self.clock.sleep(0.1)

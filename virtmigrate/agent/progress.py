@@ -1,0 +1,82 @@
+"""Live progress of a migration, patched into the Migration's status.progress at most every 2 s.
+
+Fed by the monitor loop's stats hook (`ProgressReporter.__call__(stats, mode, now_s)`); the payload
+is computed purely (`compute_progress`); a background thread sends the latest payload so a slow API
+server never delays the monitor. Without API access the agent only logs (see migrate.py).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from typing import Any
+
+from virtmigrate.agent.jobstats import JobStats, Mode
+from virtmigrate.kube import KubeClient
+from virtmigrate.kube.resources import MIGRATIONS
+
+REPORT_INTERVAL_S = 2.0
+
+
+def compute_progress(stats: JobStats, mode: Mode, wall: _dt.datetime) -> dict[str, Any]:
+    """status.progress for one observation (percent of memory sent, 0-99 while running)."""
+    pct = 0
+    if stats.data_total > 0:
+        pct = int(100 * (stats.data_total - stats.data_remaining) / stats.data_total)
+    pct = max(0, min(99, pct))
+    return {"percent": pct, "percentText": f"{pct}%", "dataTotal": stats.data_total,
+            "dataProcessed": stats.data_processed, "dataRemaining": stats.data_remaining,
+            "transferRate": stats.memory_bps, "dirtyRate": stats.dirty_rate_pps, "iteration": stats.iteration,
+            "mode": mode.value, "updateTime": wall.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def should_report_progress(now_s: float, last_s: float | None, interval_s: float = REPORT_INTERVAL_S) -> bool:
+    return last_s is None or now_s - last_s >= interval_s
+
+
+class ProgressReporter:
+    """Patches status.progress of `namespace/migration`; failures are logged, never fatal."""
+
+    def __init__(self, client: KubeClient, migration: str, namespace: str, *, wall: Any, log: Any,
+                 interval_s: float = REPORT_INTERVAL_S) -> None:
+        self._client = client
+        self._name = migration
+        self._ns = namespace
+        self._wall = wall  # () -> datetime, the clock's wall time
+        self._log = log
+        self._interval = interval_s
+        self._last: float | None = None
+        self._pending: dict[str, Any] | None = None
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._thread.start()
+
+    def __call__(self, stats: JobStats, mode: Mode, now_s: float) -> None:
+        if not should_report_progress(now_s, self._last, self._interval):
+            return
+        self._last = now_s
+        with self._cond:
+            self._pending = compute_progress(stats, mode, self._wall())
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopped:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                payload, self._pending = self._pending, None
+            try:
+                self._client.patch(MIGRATIONS, self._name, {"status": {"progress": payload}}, self._ns,
+                                   subresource="status")
+            except Exception as e:  # progress is best effort: the migration must not fail for it
+                self._log.warning("progress_patch_failed", error=str(e))
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Send what is pending, then stop the sender (bounded)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout_s)

@@ -1,0 +1,88 @@
+"""`virtmigrate-agent`: live-migrate one libvirt domain peer to peer and exit with its outcome.
+
+Flags (each also a VIRTMIGRATE_* variable) are parsed by virtmigrate.agent.settings; exit codes are
+virtmigrate.api.exitcodes.ExitCode; the JSON result goes to the termination-message path.
+SIGTERM/SIGINT cancel the migration (abort, guest stays on the source) unless it already completed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from virtmigrate.agent.logs import configure_logging
+from virtmigrate.agent.migrate import Migrator
+from virtmigrate.agent.monitor import Cancel
+from virtmigrate.agent.progress import ProgressReporter
+from virtmigrate.agent.result import Result, termination_message
+from virtmigrate.agent.settings import Settings, parse_settings
+from virtmigrate.api.exitcodes import ExitCode
+from virtmigrate.clock import RealClock
+from virtmigrate.errors import ConfigError, VirtMigrateError
+
+
+def _write_termination_message(path: str, result: Result, log: object) -> None:
+    try:
+        Path(path).write_text(termination_message(result))
+    except OSError as e:
+        log.error("termination_message_failed", path=path, error=str(e))  # type: ignore[attr-defined]
+
+
+def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressReporter | None:
+    if not settings.migration:
+        return None  # no Migration named: progress goes to the log only
+    from virtmigrate.kube import KubeClient
+
+    try:
+        client = KubeClient.from_kubeconfig(settings.kubeconfig) if settings.kubeconfig else KubeClient.in_cluster()
+    except Exception as e:  # no API access: the agent still migrates, it only logs progress
+        log.warning("progress_disabled", error=str(e))  # type: ignore[attr-defined]
+        return None
+    return ProgressReporter(client, settings.migration, settings.namespace, wall=clock.wall, log=log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        settings = parse_settings(args, os.environ)
+    except ConfigError as e:
+        configure_logging("info")
+        structlog.get_logger().error("invalid_arguments", error=str(e))
+        print(str(e), file=sys.stderr)
+        path = os.environ.get("VIRTMIGRATE_TERMINATION_MESSAGE_PATH", "/dev/termination-log")
+        _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), structlog.get_logger())
+        return int(ExitCode.INVALID_ARGUMENTS)
+    configure_logging(settings.log_level)
+    log = structlog.get_logger().bind(domain=settings.domain, migration=settings.migration or None,
+                                      namespace=settings.namespace or None)
+    cancel = Cancel()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        cancel.request(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    clock = RealClock()
+    reporter = _progress(settings, clock, log)
+    try:
+        result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter).run()
+    except VirtMigrateError as e:
+        result = Result(ExitCode.MIGRATION_FAILED, f"migration of {settings.domain!r} failed: {e}")
+    finally:
+        if reporter is not None:
+            reporter.stop()
+    log.info("migration_finished", outcome=result.exit_code.name.lower(), exit_code=int(result.exit_code),
+             reason=result.message, duration_s=round(result.duration_s, 3), downtime_ms=result.downtime_ms,
+             data_total=result.data_total, data_processed=result.data_processed, iterations=result.iterations,
+             mode=result.mode.value, actions=list(result.actions))
+    _write_termination_message(settings.termination_message_path, result, log)
+    return int(result.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
