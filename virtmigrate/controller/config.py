@@ -1,0 +1,174 @@
+"""The controller's configuration: flags, each also readable from a VIRTMIGRATE_* environment variable.
+
+Fed by: cmd/controller.py (argv and os.environ; a flag wins over its variable).
+Consumed by: the migration controller (capacity, policy defaults, timeouts, agent pod settings),
+the VM controller, leader election, the metrics server and logging setup.
+Invalid input raises ConfigError naming the flag, its variable and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from virtmigrate.controller.migration_capacity import Limits
+from virtmigrate.controller.migration_phases import Timeouts
+from virtmigrate.controller.migration_pods import PolicyDefaults
+from virtmigrate.errors import ConfigError
+
+ENV_PREFIX = "VIRTMIGRATE_"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    namespaces: tuple[str, ...] = ()            # empty: every namespace
+    workers: int = 4                            # concurrent syncs per controller
+    limits: Limits = field(default_factory=Limits)
+    policy: PolicyDefaults = field(default_factory=PolicyDefaults)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    default_node_selector: dict[str, str] = field(default_factory=dict)  # fills keys nobody mentions
+    destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
+    migration_uri_template: str = "tcp://{ip}"                # when a Node has no migration-address annotation
+    agent_service_account: str = ""             # "" = the agent gets no API access and only logs progress
+    metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
+    log_format: str = "json"                    # json or console
+    log_level: str = "info"
+    kubeconfig: str = ""                        # "" = $KUBECONFIG, in-cluster, or ~/.kube/config
+    leader_elect: bool = True
+    lease_namespace: str = "virtmigrate"
+    lease_name: str = "virtmigrate-controller"
+    identity: str = field(default_factory=socket.gethostname)
+    run_vm_controller: bool = True              # also run the VM controller (issue 6) in this process
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"virtmigrate-controller: {message}")
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _selector(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        k, sep, v = part.partition("=")
+        if not sep or not k:
+            raise ValueError(text)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+_D = ControllerConfig()
+_P = PolicyDefaults()
+_L = Limits()
+_T = Timeouts()
+
+# (flag, env suffix, type, default, help)
+_FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
+    ("--namespaces", "NAMESPACES", _csv, (), "comma-separated namespaces to watch; empty = all"),
+    ("--workers", "WORKERS", int, _D.workers, "concurrent syncs per controller"),
+    ("--max-running", "MAX_RUNNING", int, _L.max_running, "migrations running at once in the cluster"),
+    ("--max-outbound-per-node", "MAX_OUTBOUND_PER_NODE", int, _L.max_per_node,
+     "migrations leaving one node at once"),
+    ("--bandwidth", "BANDWIDTH_MIBPS", int, _P.bandwidth_mib_s, "default bandwidth cap, MiB/s; 0 = unlimited"),
+    ("--completion-timeout-per-gib", "COMPLETION_TIMEOUT_PER_GIB", int, _P.completion_timeout_per_gib_s,
+     "default seconds per GiB of guest memory"),
+    ("--progress-timeout", "PROGRESS_TIMEOUT", int, _P.progress_timeout_s, "default seconds without progress"),
+    ("--max-downtime", "MAX_DOWNTIME_MS", int, _P.max_downtime_ms, "default highest switch-over pause, ms"),
+    ("--allow-post-copy", "ALLOW_POST_COPY", _bool, _P.allow_post_copy, "allow post-copy by default"),
+    ("--allow-auto-converge", "ALLOW_AUTO_CONVERGE", _bool, _P.allow_auto_converge,
+     "allow auto-converge by default"),
+    ("--allow-pause", "ALLOW_PAUSE", _bool, _P.allow_pause, "allow pausing the guest by default"),
+    ("--unschedulable-timeout", "UNSCHEDULABLE_TIMEOUT", float, _T.unschedulable_s,
+     "seconds a target may stay unschedulable before the Migration fails"),
+    ("--pending-timeout", "PENDING_TIMEOUT", float, _T.pending_s,
+     "seconds any other target/agent wait may last before the Migration fails"),
+    ("--default-node-selector", "DEFAULT_NODE_SELECTOR", _selector, {},
+     "k=v,... applied to targets for keys neither VM nor Migration mention"),
+    ("--destination-uri-template", "DESTINATION_URI_TEMPLATE", str, _D.destination_uri_template,
+     "libvirt URI of a target node without annotation; {ip} = its InternalIP"),
+    ("--migration-uri-template", "MIGRATION_URI_TEMPLATE", str, _D.migration_uri_template,
+     "migration data URI of a target node without annotation; {ip} = its InternalIP"),
+    ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, "",
+     "service account of agent pods (lets the agent report progress); empty = none"),
+    ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
+    ("--log-format", "LOG_FORMAT", str, _D.log_format, "json or console"),
+    ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
+    ("--kubeconfig", "KUBECONFIG", str, "", "kubeconfig; default $KUBECONFIG, in-cluster, ~/.kube/config"),
+    ("--leader-elect", "LEADER_ELECT", _bool, True, "run only while holding the Lease"),
+    ("--lease-namespace", "LEASE_NAMESPACE", str, _D.lease_namespace, "namespace of the leader Lease"),
+    ("--lease-name", "LEASE_NAME", str, _D.lease_name, "name of the leader Lease"),
+    ("--identity", "IDENTITY", str, "", "this replica's identity in the Lease; default the host name"),
+    ("--vm-controller", "VM_CONTROLLER", _bool, True, "also run the VM controller"),
+)
+
+
+def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ControllerConfig:
+    """Configuration from flags, falling back to VIRTMIGRATE_* variables, then defaults."""
+    p = _Parser(prog="virtmigrate-controller", description="Run the migration and VM controllers.")
+    for flag, suffix, typ, default, text in _FLAGS:
+        kw: dict[str, Any] = {"default": None, "help": f"{text} [${ENV_PREFIX}{suffix}, default {default!r}]"}
+        if typ is _bool:
+            kw.update(nargs="?", const="true")
+        p.add_argument(flag, **kw)
+    ns = vars(p.parse_args(list(argv)))
+    v: dict[str, Any] = {}
+    for flag, suffix, typ, default, _ in _FLAGS:
+        key = flag[2:].replace("-", "_")
+        var = ENV_PREFIX + suffix
+        raw = ns[key] if ns[key] is not None else env.get(var)
+        if raw is None:
+            v[key] = default
+            continue
+        try:
+            v[key] = typ(raw)
+        except ValueError:
+            raise ConfigError(f"{flag} (or ${var}) = {raw!r} is not valid; fix the value") from None
+    return _validate(v)
+
+
+def _validate(v: dict[str, Any]) -> ControllerConfig:
+    def need(cond: bool, flag: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{flag}: {msg}")
+
+    for flag in ("workers", "max_running", "max_outbound_per_node", "completion_timeout_per_gib",
+                 "progress_timeout", "max_downtime"):
+        need(v[flag] >= 1, "--" + flag.replace("_", "-"), "must be at least 1")
+    need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
+    need(v["unschedulable_timeout"] > 0 and v["pending_timeout"] > 0, "--unschedulable-timeout/--pending-timeout",
+         "must be > 0 seconds")
+    need(v["log_format"] in ("json", "console"), "--log-format", "must be json or console")
+    need(v["log_level"] in ("debug", "info", "warning", "error"), "--log-level",
+         "must be debug, info, warning or error")
+    need("{ip}" in v["destination_uri_template"], "--destination-uri-template", "must contain {ip}")
+    return ControllerConfig(
+        namespaces=v["namespaces"], workers=v["workers"],
+        limits=Limits(max_running=v["max_running"], max_per_node=v["max_outbound_per_node"]),
+        policy=PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
+                              completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
+                              progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
+                              allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
+                              allow_pause=v["allow_pause"]),
+        timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"]),
+        default_node_selector=v["default_node_selector"],
+        destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
+        agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],
+        log_format=v["log_format"], log_level=v["log_level"], kubeconfig=v["kubeconfig"],
+        leader_elect=v["leader_elect"], lease_namespace=v["lease_namespace"], lease_name=v["lease_name"],
+        identity=v["identity"] or socket.gethostname(), run_vm_controller=v["vm_controller"],
+    )

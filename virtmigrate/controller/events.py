@@ -1,0 +1,122 @@
+"""EventRecorder: core/v1 Events about our objects, so `kubectl describe migration` tells the story.
+
+Fed by: the controllers (`event(obj, type, reason, message)` at each transition or failure).
+Consumed by: users through kubectl; nothing in virtmigrate reads Events back.
+
+Recording never blocks a worker and never fails a sync: events go through a bounded buffer to one
+background thread that creates them (client-go's broadcaster does the same); when the buffer is
+full, events are dropped and counted. Repeats of the same (object, reason, message) within the
+process bump `count` on the existing Event instead of creating another (client-go's aggregation,
+simplified).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from virtmigrate import errors
+from virtmigrate.clock import Clock, RealClock
+from virtmigrate.kube.client import KubeClient
+from virtmigrate.kube.resources import EVENTS
+
+log = structlog.get_logger("virtmigrate.events")
+
+NORMAL = "Normal"
+WARNING = "Warning"
+_MICROTIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class EventRecorder(Protocol):
+    def event(self, obj: Mapping[str, Any], etype: str, reason: str, message: str) -> None: ...
+
+
+def new_event(obj: Mapping[str, Any], etype: str, reason: str, message: str, *, component: str,
+              timestamp: str, name_suffix: str) -> dict[str, Any]:
+    """The core/v1 Event about `obj` (pure)."""
+    meta = obj.get("metadata") or {}
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{meta.get('name', 'unknown')}.{name_suffix}", "namespace": meta.get("namespace")
+                     or "default"},
+        "involvedObject": {"apiVersion": obj.get("apiVersion", ""), "kind": obj.get("kind", ""),
+                           "name": meta.get("name", ""), "namespace": meta.get("namespace", ""),
+                           "uid": meta.get("uid", ""), "resourceVersion": meta.get("resourceVersion", "")},
+        "type": etype, "reason": reason, "message": message[:1024],
+        "source": {"component": component}, "reportingComponent": component,
+        "firstTimestamp": timestamp, "lastTimestamp": timestamp, "count": 1,
+    }
+
+
+class KubeEventRecorder:
+    """Writes Events asynchronously. `stop()` flushes what is buffered (bounded) and ends the thread."""
+
+    def __init__(self, client: KubeClient, *, component: str = "virtmigrate-controller",
+                 clock: Clock | None = None, buffer: int = 1000) -> None:
+        self._client = client
+        self._component = component
+        self._clock = clock or RealClock()
+        self._q: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
+        self._seen: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
+        self._thread.start()
+
+    def event(self, obj: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
+        ev = new_event(obj, etype, reason, message, component=self._component,
+                       timestamp=self._clock.wall().strftime(_MICROTIME), name_suffix=uuid.uuid4().hex[:16])
+        try:
+            self._q.put_nowait(ev)
+        except queue.Full:
+            self.dropped += 1  # never block a worker on events
+
+    def _run(self) -> None:
+        while True:
+            ev = self._q.get()
+            if ev is None:
+                return
+            self._write(ev)
+
+    def _write(self, ev: dict[str, Any]) -> None:
+        inv = ev["involvedObject"]
+        key = (inv["uid"], ev["type"], ev["reason"], ev["message"])
+        prior = self._seen.get(key)
+        try:
+            if prior is not None:
+                prior["count"] += 1
+                prior["lastTimestamp"] = ev["lastTimestamp"]
+                self._client.patch(EVENTS, prior["metadata"]["name"],
+                                   {"count": prior["count"], "lastTimestamp": prior["lastTimestamp"]},
+                                   prior["metadata"]["namespace"])
+                return
+            self._client.create(EVENTS, ev)
+            if len(self._seen) > 4096:
+                self._seen.clear()  # bounded memory; aggregation is best effort
+            self._seen[key] = ev
+        except errors.KubeError as e:
+            log.warning("event_failed", reason=ev["reason"], object=inv["name"], error=str(e))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self._q.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+
+class RecordingEventRecorder:
+    """Keeps events in memory (tests): `events` is a list of (kind/name, type, reason, message)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, str]] = []
+        self._lock = threading.Lock()
+
+    def event(self, obj: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        with self._lock:
+            self.events.append((f"{obj.get('kind', '')}/{meta.get('name', '')}", etype, reason, message))

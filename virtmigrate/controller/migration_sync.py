@@ -1,0 +1,504 @@
+"""sync(key) for one Migration: observe the caches, ask the phase machine, take one API action.
+
+Fed by: the migration controller's workers (keys `namespace/name` from the work queue), the four
+informer caches (Migrations, VMs, Pods, Nodes; read-only) and the controller configuration.
+Consumed by: migration_controller.py, which requeues on errors and after `requeue_after`.
+
+Thin by design (sample-controller's syncHandler): `_observe` turns cached objects into a pure
+`Observed`, `decide` (migration_phases.py) picks the step, `_act` performs exactly one write:
+a status or metadata merge patch guarded by the object's resourceVersion (a stale cache gives a
+Conflict and a quick retry, never a lost update), or a create/delete of a pod with a
+deterministic name (AlreadyExists and NotFound are normal: a retried step is idempotent).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from virtmigrate import errors
+from virtmigrate.api.constants import (
+    FINALIZER_MIGRATION,
+    LABEL_ROLE,
+    ROLE_LAUNCHER,
+    MigrationPhase,
+)
+from virtmigrate.api.migration import Migration
+from virtmigrate.api.vm import VM
+from virtmigrate.clock import Clock
+from virtmigrate.controller import migration_placement as placement
+from virtmigrate.controller import migration_status as st
+from virtmigrate.controller.config import ControllerConfig
+from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
+from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration_capacity import Candidate, decide_admission, decide_admissions
+from virtmigrate.controller.migration_phases import Action, Decision, Observed, VMState, decide, phase_age
+from virtmigrate.controller.migration_pods import (
+    agent_pod_name,
+    compute_destination,
+    compute_policy,
+    new_agent_pod,
+    new_target_pod,
+    target_pod_name,
+)
+from virtmigrate.controller.migration_podstate import PodView, pod_view
+from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
+
+log = structlog.get_logger("virtmigrate.migration")
+
+JSON = dict[str, Any]
+P = MigrationPhase
+ADMITTED = frozenset({P.SCHEDULING, P.SCHEDULED, P.TARGET_READY, P.RUNNING})
+_PHASES = frozenset(p.value for p in MigrationPhase)
+MIGRATION_VM_INDEX = "migration-vm"   # Migrations by `namespace/spec.selector.name`
+POD_VM_INDEX = "pod-vm"               # Pods by `namespace/<label virtmigrate.kubevirt.io/vm>`
+
+
+class Lister(Protocol):
+    """The read side of an informer's store (virtmigrate.informer.Store)."""
+
+    def get_by_key(self, key: str) -> JSON | None: ...
+    def list(self) -> builtins.list[JSON]: ...
+    def by_index(self, index_name: str, value: str) -> builtins.list[JSON]: ...
+
+
+class KubeWriter(Protocol):
+    """The writes the migration controller makes (virtmigrate.kube.KubeClient)."""
+
+    def create(self, res: Any, obj: JSON, namespace: str | None = None) -> JSON: ...
+    def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
+              subresource: str | None = None, patch_type: str = ...) -> JSON: ...
+    def delete(self, res: Any, name: str, namespace: str | None = None, *,
+               grace_period_seconds: int | None = None, uid: str | None = None,
+               propagation_policy: str | None = None) -> JSON: ...
+
+
+def index_migration_by_vm(obj: JSON) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace", "")
+    name = ((obj.get("spec") or {}).get("selector") or {}).get("name")
+    return [f"{ns}/{name}"] if name else []
+
+
+def index_pod_by_vm(obj: JSON) -> list[str]:
+    meta = obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/vm")
+    return [f"{meta.get('namespace', '')}/{name}"] if name else []
+
+
+@dataclass(frozen=True)
+class Listers:
+    migrations: Lister
+    vms: Lister
+    pods: Lister
+    nodes: Lister
+
+
+@dataclass
+class _Seen:
+    """What one sync saw; `_act` needs the objects, the decision needs only `observed`."""
+
+    raw: JSON
+    mig: Migration | None
+    vm: VM | None
+    observed: Observed
+    target_pod_name: str
+    source_pod: PodView | None
+    merged: placement.Merged | None
+
+
+class MigrationSync:
+    """The Migration reconciler. Thread-safe: the work queue never hands one key to two workers."""
+
+    def __init__(self, listers: Listers, client: KubeWriter, *, config: ControllerConfig, clock: Clock,
+                 recorder: EventRecorder, metrics: MigrationMetrics) -> None:
+        self.listers = listers
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.recorder = recorder
+        self.metrics = metrics
+        self._admit_lock = threading.Lock()
+        self._admitted: set[str] = set()          # admitted by us, maybe not yet in the cache
+        self._agent_exits: dict[str, tuple[int, str]] = {}  # last outcome of agent pods already gone
+        self._exits_lock = threading.Lock()
+
+    # --- memory fed by the controller's handlers ---------------------------------------------------
+
+    def remember_agent_exit(self, migration_key: str, code: int, message: str) -> None:
+        with self._exits_lock:
+            self._agent_exits[migration_key] = (code, message)
+
+    def forget(self, key: str) -> None:
+        with self._exits_lock:
+            self._agent_exits.pop(key, None)
+        with self._admit_lock:
+            self._admitted.discard(key)
+
+    def seen_admitted(self, key: str) -> None:
+        """The cache shows `key` past Pending: local admission memory is no longer needed."""
+        with self._admit_lock:
+            self._admitted.discard(key)
+
+    # --- sync ------------------------------------------------------------------------------------------
+
+    def sync(self, key: str) -> Decision | None:
+        """Take the next step for Migration `key`; None when it no longer exists."""
+        raw = self.listers.migrations.get_by_key(key)
+        if raw is None:
+            self.forget(key)
+            return None  # deleted: the finalizer guaranteed cleanup was finished
+        seen = self._observe(key, raw)
+        d = decide(seen.observed, self.config.timeouts)
+        if d.action == Action.ADMIT:
+            with self._admit_lock:  # capacity is decided and taken atomically across workers
+                seen = self._observe(key, raw)  # again, under the lock: another worker may have admitted
+                d = decide(seen.observed, self.config.timeouts)
+                self._act(key, seen, d)
+                if d.action == Action.ADMIT:
+                    self._admitted.add(key)
+            return d
+        self._act(key, seen, d)
+        return d
+
+    # --- observe ---------------------------------------------------------------------------------------
+
+    def _observe(self, key: str, raw: JSON) -> _Seen:
+        meta = raw.get("metadata") or {}
+        status = raw.get("status") or {}
+        ns = str(meta.get("namespace", ""))
+        vm_name = str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
+        phase_s = status.get("phase")
+        phase = MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None
+        spec_error = ""
+        mig: Migration | None = None
+        try:
+            mig = Migration.parse(raw)
+        except errors.ValidationError as e:
+            spec_error = str(e)
+        vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
+        vm: VM | None = None
+        vm_state: VMState | None = None
+        if vm_raw is not None:
+            try:
+                vm = VM.parse(vm_raw)
+            except errors.ValidationError as e:
+                spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
+            vm_state = _vm_state(vm_raw)
+        uid = str(meta.get("uid", ""))
+        target_name = str(status.get("targetPod") or "")
+        if not target_name and mig is not None and vm is not None:
+            target_name = target_pod_name(mig, vm)
+        agent_name = str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else ""))
+        target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
+        agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
+        source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
+        source_pod = self._source_pod(ns, vm_name, source_node, target_name, vm_state)
+        now = self.clock.wall()
+        observed: dict[str, Any] = dict(
+            uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
+            has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
+            phase_age_s=phase_age(st.phase_entered(status, phase_s), now), spec_error=spec_error, vm=vm_state,
+            target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
+            agent_pod=agent_pod,
+        )
+        with self._exits_lock:
+            observed["agent_exit"] = self._agent_exits.get(key)
+        merged: placement.Merged | None = None
+        pending = phase in (None, P.PENDING) and not observed["deleting"]
+        if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
+            observed["competitor"] = self._competitor(key, raw, vm_state)
+            result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+            if isinstance(result, placement.Contradiction):
+                observed["contradiction"] = result.message
+            else:
+                merged = result
+            if phase == P.PENDING:
+                cond = st.condition(status, st.COND_WAITING_CAPACITY)
+                observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
+                    "status") == "True" else ""
+                adm = decide_admission(key, self._candidates(), self.config.limits)
+                observed["admit"], observed["capacity_message"] = adm.admit, adm.message
+        elif phase == P.SCHEDULING and vm is not None and mig is not None:
+            cond = st.condition(status, st.COND_UNSCHEDULABLE)
+            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
+                "status") == "True" else ""
+            if target_pod is not None and target_pod.unschedulable:
+                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                if isinstance(result, placement.Merged):
+                    observed["infeasible"] = placement.explain(
+                        self.listers.nodes.list(), self.listers.pods.list(), result, vm)
+            elif target_pod is None:
+                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                merged = result if isinstance(result, placement.Merged) else None
+        return _Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
+                     target_pod_name=target_name, source_pod=source_pod, merged=merged)
+
+    def _source_pod(self, ns: str, vm_name: str, source_node: str, target_name: str,
+                    vm_state: VMState | None) -> PodView | None:
+        """The VM's launcher pod on the source node (not the target pod)."""
+        if not vm_name:
+            return None
+        best: JSON | None = None
+        for pod in self.listers.pods.by_index(POD_VM_INDEX, f"{ns}/{vm_name}"):
+            meta = pod.get("metadata") or {}
+            if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or meta.get("name") == target_name:
+                continue
+            if source_node and (pod.get("spec") or {}).get("nodeName") != source_node:
+                continue
+            if best is None or (vm_state is not None and meta.get("name") == vm_state.launcher_pod):
+                best = pod
+        return pod_view(best)
+
+    def _competitor(self, key: str, raw: JSON, vm_state: VMState) -> str:
+        """Another Migration that holds or has precedence on the VM ("" if none)."""
+        me = _order(raw)
+        ns = (raw.get("metadata") or {}).get("namespace", "")
+        for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
+            ometa = other.get("metadata") or {}
+            if f"{ometa.get('namespace')}/{ometa.get('name')}" == key:
+                continue
+            ophase = (other.get("status") or {}).get("phase")
+            if ophase in (P.SUCCEEDED, P.FAILED):
+                continue
+            if ophase in ADMITTED or _order(other) < me:
+                return str(ometa.get("name", ""))
+        if (vm_state.migration_uid and vm_state.migration_uid != (raw.get("metadata") or {}).get("uid")
+                and not vm_state.migration_completed):
+            for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
+                ometa = other.get("metadata") or {}
+                if ometa.get("uid") == vm_state.migration_uid:
+                    return str(ometa.get("name", ""))
+        return ""
+
+    def _candidates(self) -> list[Candidate]:
+        out: list[Candidate] = []
+        with_local = self._admitted
+        for m in self.listers.migrations.list():
+            meta = m.get("metadata") or {}
+            status = m.get("status") or {}
+            phase = status.get("phase")
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            if phase in ADMITTED or (phase == P.PENDING and key in with_local):
+                node = str(status.get("sourceNode") or "")
+                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=True))
+            elif phase == P.PENDING and not meta.get("deletionTimestamp"):
+                vm = self.listers.vms.get_by_key(f"{meta.get('namespace')}/{_vm_of(m)}") or {}
+                node = str((vm.get("status") or {}).get("node") or "")
+                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
+        return out
+
+    def admissible_pending(self) -> list[str]:
+        """Pending keys that capacity would admit now (to wake them when a slot frees up)."""
+        with self._admit_lock:
+            return [k for k, a in decide_admissions(self._candidates(), self.config.limits).items() if a.admit]
+
+    # --- act -----------------------------------------------------------------------------------------
+
+    def _act(self, key: str, seen: _Seen, d: Decision) -> None:
+        if d.action == Action.NOTHING:
+            return
+        raw = seen.raw
+        meta = raw.get("metadata") or {}
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        bound = log.bind(migration=key, action=d.action.value)
+        status = raw.get("status") or {}
+        now = self.clock.wall()
+        a = d.action
+        if a == Action.ADD_FINALIZER:
+            self._patch_meta(raw, [*(meta.get("finalizers") or []), FINALIZER_MIGRATION])
+        elif a == Action.REMOVE_FINALIZER:
+            self._ensure_agent_gone(raw, seen)
+            self._patch_meta(raw, [f for f in meta.get("finalizers") or [] if f != FINALIZER_MIGRATION])
+            bound.info("migration_released", phase=status.get("phase"))
+        elif a == Action.SET_PENDING:
+            self._patch_status(raw, st.with_phase(status, P.PENDING, now))
+            self._event(raw, NORMAL, "Pending", f"Migration of VM {seen.observed.vm_name!r} accepted")
+        elif a == Action.WAIT_CAPACITY:
+            conds = st.with_condition(list(status.get("conditions") or []), st.COND_WAITING_CAPACITY, "True",
+                                      d.reason, d.message, now)
+            self._patch_status(raw, {**status, "conditions": conds})
+            self._event(raw, NORMAL, d.reason, d.message)
+        elif a == Action.ADMIT:
+            vm_state = seen.observed.vm
+            assert vm_state is not None and seen.mig is not None
+            new = st.with_phase(status, P.SCHEDULING, now, sourceNode=vm_state.node,
+                                targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig))
+            self._transition(raw, new, P.SCHEDULING,
+                             f"creating target launcher pod {seen.target_pod_name} to receive VM "
+                             f"{seen.observed.vm_name!r} from node {vm_state.node}")
+        elif a == Action.MARK_VM_MIGRATING:
+            assert seen.vm is not None
+            self._patch_vm(seen.vm, st.vm_migrating(
+                seen.vm.raw.get("status") or {}, migration_name=name, migration_uid=seen.observed.uid,
+                source_node=str(status.get("sourceNode") or seen.vm.node), target_pod=seen.target_pod_name,
+                now=now))
+        elif a == Action.CREATE_TARGET_POD:
+            assert seen.vm is not None and seen.mig is not None
+            merged = seen.merged
+            if merged is None:
+                result = placement.merge(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or ""),
+                                         config=self.config)
+                if isinstance(result, placement.Contradiction):
+                    self._finish(raw, Decision(Action.FAIL, reason="ConstraintContradiction",
+                                               message=result.message), seen)
+                    return
+                merged = result
+            self._create_pod(new_target_pod(seen.vm, seen.mig, merged), ns)
+        elif a == Action.MARK_UNSCHEDULABLE:
+            conds = st.with_condition(list(status.get("conditions") or []), st.COND_UNSCHEDULABLE, "True",
+                                      d.reason, d.message, now)
+            self._patch_status(raw, {**status, "conditions": conds})
+            self._event(raw, WARNING, d.reason, d.message)
+        elif a == Action.SET_PHASE:
+            assert d.phase is not None
+            fields: dict[str, Any] = {"targetNode": d.target_node} if d.target_node else {}
+            text = {P.SCHEDULED: f"target launcher pod bound to node {d.target_node}",
+                    P.TARGET_READY: "target launcher is ready to receive the VM",
+                    P.RUNNING: "migration agent is running on the source node"}.get(d.phase, d.phase.value)
+            self._transition(raw, st.with_phase(status, d.phase, now, **fields), d.phase, text)
+        elif a == Action.CREATE_AGENT_POD:
+            self._create_agent(raw, seen)
+        elif a in (Action.SUCCEED, Action.FAIL):
+            self._finish(raw, d, seen)
+        elif a == Action.RECORD_VM_ON_TARGET:
+            assert seen.vm is not None
+            mode = str(((status.get("result") or {}).get("mode")) or "")
+            self._patch_vm(seen.vm, st.vm_on_target(seen.vm.raw.get("status") or {},
+                                                    target_node=str(status.get("targetNode") or ""),
+                                                    target_pod=seen.target_pod_name, mode=mode, now=now))
+        elif a == Action.RECORD_VM_ON_SOURCE:
+            assert seen.vm is not None
+            self._patch_vm(seen.vm, st.vm_on_source(seen.vm.raw.get("status") or {},
+                                                    reason=str(status.get("reason") or "Failed"), now=now))
+        elif a == Action.DELETE_SOURCE_POD:
+            assert seen.source_pod is not None
+            self._delete_pod(ns, seen.source_pod.name)
+        elif a == Action.DELETE_TARGET_POD:
+            self._delete_pod(ns, seen.target_pod_name)
+        elif a == Action.DELETE_AGENT_POD:
+            ap = seen.observed.agent_pod
+            assert ap is not None
+            self._delete_pod(ns, ap.name)
+            if seen.observed.deleting and (raw.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                self._event(raw, NORMAL, "Cancelling", f"stopping agent pod {ap.name}: the agent aborts the "
+                                                       "migration and checks the VM still runs on its source")
+        bound.debug("migration_acted", reason=d.reason)
+
+    def _create_agent(self, raw: JSON, seen: _Seen) -> None:
+        status = raw.get("status") or {}
+        assert seen.vm is not None and seen.mig is not None
+        target_node = str(status.get("targetNode") or "")
+        node = self.listers.nodes.get_by_key(target_node) or {}
+        dest = compute_destination(node, uri_template=self.config.destination_uri_template,
+                                   migration_uri_template=self.config.migration_uri_template)
+        if not dest.libvirt_uri:
+            self._finish(raw, Decision(Action.FAIL, reason="NoDestinationURI",
+                                       message=f"node {target_node} has no libvirt-uri annotation and no "
+                                               "InternalIP: annotate it with virtmigrate.kubevirt.io/libvirt-uri"),
+                         seen)
+            return
+        policy = compute_policy(self.config.policy, seen.mig.spec.policy)
+        pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
+                            dest=dest, policy=policy, service_account=self.config.agent_service_account)
+        self._create_pod(pod, seen.mig.namespace)
+        self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
+                                                 f"{seen.vm.name!r} to {dest.libvirt_uri}")
+
+    def _finish(self, raw: JSON, d: Decision, seen: _Seen) -> None:
+        status = raw.get("status") or {}
+        phase = P.SUCCEEDED if d.action == Action.SUCCEED else P.FAILED
+        result, text = st.split_result(d.result)
+        message = d.message if not text or text in d.message else f"{d.message}: {text}"
+        new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message,
+                            **({"result": result} if result is not None else {}))
+        self._transition(raw, new, phase, message, etype=NORMAL if phase == P.SUCCEEDED else WARNING,
+                         reason=d.reason if phase == P.FAILED else "Succeeded")
+        created = st.parse_time((raw.get("metadata") or {}).get("creationTimestamp"))
+        duration = (self.clock.wall() - created).total_seconds() if created else None
+        r = result or {}
+        self.metrics.finished(phase.value, d.reason, duration_s=duration,
+                              data_processed=r.get("dataProcessed"), downtime_ms=r.get("downtimeMs"))
+
+    def _ensure_agent_gone(self, raw: JSON, seen: _Seen) -> None:
+        """A cancel can race the agent's creation (the cache may not show it yet): delete by name."""
+        status = raw.get("status") or {}
+        entered = {e.get("phase") for e in status.get("phaseTransitionTimestamps") or []}
+        if P.TARGET_READY.value in entered and status.get("agentPod"):
+            self._delete_pod(str((raw.get("metadata") or {}).get("namespace", "")), str(status["agentPod"]))
+
+    # --- API writes --------------------------------------------------------------------------------
+
+    def _transition(self, raw: JSON, new: JSON, phase: MigrationPhase, message: str, *,
+                    etype: str = NORMAL, reason: str = "") -> None:
+        old = raw.get("status") or {}
+        self._patch_status(raw, new)
+        entered = st.phase_entered(old, old.get("phase"))
+        if entered is not None and old.get("phase"):
+            self.metrics.phase_seconds.labels(phase=old["phase"]).observe(
+                max((self.clock.wall() - entered).total_seconds(), 0.0))
+        log.info("migration_phase", migration=_key(raw), old=old.get("phase"), new=phase.value,
+                 reason=reason or None)
+        self._event(raw, etype, reason or phase.value, message)
+
+    def _patch_status(self, raw: JSON, new: Mapping[str, Any]) -> None:
+        meta = raw.get("metadata") or {}
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                 "status": st.status_patch(raw.get("status") or {}, new)}
+        self.client.patch(MIGRATIONS, meta["name"], patch, meta.get("namespace"), subresource="status")
+
+    def _patch_meta(self, raw: JSON, finalizers: list[str]) -> None:
+        meta = raw.get("metadata") or {}
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": finalizers}}
+        with contextlib.suppress(errors.NotFound):  # already gone: nothing left to hold
+            self.client.patch(MIGRATIONS, meta["name"], patch, meta.get("namespace"))
+
+    def _patch_vm(self, vm: VM, new_status: Mapping[str, Any]) -> None:
+        meta = vm.raw.get("metadata") or {}
+        patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                 "status": st.status_patch(vm.raw.get("status") or {}, new_status)}
+        self.client.patch(VMS, vm.name, patch, vm.namespace, subresource="status")
+
+    def _create_pod(self, pod: JSON, namespace: str) -> None:
+        with contextlib.suppress(errors.AlreadyExists):  # a retried step: the deterministic name is ours
+            self.client.create(PODS, pod, namespace)
+
+    def _delete_pod(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(errors.NotFound):  # already gone
+            self.client.delete(PODS, name, namespace)
+
+    def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
+        obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}
+        self.recorder.event(obj, etype, reason, message)
+
+
+def _vm_state(vm_raw: Mapping[str, Any]) -> VMState:
+    status = vm_raw.get("status") or {}
+    ms = status.get("migrationState") or {}
+    running = status.get("phase") in ("Running", "Migrating") and bool(status.get("node"))
+    return VMState(running=running, node=str(status.get("node") or ""),
+                   launcher_pod=str(status.get("launcherPod") or ""),
+                   migration_uid=str(ms.get("migrationUID") or ""), migration_completed=bool(ms.get("completed")))
+
+
+def _vm_of(raw: Mapping[str, Any]) -> str:
+    return str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
+
+
+def _order(raw: Mapping[str, Any]) -> tuple[str, str]:
+    meta = raw.get("metadata") or {}
+    return (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
+
+
+def _key(raw: Mapping[str, Any]) -> str:
+    meta = raw.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+__all__ = ["MIGRATION_VM_INDEX", "POD_VM_INDEX", "KubeWriter", "Lister", "Listers", "MigrationSync",
+           "index_migration_by_vm", "index_pod_by_vm"]
