@@ -26,6 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFESTS = REPO / "manifests"
+MONITORING = MANIFESTS / "monitoring"  # kustomize component: ServiceMonitor, PrometheusRule
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
 
 BASE_NAMESPACE = "virtmigrate-system"
@@ -47,26 +48,32 @@ def kustomize(path: Path) -> list[JSON]:
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
-def overlay_text(base: Path, *, namespace: str | None, name_suffix: str, from_dir: Path) -> str:
-    """A kustomization.yaml that places `base` in `namespace` with `name_suffix` (pure)."""
-    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"]
+def overlay_text(base: Path, *, namespace: str | None, name_suffix: str, from_dir: Path,
+                 components: Sequence[Path] = ()) -> str:
+    """A kustomization.yaml that places `base` (plus `components`) in `namespace` with `name_suffix`
+    (pure)."""
+    doc: JSON = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
     if namespace:
-        lines.append(f"namespace: {namespace}")
+        doc["namespace"] = namespace
     if name_suffix:
-        lines.append(f"nameSuffix: {name_suffix}")
+        doc["nameSuffix"] = name_suffix
     # kustomize refuses absolute paths to bases: refer to the base relative to the overlay.
-    lines += ["resources:", f"- {os.path.relpath(base, from_dir)}"]
-    return "\n".join(lines) + "\n"
+    doc["resources"] = [os.path.relpath(base, from_dir)]
+    if components:
+        doc["components"] = [os.path.relpath(c, from_dir) for c in components]
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
-def render(*, namespace: str | None = None, name_suffix: str = "", path: Path = MANIFESTS) -> list[JSON]:
-    """The kustomization at `path` (default: the base), optionally moved to `namespace` with
-    `name_suffix` appended to every name but the CRDs'."""
-    if not namespace and not name_suffix:
+def render(*, namespace: str | None = None, name_suffix: str = "", path: Path = MANIFESTS,
+           components: Sequence[Path] = ()) -> list[JSON]:
+    """The kustomization at `path` (default: the base) with `components` (e.g. MONITORING),
+    optionally moved to `namespace` with `name_suffix` appended to every name but the CRDs'."""
+    if not namespace and not name_suffix and not components:
         return kustomize(path)
     with tempfile.TemporaryDirectory(prefix="virtmigrate-overlay-") as tmp:
         Path(tmp, "kustomization.yaml").write_text(
-            overlay_text(path, namespace=namespace, name_suffix=name_suffix, from_dir=Path(tmp)))
+            overlay_text(path, namespace=namespace, name_suffix=name_suffix, from_dir=Path(tmp),
+                         components=components))
         return kustomize(Path(tmp))
 
 

@@ -1,0 +1,287 @@
+"""Least privilege, checked by the real API server's RBAC authorizer through `kubectl auth can-i`.
+
+For each component's ServiceAccount (manifests/serviceaccounts.yaml, bound in manifests/rbac.yaml):
+every verb the component's code calls is allowed, and a list of dangerous verbs is denied. Two
+static checks keep the matrix honest: the rendered rules grant exactly the matrix (nothing more),
+and every KubeClient call found in the component's package (an AST scan) is in the matrix.
+"""
+
+from __future__ import annotations
+
+import ast
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cluster, Kubectl
+from tests.manifests_support import (
+    AGENT_SA,
+    CONTROLLER_SA,
+    LAUNCHER_SA,
+    REPO,
+    rbac_objects,
+    render,
+    select,
+    subject,
+    to_yaml,
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One request a component makes: `verb` on `resource` (plural.group, "" group for core)."""
+
+    verb: str
+    resource: str
+    subresource: str = ""
+    scope: str = "workload"  # "workload": any namespace with VMs; "install": the controller's own namespace
+
+    @property
+    def id(self) -> str:
+        res = f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+        return f"{self.verb}-{res}@{self.scope}"
+
+
+def _each(verbs: str, resource: str, subresource: str = "", scope: str = "workload") -> list[Access]:
+    return [Access(v, resource, subresource, scope) for v in verbs.split()]
+
+
+# What each component calls (grep KubeClient calls and informers in its package; test_code_calls_
+# are_in_the_matrix checks the first part of that automatically).
+ALLOWED: dict[str, list[Access]] = {
+    CONTROLLER_SA: [
+        *_each("get list watch patch", "migrations.kubevirt.io"),   # informer; finalizer by merge patch
+        *_each("patch", "migrations.kubevirt.io", "status"),
+        *_each("update", "migrations.kubevirt.io", "finalizers"),   # blockOwnerDeletion on agent pods
+        *_each("get list watch", "vms.kubevirt.io"),
+        *_each("patch", "vms.kubevirt.io", "status"),
+        *_each("update", "vms.kubevirt.io", "finalizers"),          # blockOwnerDeletion on launcher pods
+        *_each("get list watch create delete", "pods"),
+        *_each("get list watch", "nodes"),
+        *_each("create patch", "events"),
+        *_each("get create update", "leases.coordination.k8s.io", scope="install"),
+    ],
+    AGENT_SA: [
+        *_each("patch", "migrations.kubevirt.io", "status", scope="install"),
+    ],
+    LAUNCHER_SA: [],
+}
+
+# Denied to every component, in both namespaces.
+DANGEROUS: list[Access] = [
+    *_each("update delete", "migrations.kubevirt.io", "status"),
+    *_each("update patch delete", "vms.kubevirt.io"),          # a VM's spec is the user's
+    *_each("update patch", "pods"),
+    *_each("create", "events.events.k8s.io"),
+    *_each("get list watch", "secrets"),
+    *_each("create", "pods", "exec"),
+    *_each("create", "pods", "attach"),
+    *_each("create", "pods", "portforward"),
+    *_each("update patch delete", "nodes"),
+    *_each("get", "nodes", "proxy"),
+    *_each("create", "serviceaccounts", "token"),
+    *_each("create update", "rolebindings.rbac.authorization.k8s.io"),
+    *_each("bind escalate", "clusterroles.rbac.authorization.k8s.io"),
+    *_each("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    Access("*", "*"),
+    Access("create", "*"),
+    Access("delete", "*"),
+]
+DANGEROUS += [Access(a.verb, a.resource, a.subresource, "install") for a in DANGEROUS]
+
+# Denied to the agent beyond DANGEROUS: it reports progress and does nothing else.
+AGENT_DENIED: list[Access] = [
+    *_each("create delete", "pods"),
+    *_each("update delete", "migrations.kubevirt.io"),
+    *_each("update", "migrations.kubevirt.io", "status", scope="install"),
+    *_each("patch", "migrations.kubevirt.io", "status"),  # not outside its own namespace
+    *_each("patch", "vms.kubevirt.io", "status"),
+]
+
+
+@dataclass(frozen=True)
+class Install:
+    kubectl: Kubectl
+    namespace: str   # where the manifests are installed ("install" scope)
+    workload: str    # another namespace, where VMs and Migrations live ("workload" scope)
+    suffix: str
+
+
+@pytest.fixture(scope="module")
+def install(cluster: Cluster) -> Iterator[Install]:
+    """The manifests' ServiceAccounts and RBAC applied in a fresh namespace, with unique names."""
+    k = Kubectl(cluster.kubeconfig)
+    tag = uuid.uuid4().hex[:6]
+    ns, workload, suffix = f"t-rbac-{tag}", f"t-rbac-workload-{tag}", f"-{tag}"
+    objs = rbac_objects(namespace=ns, name_suffix=suffix)
+    k("create", "namespace", workload, namespaced=False)
+    k("apply", "-f", "-", input=to_yaml(objs), namespaced=False)
+    try:
+        yield Install(k, ns, workload, suffix)
+    finally:
+        for o in select(objs, "ClusterRole", "ClusterRoleBinding"):
+            k.run("delete", o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found",
+                  check=False, namespaced=False)
+        for n in (ns, workload):
+            k.run("delete", "namespace", n, "--wait=false", check=False, namespaced=False)
+
+
+def can_i(inst: Install, sa: str, a: Access) -> bool:
+    ns = inst.namespace if a.scope == "install" else inst.workload
+    args = ["auth", "can-i", a.verb, a.resource, f"--namespace={ns}",
+            f"--as={subject(inst.namespace, sa + inst.suffix)}"]
+    if a.subresource:
+        args.append(f"--subresource={a.subresource}")
+    proc = inst.kubectl.run(*args, check=False, namespaced=False)
+    answer = proc.stdout.strip()
+    if answer not in ("yes", "no"):
+        raise AssertionError(f"kubectl {' '.join(args)}: {proc.stdout}{proc.stderr}")
+    return answer == "yes"
+
+
+def _cases(sas: list[str], accesses: list[Access]) -> list[object]:
+    return [pytest.param(sa, a, id=f"{sa}-{a.id}") for sa in sas for a in accesses]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("sa", "access"), [p for sa, acc in ALLOWED.items() for p in _cases([sa], acc)])
+def test_every_verb_a_component_uses_is_allowed(install: Install, sa: str, access: Access) -> None:
+    assert can_i(install, sa, access), f"{sa} may not {access.id}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("sa", "access"), [*_cases(list(ALLOWED), DANGEROUS), *_cases([AGENT_SA], AGENT_DENIED)])
+def test_dangerous_verbs_are_denied(install: Install, sa: str, access: Access) -> None:
+    assert not can_i(install, sa, access), f"{sa} may {access.id}"
+
+
+@pytest.mark.integration
+def test_launcher_may_do_nothing(install: Install) -> None:
+    """The launcher's identity has no rule at all: not even reading its own VM."""
+    for a in [*_each("get list watch", "vms.kubevirt.io"), *_each("get", "pods"),
+              *_each("patch", "migrations.kubevirt.io", "status", scope="install")]:
+        assert not can_i(install, LAUNCHER_SA, a), a.id
+
+
+@pytest.mark.integration
+def test_progress_reporting_is_granted_per_namespace_as_documented(install: Install) -> None:
+    """docs/install.md's two commands let a namespace's agent report progress there, and only there."""
+    k, ns, sfx = install.kubectl, install.workload, install.suffix
+    k("create", "serviceaccount", AGENT_SA + sfx, f"--namespace={ns}", namespaced=False)
+    k("create", "rolebinding", AGENT_SA + sfx, f"--namespace={ns}", f"--clusterrole={AGENT_SA}{sfx}",
+      f"--serviceaccount={ns}:{AGENT_SA}{sfx}", namespaced=False)
+
+    def agent_can(verb: str, namespace: str, subresource: str = "status") -> bool:
+        args = ["auth", "can-i", verb, "migrations.kubevirt.io", f"--subresource={subresource}",
+                f"--namespace={namespace}", f"--as={subject(ns, AGENT_SA + sfx)}"]
+        return k.run(*args, check=False, namespaced=False).stdout.strip() == "yes"
+
+    assert agent_can("patch", ns)
+    assert not agent_can("patch", install.namespace)
+    assert not agent_can("update", ns)
+    assert not agent_can("get", ns, subresource="")
+
+
+# ---------------------------------------------------------------------------------------------
+# Static: the manifests grant exactly the matrix, and the matrix covers the code
+
+
+def _granted(sa: str) -> set[tuple[str, str, str, str]]:
+    """(verb, resource, subresource, scope) granted to `sa` by the rendered base (pure on the render)."""
+    objs = render()
+    roles = {(o["kind"], o["metadata"]["name"]): o for o in select(objs, "Role", "ClusterRole")}
+    out: set[tuple[str, str, str, str]] = set()
+    for b in select(objs, "RoleBinding", "ClusterRoleBinding"):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == sa for s in b["subjects"]):
+            continue
+        role = roles[(b["roleRef"]["kind"], b["roleRef"]["name"])]
+        scope = "install" if b["kind"] == "RoleBinding" else "workload"
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for res in rule["resources"]:
+                    plural, _, sub = res.partition("/")
+                    full = f"{plural}.{group}" if group else plural
+                    out |= {(v, full, sub, scope) for v in rule["verbs"]}
+    return out
+
+
+def test_no_rule_uses_a_wildcard() -> None:
+    for role in select(render(), "Role", "ClusterRole"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+                assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
+                assert not any("*" in x for x in rule.get(field, [])), (role["metadata"]["name"], rule)
+
+
+@pytest.mark.parametrize("sa", list(ALLOWED))
+def test_manifests_grant_exactly_the_matrix(sa: str) -> None:
+    want = {(a.verb, a.resource, a.subresource, a.scope) for a in ALLOWED[sa]}
+    assert _granted(sa) == want
+
+
+# KubeClient method -> (verb, default subresource)
+_CLIENT_VERBS = {
+    "get": ("get", ""), "list": ("list", ""), "list_all": ("list", ""), "watch": ("watch", ""),
+    "create": ("create", ""), "replace": ("update", ""), "update_status": ("update", "status"),
+    "patch": ("patch", ""), "delete": ("delete", ""),
+}
+_RESOURCES = {
+    "PODS": "pods", "NODES": "nodes", "EVENTS": "events", "CONFIGMAPS": "configmaps",
+    "SERVICEACCOUNTS": "serviceaccounts", "NAMESPACES": "namespaces",
+    "LEASES": "leases.coordination.k8s.io", "MIGRATIONS": "migrations.kubevirt.io", "VMS": "vms.kubevirt.io",
+}
+COMPONENT_PACKAGES = {CONTROLLER_SA: "controller", AGENT_SA: "agent", LAUNCHER_SA: "launcher"}
+
+
+def code_accesses(package: Path) -> set[tuple[str, str, str]]:
+    """(verb, resource, subresource) of every `<x>.<method>(<RESOURCE>, ...)` call in `package`
+    whose first argument is one of virtmigrate.kube.resources' constants, plus list and watch for any
+    other call that passes such a constant (informers, listers); `create_token` as serviceaccounts/token."""
+    found: set[tuple[str, str, str]] = set()
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+            if method == "create_token":
+                found.add(("create", "serviceaccounts", "token"))
+                continue
+            args = [*node.args, *(k.value for k in node.keywords)]
+            names = [a.id if isinstance(a, ast.Name) else a.attr if isinstance(a, ast.Attribute) else ""
+                     for a in args]
+            res = [_RESOURCES[n] for n in names if n in _RESOURCES]
+            if not res:
+                continue
+            first = names[0] if names else ""
+            if method in _CLIENT_VERBS and first in _RESOURCES:
+                verb, sub = _CLIENT_VERBS[method]
+                for k in node.keywords:
+                    if k.arg == "subresource" and isinstance(k.value, ast.Constant):
+                        sub = str(k.value.value)
+                found.add((verb, _RESOURCES[first], sub))
+            else:
+                found |= {(v, r, "") for r in res for v in ("list", "watch")}
+    return found
+
+
+@pytest.mark.parametrize("sa", list(COMPONENT_PACKAGES))
+def test_code_calls_are_in_the_matrix(sa: str) -> None:
+    """Every KubeClient call of the component's package is allowed by the matrix (and so, by the
+    test above, by the manifests). A new call with a new verb fails here until RBAC grants it."""
+    package = REPO / "virtmigrate" / COMPONENT_PACKAGES[sa]
+    if not package.is_dir():
+        pytest.fail(f"{package} does not exist: the component has no code to check")
+    allowed = {(a.verb, a.resource, a.subresource) for a in ALLOWED[sa]}
+    missing = code_accesses(package) - allowed
+    assert not missing, f"{sa} calls these but RBAC does not grant them: {sorted(missing)}"
+
+
+def test_the_scanner_finds_calls() -> None:
+    """The AST scan is not vacuous: it finds the leader election's Lease calls."""
+    found = code_accesses(REPO / "virtmigrate" / "controller")
+    assert ("get", "leases.coordination.k8s.io", "") in found
+    assert ("update", "leases.coordination.k8s.io", "") in found
+
