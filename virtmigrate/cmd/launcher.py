@@ -1,0 +1,99 @@
+"""`virtmigrate-launcher`: the process of a VM's launcher pod (contract: virtmigrate.controller.vmpods).
+
+Parses the command line, connects to the node's libvirt, runs the launcher (virtmigrate.launcher.holder)
+until the domain leaves, stops or is shut down on SIGTERM, writes the termination message
+(`<Reason>: <message>`) to $VIRTMIGRATE_TERMINATION_LOG (the node runner's) or /dev/termination-log,
+and exits with the code of virtmigrate.launcher.exitcodes. `--probe` is the readiness probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from virtmigrate.clock import RealClock
+from virtmigrate.errors import LibvirtError
+from virtmigrate.launcher.exitcodes import ExitCode, Outcome, Reason
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="virtmigrate-launcher", description=__doc__)
+    ap.add_argument("--mode", choices=["start", "receive"], default="start")
+    ap.add_argument("--domain-name", required=True)
+    ap.add_argument("--domain-uuid", default="")
+    ap.add_argument("--memory-bytes", type=int, default=0)
+    ap.add_argument("--cpus", type=int, default=1)
+    ap.add_argument("--kernel", default="")
+    ap.add_argument("--cmdline", default="")
+    ap.add_argument("--disk", default="")
+    ap.add_argument("--shutdown-timeout", type=float, default=5.0)
+    ap.add_argument("--receive-timeout", type=float, default=600.0)
+    ap.add_argument("--uri", default="qemu:///system", help="the node's libvirt (default: the local socket)")
+    ap.add_argument("--probe", action="store_true", help="readiness probe: exit 0 iff ready")
+    return ap
+
+
+def _write_termination_message(text: str) -> None:
+    path = Path(os.environ.get("VIRTMIGRATE_TERMINATION_LOG") or "/dev/termination-log")
+    with contextlib.suppress(OSError):  # no termination-log file (run by hand): the log still has it
+        path.write_text(text + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.probe:
+        from virtmigrate.launcher.probe import probe
+
+        return 0 if probe(args.mode, args.domain_name, uri=args.uri) else 1
+
+    import structlog
+
+    from virtmigrate.launcher.domain import LibvirtNode
+    from virtmigrate.launcher.domainxml import GuestConfig
+    from virtmigrate.launcher.holder import Launcher, LauncherConfig
+
+    log = structlog.get_logger("launcher")
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    clock = RealClock()
+    deadline = clock.now() + CONNECT_TIMEOUT_S
+    node: LibvirtNode | None = None
+    while node is None:
+        try:
+            node = LibvirtNode(args.uri)
+        except LibvirtError as e:
+            if clock.now() >= deadline or stop.is_set():
+                outcome = Outcome(Reason.LIBVIRT_UNREACHABLE, f"{args.uri}: {e}")
+                _write_termination_message(outcome.termination_message())
+                return outcome.exit_code
+            clock.wait(stop, 0.5)
+    guest = GuestConfig(name=args.domain_name, uuid=args.domain_uuid, memory_bytes=args.memory_bytes,
+                        cpus=args.cpus, kernel=args.kernel, cmdline=args.cmdline, disk=args.disk)
+    cfg = LauncherConfig(mode=args.mode, guest=guest, shutdown_timeout_s=args.shutdown_timeout,
+                         receive_timeout_s=args.receive_timeout)
+    try:
+        outcome = Launcher(node, cfg, clock=clock, stop=stop).run()
+    except Exception as e:  # whatever happened, the pod must say why it ended
+        outcome = Outcome(Reason.INTERNAL, f"{type(e).__name__}: {e}")
+    finally:
+        node.close()
+    _write_termination_message(outcome.termination_message())
+    log.info("launcher_exit", code=outcome.exit_code, reason=outcome.reason.value, message=outcome.message)
+    return outcome.exit_code if outcome.exit_code != ExitCode.OK else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Pure decisions of the launcher: given what it observed of its domain, hold on, shut down, or exit why.
+
+Fed by holder.py with an Observation built from libvirt's lifecycle events and a state poll; no I/O,
+no clock. libvirt's numeric constants are repeated here (checked against the binding in the unit
+tests) so the decisions can be tested without libvirt.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from virtmigrate.launcher.exitcodes import Outcome, Reason
+
+# virDomainState
+RUNNING, PAUSED, SHUTDOWN, SHUTOFF, CRASHED = 1, 3, 4, 5, 6
+# virDomainShutoffReason
+SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_CRASHED, SHUTOFF_MIGRATED, SHUTOFF_FAILED = 1, 2, 3, 4, 6
+# virDomainEventType and virDomainEventStoppedDetailType
+EVENT_UNDEFINED, EVENT_STARTED, EVENT_STOPPED, EVENT_CRASHED = 1, 2, 5, 8
+STOPPED_SHUTDOWN, STOPPED_DESTROYED, STOPPED_CRASHED, STOPPED_MIGRATED, STOPPED_FAILED = 0, 1, 2, 3, 5
+
+
+class Action(enum.Enum):
+    HOLD = "hold"          # keep holding the domain
+    SHUT_DOWN = "shutdown"  # shut the guest down (SIGTERM), then exit with STOPPED_ON_REQUEST
+    EXIT = "exit"          # exit with the outcome
+    WAIT = "wait"          # receive mode: the domain has not arrived (or not started running) yet
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the launcher knows of its domain at one step."""
+
+    name: str
+    present: bool                               # the domain exists on this node
+    state: int = 0                              # virDomainState when present
+    reason: int = 0                             # the state's reason
+    events: Sequence[tuple[int, int]] = ()      # lifecycle (event, detail) pairs since the last step
+    migrating_out: bool = False                 # an outgoing migration job runs (or ran at the last step)
+    sigterm: bool = False                       # the pod is being deleted
+
+
+HOLD = Decision(Action.HOLD)
+
+
+def _exit(reason: Reason, message: str) -> Decision:
+    return Decision(Action.EXIT, Outcome(reason, message))
+
+
+def decide_hold(o: Observation) -> Decision:
+    """While holding a running domain: what happened to it, and what to do."""
+    for event, detail in o.events:
+        if event == EVENT_STOPPED and detail == STOPPED_MIGRATED:
+            return _exit(Reason.MIGRATED, f"domain {o.name} left this node by live migration")
+    for event, detail in o.events:
+        if event == EVENT_CRASHED or (event == EVENT_STOPPED and detail in (STOPPED_CRASHED, STOPPED_FAILED)):
+            return _exit(Reason.CRASHED, f"domain {o.name} crashed or its QEMU process died")
+        if event == EVENT_STOPPED and detail == STOPPED_SHUTDOWN:
+            return _exit(Reason.STOPPED, f"the guest of {o.name} shut itself down")
+        if event == EVENT_STOPPED and detail == STOPPED_DESTROYED:
+            return _exit(Reason.STOPPED, f"domain {o.name} was destroyed by someone other than its launcher")
+    if not o.present:
+        if o.migrating_out:
+            return _exit(Reason.MIGRATED, f"domain {o.name} left this node during a live migration")
+        return _exit(Reason.VANISHED, f"domain {o.name} was undefined behind the launcher's back")
+    if o.state == SHUTOFF:
+        return decide_shutoff(o.name, o.reason)
+    if o.state == CRASHED:
+        return _exit(Reason.CRASHED, f"domain {o.name} crashed")
+    if o.sigterm and not o.migrating_out:
+        return Decision(Action.SHUT_DOWN)
+    return HOLD  # running, paused, or SIGTERM during an outgoing migration: wait for its outcome
+
+
+def decide_shutoff(name: str, reason: int) -> Decision:
+    if reason == SHUTOFF_MIGRATED:
+        return _exit(Reason.MIGRATED, f"domain {name} left this node by live migration")
+    if reason in (SHUTOFF_CRASHED, SHUTOFF_FAILED):
+        return _exit(Reason.CRASHED, f"domain {name} crashed or its QEMU process died")
+    if reason == SHUTOFF_SHUTDOWN:
+        return _exit(Reason.STOPPED, f"the guest of {name} shut itself down")
+    return _exit(Reason.STOPPED, f"domain {name} stopped (libvirt shutoff reason {reason})")
+
+
+def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Decision:
+    """Receive mode before the domain runs here: HOLD once it arrived and runs (start holding it), WAIT
+    while it has not, EXIT on SIGTERM or after the timeout."""
+    if o.present and o.state == RUNNING:
+        return HOLD
+    if o.sigterm:
+        return _exit(Reason.NOTHING_RECEIVED, f"stopped on request before domain {o.name} arrived")
+    if waited_s >= timeout_s:
+        return _exit(Reason.RECEIVE_TIMEOUT, f"no domain {o.name} arrived within {timeout_s:.0f}s")
+    return Decision(Action.WAIT)
+
+
+def is_ready(mode: str, *, reachable: bool, present: bool, state: int) -> bool:
+    """The readiness probe's answer: start mode is ready while the domain runs; receive mode while the
+    node's libvirt answers and the domain has not failed (absent, arriving, or running)."""
+    if not reachable:
+        return False
+    if mode == "start":
+        return present and state == RUNNING
+    return not present or state in (RUNNING, PAUSED)

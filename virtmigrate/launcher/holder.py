@@ -1,0 +1,121 @@
+"""The launcher's loop: start or receive the domain, hold it, and end with an Outcome.
+
+Called by virtmigrate/cmd/launcher.py with a `Node` (domain.LibvirtNode, or a fake in unit tests), the
+guest config and a `stop` event set on SIGTERM. Each step observes (events + state poll), decides with
+decide.py, and acts; the wait between steps is the node's event wait, bounded by `poll_s`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import structlog
+
+from virtmigrate.clock import Clock
+from virtmigrate.errors import LibvirtError, ValidationError
+from virtmigrate.launcher import decide
+from virtmigrate.launcher.domain import Node
+from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
+from virtmigrate.launcher.exitcodes import Outcome, Reason
+
+log = structlog.get_logger("launcher")
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    mode: str                      # "start" or "receive"
+    guest: GuestConfig
+    shutdown_timeout_s: float = 5.0
+    receive_timeout_s: float = 600.0
+    poll_s: float = 0.5
+
+
+class Launcher:
+    def __init__(self, node: Node, cfg: LauncherConfig, *, clock: Clock, stop: threading.Event) -> None:
+        self.node = node
+        self.cfg = cfg
+        self.clock = clock
+        self.stop = stop
+        self.name = cfg.guest.name
+        self.log = log.bind(domain=self.name, mode=cfg.mode)
+
+    def run(self) -> Outcome:
+        try:
+            outcome = self._start() if self.cfg.mode == "start" else self._receive()
+            return outcome or self._hold()
+        except LibvirtError as e:
+            self.log.error("libvirt_failed", error=str(e))
+            return Outcome(Reason.INTERNAL, str(e))
+
+    def _observe(self, events: list[tuple[int, int]], migrating_before: bool) -> decide.Observation:
+        st = self.node.state(self.name)
+        migrating = self.node.migrating_out(self.name) if st is not None else False
+        return decide.Observation(name=self.name, present=st is not None, state=st[0] if st else 0,
+                                  reason=st[1] if st else 0, events=tuple(events),
+                                  migrating_out=migrating or (migrating_before and st is None),
+                                  sigterm=self.stop.is_set())
+
+    def _start(self) -> Outcome | None:
+        st = self.node.state(self.name)
+        if st is not None and st[0] in (decide.RUNNING, decide.PAUSED):
+            self.log.info("domain_adopted", state=st[0])  # a launcher before us started it on this node
+            return None
+        if st is not None:
+            self.node.undefine(self.name)  # a stale, stopped definition (perhaps of an older VM of this name)
+        try:
+            xml = domain_xml(self.cfg.guest)
+        except ValidationError as e:
+            return Outcome(Reason.START_FAILED, str(e))
+        try:
+            uuid = self.node.define_and_start(xml)
+        except LibvirtError as e:
+            return Outcome(Reason.START_FAILED, f"domain {self.name}: {e}")
+        self.log.info("domain_started", uuid=uuid)
+        return None
+
+    def _receive(self) -> Outcome | None:
+        t0 = self.clock.now()
+        while True:
+            self.node.events(self.name, self.cfg.poll_s)
+            o = self._observe([], False)
+            d = decide.decide_receive(o, waited_s=self.clock.now() - t0, timeout_s=self.cfg.receive_timeout_s)
+            if d.action is decide.Action.HOLD:
+                self.log.info("domain_received", uuid=self.node.uuid(self.name))
+                return None
+            if d.action is decide.Action.EXIT:
+                assert d.outcome is not None
+                return d.outcome
+
+    def _hold(self) -> Outcome:
+        migrating = False
+        self.log.info("holding")
+        while True:
+            events = self.node.events(self.name, self.cfg.poll_s)
+            o = self._observe(events, migrating)
+            migrating = o.migrating_out
+            d = decide.decide_hold(o)
+            if d.action is decide.Action.EXIT:
+                assert d.outcome is not None
+                self.log.info("domain_gone", reason=d.outcome.reason.value, message=d.outcome.message)
+                return d.outcome
+            if d.action is decide.Action.SHUT_DOWN:
+                return self._shut_down()
+
+    def _shut_down(self) -> Outcome:
+        """ACPI shutdown, destroy after the timeout, then undefine: the guest is gone from this node."""
+        self.log.info("shutting_down", timeout_s=self.cfg.shutdown_timeout_s)
+        self.node.shutdown(self.name)
+        deadline = self.clock.now() + self.cfg.shutdown_timeout_s
+        how = "shut down"
+        while True:
+            st = self.node.state(self.name)
+            if st is None or st[0] == decide.SHUTOFF:
+                break
+            if self.clock.now() >= deadline:
+                self.node.destroy(self.name)
+                how = f"destroyed after {self.cfg.shutdown_timeout_s:.0f}s without an ACPI shutdown"
+                break
+            self.node.events(self.name, min(self.cfg.poll_s, 0.2))
+        self.node.undefine(self.name)
+        return Outcome(Reason.STOPPED_ON_REQUEST, f"domain {self.name} {how} on request")
