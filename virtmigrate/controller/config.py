@@ -41,7 +41,8 @@ class ControllerConfig:
     lease_namespace: str = "virtmigrate"
     lease_name: str = "virtmigrate-controller"
     identity: str = field(default_factory=socket.gethostname)
-    run_vm_controller: bool = True              # also run the VM controller (issue 6) in this process
+    run_vm_controller: bool = True              # also run the VM controller in this process
+    agent_image: str = "virtmigrate/agent:0.1.0"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,7 +82,8 @@ _T = Timeouts()
 _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--namespaces", "NAMESPACES", _csv, (), "comma-separated namespaces to watch; empty = all"),
     ("--workers", "WORKERS", int, _D.workers, "concurrent syncs per controller"),
-    ("--max-running", "MAX_RUNNING", int, _L.max_running, "migrations running at once in the cluster"),
+    ("--max-parallel-migrations", "MAX_PARALLEL_MIGRATIONS", int, _L.max_running,
+     "migrations running at once in the cluster"),
     ("--max-outbound-per-node", "MAX_OUTBOUND_PER_NODE", int, _L.max_per_node,
      "migrations leaving one node at once"),
     ("--bandwidth", "BANDWIDTH_MIBPS", int, _P.bandwidth_mib_s, "default bandwidth cap, MiB/s; 0 = unlimited"),
@@ -110,9 +112,11 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
     ("--kubeconfig", "KUBECONFIG", str, "", "kubeconfig; default $KUBECONFIG, in-cluster, ~/.kube/config"),
     ("--leader-elect", "LEADER_ELECT", _bool, True, "run only while holding the Lease"),
-    ("--lease-namespace", "LEASE_NAMESPACE", str, _D.lease_namespace, "namespace of the leader Lease"),
+    ("--lease-namespace", "LEASE_NAMESPACE", str, "", "namespace of the leader Lease; default $POD_NAMESPACE, "
+     "else virtmigrate"),
     ("--lease-name", "LEASE_NAME", str, _D.lease_name, "name of the leader Lease"),
-    ("--identity", "IDENTITY", str, "", "this replica's identity in the Lease; default the host name"),
+    ("--identity", "IDENTITY", str, "", "this replica's identity in the Lease; default $POD_NAME, else the host name"),
+    ("--image", "IMAGE", str, _D.agent_image, "image of agent pods (the local node runner never pulls it)"),
     ("--vm-controller", "VM_CONTROLLER", _bool, True, "also run the VM controller"),
 )
 
@@ -138,15 +142,15 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ControllerConfi
             v[key] = typ(raw)
         except ValueError:
             raise ConfigError(f"{flag} (or ${var}) = {raw!r} is not valid; fix the value") from None
-    return _validate(v)
+    return _validate(v, env)
 
 
-def _validate(v: dict[str, Any]) -> ControllerConfig:
+def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
     def need(cond: bool, flag: str, msg: str) -> None:
         if not cond:
             raise ConfigError(f"{flag}: {msg}")
 
-    for flag in ("workers", "max_running", "max_outbound_per_node", "completion_timeout_per_gib",
+    for flag in ("workers", "max_parallel_migrations", "max_outbound_per_node", "completion_timeout_per_gib",
                  "progress_timeout", "max_downtime"):
         need(v[flag] >= 1, "--" + flag.replace("_", "-"), "must be at least 1")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
@@ -158,7 +162,7 @@ def _validate(v: dict[str, Any]) -> ControllerConfig:
     need("{ip}" in v["destination_uri_template"], "--destination-uri-template", "must contain {ip}")
     return ControllerConfig(
         namespaces=v["namespaces"], workers=v["workers"],
-        limits=Limits(max_running=v["max_running"], max_per_node=v["max_outbound_per_node"]),
+        limits=Limits(max_running=v["max_parallel_migrations"], max_per_node=v["max_outbound_per_node"]),
         policy=PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
                               completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
                               progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
@@ -169,6 +173,8 @@ def _validate(v: dict[str, Any]) -> ControllerConfig:
         destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
         agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],
         log_format=v["log_format"], log_level=v["log_level"], kubeconfig=v["kubeconfig"],
-        leader_elect=v["leader_elect"], lease_namespace=v["lease_namespace"], lease_name=v["lease_name"],
-        identity=v["identity"] or socket.gethostname(), run_vm_controller=v["vm_controller"],
+        leader_elect=v["leader_elect"],
+        lease_namespace=v["lease_namespace"] or env.get("POD_NAMESPACE") or _D.lease_namespace,
+        lease_name=v["lease_name"], identity=v["identity"] or env.get("POD_NAME") or socket.gethostname(),
+        run_vm_controller=v["vm_controller"], agent_image=v["image"],
     )

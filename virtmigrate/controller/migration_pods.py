@@ -122,13 +122,13 @@ def owner_reference(migration: Migration) -> JSON:
 
 
 def new_agent_pod(vm: VM, migration: Migration, *, source_node: str, dest: Destination,
-                  policy: PolicyDefaults, service_account: str = "") -> JSON:
+                  policy: PolicyDefaults, service_account: str = "", image: str = AGENT_IMAGE) -> JSON:
     """The agent pod: runs `virtmigrate-agent` on the source node, never restarted (pure).
 
     It is bound directly to the source node (spec.nodeName): the agent must run where the guest is,
     whatever taints or cordons the node carries, so it also tolerates everything."""
     container: JSON = {
-        "name": AGENT_CONTAINER, "image": AGENT_IMAGE, "command": [AGENT_COMMAND],
+        "name": AGENT_CONTAINER, "image": image, "command": [AGENT_COMMAND],
         "args": agent_args(vm, migration, dest, policy, report_progress=bool(service_account)),
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE",

@@ -405,7 +405,8 @@ class MigrationSync:
             return
         policy = compute_policy(self.config.policy, seen.mig.spec.policy)
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
-                            dest=dest, policy=policy, service_account=self.config.agent_service_account)
+                            dest=dest, policy=policy, service_account=self.config.agent_service_account,
+                            image=self.config.agent_image)
         self._create_pod(pod, seen.mig.namespace)
         self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                  f"{seen.vm.name!r} to {dest.libvirt_uri}")

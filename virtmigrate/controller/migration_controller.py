@@ -1,0 +1,206 @@
+"""The migration controller: informers feed a rate-limited work queue, workers call sync(key).
+
+Fed by: a SharedInformerFactory (Migrations, VMs, our Pods, Nodes) and a KubeClient for writes.
+Consumed by: cmd/controller.py, which runs it while this replica holds the leader Lease.
+
+Event handlers only turn events into keys (`namespace/name` of a Migration):
+    Migration  its own key; when one finishes or goes away, the Pending ones that now fit
+    Pod        the Migration named by its migration label (target launcher, agent); for a source
+               launcher (no such label), the unfinished Migrations of its VM; an agent pod that
+               vanishes leaves its exit code behind for the sync (it may never be seen otherwise)
+    VM         the unfinished Migrations of that VM
+The worker contract is sample-controller's: success -> forget; error -> add_rate_limited;
+`requeue_after` -> add_after (timeouts); always done(key).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from virtmigrate import errors
+from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_AGENT
+from virtmigrate.clock import Clock, RealClock
+from virtmigrate.controller.config import ControllerConfig
+from virtmigrate.controller.events import EventRecorder
+from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration_phases import Action
+from virtmigrate.controller.migration_podstate import pod_view
+from virtmigrate.controller.migration_sync import (
+    MIGRATION_VM_INDEX,
+    POD_VM_INDEX,
+    KubeWriter,
+    Listers,
+    MigrationSync,
+    index_migration_by_vm,
+    index_pod_by_vm,
+)
+from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
+from virtmigrate.kube.resources import MIGRATIONS, NODES, PODS, VMS
+from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
+
+log = structlog.get_logger("virtmigrate.migration")
+
+JSON = dict[str, Any]
+TERMINAL = ("Succeeded", "Failed")
+POD_SELECTOR = LABEL_ROLE  # only our pods: launchers and agents carry the role label
+
+
+def _key(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+class MigrationController:
+    def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, config: ControllerConfig,
+                 recorder: EventRecorder, metrics: MigrationMetrics, clock: Clock | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.config = config
+        self.clock = clock or RealClock()
+        self.metrics = metrics
+        self.migrations = factory.informer_for(MIGRATIONS, indexers={MIGRATION_VM_INDEX: index_migration_by_vm})
+        self.vms = factory.informer_for(VMS)
+        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
+        self.nodes = factory.informer_for(NODES)
+        self.queue: RateLimitingQueue[str] = RateLimitingQueue(
+            config=QueueConfig(name="migrations", clock=self.clock, registry=registry))
+        self.syncer = MigrationSync(
+            Listers(self.migrations.indexer, self.vms.indexer, self.pods.indexer, self.nodes.indexer), client,
+            config=config, clock=self.clock, recorder=recorder, metrics=metrics)
+        self._namespaces = frozenset(config.namespaces)
+        self._event_at: dict[str, float] = {}   # key -> when the first unprocessed event for it arrived
+        self._event_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        metrics.watch_phases(self.migrations.indexer.list)
+        self.migrations.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
+            delete=self._on_migration_delete))
+        self.pods.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
+        self.vms.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
+            delete=lambda o: self._on_vm(object_of(o))))
+
+    # --- handlers: events -> keys ----------------------------------------------------------------
+
+    def enqueue(self, key: str) -> None:
+        if self._namespaces and key.partition("/")[0] not in self._namespaces:
+            return  # not a namespace this controller serves
+        with self._event_lock:
+            self._event_at.setdefault(key, self.clock.now())
+        self.queue.add(key)
+
+    def _on_migration(self, old: JSON | None, new: JSON) -> None:
+        key = _key(new)
+        phase = (new.get("status") or {}).get("phase")
+        if phase not in (None, "Pending"):
+            self.syncer.seen_admitted(key)
+        self.enqueue(key)
+        old_phase = (old.get("status") or {}).get("phase") if old is not None else None
+        if phase in TERMINAL and old_phase not in TERMINAL:
+            self._wake_pending()
+
+    def _on_migration_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
+        self.enqueue(_key(object_of(obj)))
+        self._wake_pending()
+
+    def _wake_pending(self) -> None:
+        """A slot may have freed up: queue the Pending Migrations that capacity admits now."""
+        for key in self.syncer.admissible_pending():
+            self.enqueue(key)
+
+    def _migrations_of_vm(self, ns: str, vm: str) -> None:
+        for m in self.migrations.indexer.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm}"):
+            meta = m.get("metadata") or {}
+            if (m.get("status") or {}).get("phase") not in TERMINAL or meta.get("finalizers"):
+                self.enqueue(_key(m))
+
+    def _on_pod(self, pod: JSON) -> None:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        ns = str(meta.get("namespace", ""))
+        if labels.get(LABEL_MIGRATION):
+            self.enqueue(f"{ns}/{labels[LABEL_MIGRATION]}")
+        elif labels.get(LABEL_VM):
+            self._migrations_of_vm(ns, labels[LABEL_VM])
+
+    def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
+        pod = object_of(obj)
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        if labels.get(LABEL_ROLE) == ROLE_AGENT and labels.get(LABEL_MIGRATION):
+            view = pod_view(pod)
+            if view is not None and view.exit_code is not None:
+                ns = (pod.get("metadata") or {}).get("namespace")
+                self.syncer.remember_agent_exit(f"{ns}/{labels[LABEL_MIGRATION]}", view.exit_code,
+                                                view.termination_message)
+        self._on_pod(pod)
+
+    def _on_vm(self, vm: JSON) -> None:
+        meta = vm.get("metadata") or {}
+        self._migrations_of_vm(str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    def has_synced(self) -> bool:
+        return all(i.has_synced() for i in (self.migrations, self.vms, self.pods, self.nodes))
+
+    def process_next_work_item(self) -> bool:
+        """Handle one key; False once the queue is shut down."""
+        key, shutdown = self.queue.get()
+        if shutdown or key is None:
+            return False
+        with self._event_lock:
+            t0 = self._event_at.pop(key, None)
+        try:
+            d = self.syncer.sync(key)
+        except errors.Conflict:
+            self.metrics.syncs.labels(controller="migration", outcome="conflict").inc()
+            self.queue.add_rate_limited(key)  # our cache was stale: look again soon
+        except errors.VirtMigrateError as e:
+            self.metrics.syncs.labels(controller="migration", outcome="error").inc()
+            log.warning("migration_sync_failed", migration=key, error=str(e), retries=self.queue.num_requeues(key))
+            self.queue.add_rate_limited(key)
+        except Exception:
+            self.metrics.syncs.labels(controller="migration", outcome="error").inc()
+            log.exception("migration_sync_crashed", migration=key)
+            self.queue.add_rate_limited(key)
+        else:
+            self.metrics.syncs.labels(controller="migration", outcome="ok").inc()
+            self.queue.forget(key)
+            if d is not None and d.action != Action.NOTHING and t0 is not None:
+                self.metrics.event_to_action.labels(controller="migration").observe(self.clock.now() - t0)
+            if d is not None and d.requeue_after is not None:
+                self.queue.add_after(key, max(d.requeue_after, 0.05))
+        finally:
+            self.queue.done(key)
+        return True
+
+    def _worker(self) -> None:
+        while self.process_next_work_item():
+            pass
+
+    def start_workers(self, workers: int) -> None:
+        for i in range(workers):
+            t = threading.Thread(target=self._worker, name=f"migration-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def run(self, workers: int, stop: threading.Event) -> None:
+        """Wait for the caches, run `workers` workers until `stop`, then drain and return."""
+        log.info("migration_controller_starting", workers=workers)
+        for inf in (self.migrations, self.vms, self.pods, self.nodes):
+            if not inf.wait_for_cache_sync(stop):
+                return
+        log.info("migration_controller_synced")
+        self.start_workers(workers)
+        stop.wait()
+        self.queue.shut_down()
+        for t in self._workers:
+            t.join(timeout=30)
+        log.info("migration_controller_stopped")
+
+    def healthy(self) -> bool:
+        return all(t.is_alive() for t in self._workers) or self.queue.shutting_down()
