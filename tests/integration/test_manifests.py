@@ -226,10 +226,10 @@ def test_controller_pod_is_admitted_at_the_restricted_pod_security_level(
                     "--overwrite", namespaced=False)
     dep, _ = _controller(base)
     template = dep["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "controller-template", "namespace": namespace,
-                        "labels": template["metadata"]["labels"]},
-           "spec": {**template["spec"], "serviceAccountName": "default"}}
+    pod: JSON = {"apiVersion": "v1", "kind": "Pod",
+                 "metadata": {"name": "controller-template", "namespace": namespace,
+                              "labels": template["metadata"]["labels"]},
+                 "spec": {**template["spec"], "serviceAccountName": "default"}}
     proc = cluster_kubectl.run("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod),
                                check=False, namespaced=False)
     assert proc.returncode == 0, proc.stderr
