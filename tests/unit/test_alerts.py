@@ -31,7 +31,7 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 # Names our metrics start with; any such token in an expression must be an exported sample name.
 OUR_PREFIXES = ("virtmigrate_", "workqueue_", "reflector_", "leader_election_")
-_TOKEN = re.compile(r"(?<![A-Za-z0-9_:\"'$])((?:%s)[A-Za-z0-9_:]*)" % "|".join(OUR_PREFIXES))
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_:\"'$])((?:" + "|".join(OUR_PREFIXES) + r")[A-Za-z0-9_:]*)")
 
 
 def exported_sample_names() -> set[str]:
