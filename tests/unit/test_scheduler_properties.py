@@ -86,7 +86,7 @@ def ref_expr(e: dict[str, Any], value: str | None) -> bool:
 
 
 def ref_field(e: dict[str, Any], name: str) -> bool:
-    return (name == e["values"][0]) == (e["operator"] == "In")
+    return bool((name == e["values"][0]) == (e["operator"] == "In"))
 
 
 def ref_term(t: dict[str, Any], labels: dict[str, str], name: str) -> bool:
@@ -127,7 +127,8 @@ def ref_satisfiable(vm_sel: dict[str, str], vm_terms: list[dict[str, Any]], mig_
         return fake_sel_ok and exprs_ok and not (key == HOST and value == SOURCE)
 
     default_eff = effective_default(vm_sel, vm_terms, mig_sel, default)
-    for term in vm_terms or [None]:
+    candidates: list[dict[str, Any] | None] = list(vm_terms) if vm_terms else [None]
+    for term in candidates:
         if term is not None and not term.get("matchExpressions") and not term.get("matchFields"):
             continue
         labels_ok = all(any(key_ok(k, v, term) for v in [ABSENT, *UNIVERSE]) for k in KEYS)
@@ -217,7 +218,8 @@ def test_untainted_roomy_nodes_are_feasible_iff_they_match(
     merged = merge(vm_sel, vm_terms, mig_sel, default)
     if isinstance(merged, Contradiction):
         return
-    objs = [{"metadata": {"name": f"{name}-{i}" if name != SOURCE else name, "labels": labels},
+    objs: list[dict[str, Any]] = [
+            {"metadata": {"name": f"{name}-{i}" if name != SOURCE else name, "labels": labels},
              "status": {"allocatable": {"memory": "64Gi", "cpu": "64", "pods": "110"}}}
             for i, (labels, name) in enumerate(sample)]
     got = explain_infeasible(objs, [], merged=merged, memory_request_bytes=2**30)
