@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Build virtmigrate's container image from Containerfile with the first usable engine.
+# Build virtmigrate's container images from Containerfile with the first usable engine.
 #
-#   hack/image.sh [extra build args...]        e.g. hack/image.sh --target agent
+#   hack/image.sh [extra build args...]        e.g. hack/image.sh --build-arg PYTHON_IMAGE=...
+#
+# One build, three tags, one per Containerfile target (same layers, different ENTRYPOINT):
+#   ${IMAGE_PREFIX}controller:${TAG}   the Deployment in manifests/deployment.yaml
+#   ${IMAGE_PREFIX}agent:${TAG}        agent pods (virtmigrate/controller/migration_pods.py AGENT_IMAGE)
+#   ${IMAGE_PREFIX}launcher:${TAG}     launcher pods (virtmigrate/controller/vmpods.py LAUNCHER_IMAGE)
 #
 # Environment:
-#   IMAGE             tag to build (default virtmigrate:<version from setup.cfg>)
+#   IMAGE_PREFIX      repository prefix (default "virtmigrate/"; e.g. "registry.example.com/virtmigrate/")
+#   TAG               tag (default: the version in setup.cfg)
 #   CONTAINER_ENGINE  podman, docker or buildah: use this one only (default: try them in that order)
 #
 # An engine is usable when its CLI is installed AND it can build: `podman info` / `docker info`
@@ -17,7 +23,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 version=$(sed -n 's/^version *= *//p' "$repo/setup.cfg" | head -n1)
-image=${IMAGE:-virtmigrate:${version:-latest}}
+prefix=${IMAGE_PREFIX:-virtmigrate/}
+tag=${TAG:-${version:-latest}}
 
 candidates=(podman docker buildah)
 if [[ -n "${CONTAINER_ENGINE:-}" ]]; then
@@ -55,6 +62,9 @@ trap 'rm -rf "$ctx"' EXIT
 cp "$repo/Containerfile" "$repo/pyproject.toml" "$repo/setup.cfg" "$repo/README.md" "$ctx/"
 (cd "$repo" && tar --exclude='__pycache__' --exclude='*.pyc' -cf - virtmigrate) | tar -C "$ctx" -xf -
 
-echo "hack/image.sh: building $image with $engine" >&2
-# `buildah build`, `podman build` and `docker build` take the same arguments here.
-"$engine" build -f "$ctx/Containerfile" -t "$image" "$@" "$ctx"
+# `buildah build`, `podman build` and `docker build` take the same arguments here; the second and
+# third builds reuse the first one's cached layers.
+for target in controller agent launcher; do
+    echo "hack/image.sh: building ${prefix}${target}:${tag} (target $target) with $engine" >&2
+    "$engine" build -f "$ctx/Containerfile" --target "$target" -t "${prefix}${target}:${tag}" "$@" "$ctx"
+done

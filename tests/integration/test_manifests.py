@@ -145,8 +145,9 @@ def test_controller_runs_two_replicas_with_leader_election(base: list[JSON]) -> 
     dep, c = _controller(base)
     assert dep["spec"]["replicas"] == 2
     assert "--leader-elect" in c.get("args", [])
-    env = {e["name"] for e in c.get("env", [])}
-    assert {"POD_NAME", "POD_NAMESPACE"} <= env  # lease holder identity and lease namespace
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in c.get("env", []) if "valueFrom" in e}
+    assert env["VIRTMIGRATE_IDENTITY"] == "metadata.name"  # one lease holder identity per pod
+    assert env["VIRTMIGRATE_LEASE_NAMESPACE"] == "metadata.namespace"
 
 
 def test_controller_probes_resources_and_hardening(base: list[JSON]) -> None:
@@ -186,17 +187,59 @@ def test_service_monitor_selects_the_metrics_service() -> None:
     assert {e["port"] for e in sm["spec"]["endpoints"]} <= {p["name"] for p in svc["spec"]["ports"]}
 
 
+def _container_env(base: list[JSON], pod_name: str, pod_namespace: str) -> dict[str, str]:
+    """The controller container's environment as the kubelet would build it (ConfigMap, then env)."""
+    _, c = _controller(base)
+    env: dict[str, str] = {}
+    for src in c.get("envFrom", []):
+        env.update(find(base, "ConfigMap", src["configMapRef"]["name"])["data"])
+    fields = {"metadata.name": pod_name, "metadata.namespace": pod_namespace}
+    for e in c.get("env", []):
+        env[e["name"]] = e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
+def test_every_configured_variable_is_one_the_controller_reads(
+        base: list[JSON], capsys: pytest.CaptureFixture[str]) -> None:
+    from virtmigrate.controller.config import parse_config
+
+    with pytest.raises(SystemExit):
+        parse_config(["--help"], {})
+    help_text = capsys.readouterr().out
+    for var in _container_env(base, "p", "ns"):
+        if var.startswith("VIRTMIGRATE_"):
+            assert f"${var}" in help_text, f"{var} is set by the manifests but the controller does not read it"
+
+
+def test_the_controller_accepts_the_manifests_configuration(base: list[JSON]) -> None:
+    """The configuration the Deployment gives the controller parses, and wires it as intended:
+    metrics and probes on the container port, the Lease in the pod's namespace, one identity per pod."""
+    from virtmigrate.controller.config import parse_config
+
+    _, c = _controller(base)
+    cfg = parse_config([*c.get("args", [])], _container_env(base, "virtmigrate-controller-abc-1", "vm-sys"))
+    host, _, port = cfg.metrics_address.rpartition(":")
+    assert host in ("0.0.0.0", "", "[::]")
+    assert int(port) == c["ports"][0]["containerPort"]
+    assert cfg.leader_elect is True
+    assert cfg.lease_namespace == "vm-sys"
+    assert cfg.identity == "virtmigrate-controller-abc-1"
+    assert cfg.log_format == "json"
+    assert cfg.agent_image == c["image"]
+
+
 def test_agent_image_follows_the_controller_image_when_an_operator_sets_it(tmp_path: Path) -> None:
     """`kustomize edit set image` in manifests/ (docs/install.md) changes the controller's image; the
     agent pods it creates must run the same image, so VIRTMIGRATE_IMAGE follows (kustomize
     replacements)."""
     copy = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, copy)
-    with (copy / "kustomization.yaml").open("a") as f:
-        f.write("images:\n- name: virtmigrate\n  newName: registry.example.com/ops/virtmigrate\n"
-                "  newTag: 9.9.9\n")
+    text = (copy / "kustomization.yaml").read_text()
+    assert "  newTag: 0.1.0\n" in text
+    text = text.replace("  newTag: 0.1.0\n", "  newName: registry.example.com/ops/controller\n  newTag: 9.9.9\n")
+    (copy / "kustomization.yaml").write_text(text)
     _, c = _controller(kustomize(copy))
-    assert c["image"] == "registry.example.com/ops/virtmigrate:9.9.9"
+    assert c["image"] == "registry.example.com/ops/controller:9.9.9"
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["VIRTMIGRATE_IMAGE"] == c["image"]
 
