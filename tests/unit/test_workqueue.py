@@ -266,3 +266,17 @@ def test_metrics_have_client_go_names_and_a_name_label() -> None:
         assert _value(reg, "workqueue_retries_total", "migrations") == 1
     finally:
         q.shut_down()
+
+
+def test_queues_sharing_a_name_are_summed_and_exposed_once() -> None:
+    from prometheus_client import generate_latest
+
+    reg = CollectorRegistry()
+    a: Queue[str] = Queue(QueueConfig(name="shared", registry=reg))
+    b: Queue[str] = Queue(QueueConfig(name="shared", registry=reg))
+    a.add("x")
+    b.add("y")
+    b.add("z")
+    assert _value(reg, "workqueue_depth", "shared") == 3
+    text = generate_latest(reg).decode()
+    assert text.count('workqueue_depth{name="shared"}') == 1
