@@ -254,7 +254,9 @@ class Migrator:
                           iterations=figures.iteration, mode=state.mode, actions=state.actions)
 
         if call.error is None:
-            self._completed_evt.wait(1.0)  # the source's JOB_COMPLETED event usually precedes the return
+            if state.mode == Mode.POST_COPY:
+                # after post-copy only the source's JOB_COMPLETED event has the real downtime
+                self._completed_evt.wait(1.0)
             completed = JobStats.from_libvirt(self._completed or self._dest_completed(dst, uuid))
             figures = completed if completed.data_total else last
             p = self._placement_settled(src, dst, uuid)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from virtmigrate.agent.jobstats import JobStats, Mode
-from virtmigrate.kube import KubeClient
-from virtmigrate.kube.resources import MIGRATIONS
+
+if TYPE_CHECKING:  # the kubernetes client costs ~0.3 s to import: only when progress is reported
+    from virtmigrate.kube import KubeClient
 
 REPORT_INTERVAL_S = 2.0
 
@@ -61,6 +62,8 @@ class ProgressReporter:
             self._cond.notify()
 
     def _run(self) -> None:
+        from virtmigrate.kube.resources import MIGRATIONS
+
         while True:
             with self._cond:
                 while self._pending is None and not self._stopped:
