@@ -152,7 +152,14 @@ class LocalCluster:
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
         running it as a pod of the node runner needs the Deployment's pod template)."""
-        procs.start(CONTROLLER, [str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}"],
+        f = self.state / "controller.json"
+        if f.exists():
+            port = int(json.loads(f.read_text())["metrics_port"])
+        else:
+            port = procs.free_port()
+            f.write_text(json.dumps({"metrics_port": port}))
+        procs.start(CONTROLLER, [str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
+                                 f"--metrics-address=127.0.0.1:{port}", "--log-format=console"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
     def nodes_ready(self) -> dict[str, bool]:
@@ -272,6 +279,9 @@ def cluster_ports(c: LocalCluster) -> list[int]:
     f = c.control_plane.state / "ports.json"
     if f.exists():
         ports += [int(p) for p in json.loads(f.read_text()).values()]
+    f = c.state / "controller.json"
+    if f.exists():
+        ports.append(int(json.loads(f.read_text())["metrics_port"]))
     for h in c.hosts.hosts:
         ports.append(h.tcp_port)
         ports += list(range(h.migration_port_min, h.migration_port_max + 1))

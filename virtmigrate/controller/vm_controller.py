@@ -1,0 +1,235 @@
+"""The VM controller: a VM with spec.running gets a launcher pod; its status tells where the guest runs.
+
+Fed by a SharedInformerFactory (VMs, and the pods carrying virtmigrate's role label — the same informer
+the migration controller uses) and a KubeClient for writes; consumed by cmd/controller.py, which runs
+`VMController(...).run(workers, stop)` next to the migration controller (and by the e2e tests).
+
+Events become keys `namespace/vm`: a VM's own events, and a launcher pod's events for the VM its label
+names. `sync(key)` reads the caches, asks the pure `vm_decide.decide_vm` for a Plan, and executes it:
+delete pods, create the launcher pod (vmpods.new_launcher_pod, start mode), patch the VM's status
+(merge patch guarded by resourceVersion), record an Event. Worker contract as sample-controller.
+
+Contract with the migration controller (which owns a VM's move between nodes):
+  * While status.phase is Migrating the VM controller writes nothing for that VM and touches none of
+    its pods; the migration controller sets the phase back (Running) when the move ends.
+  * status.launcherPod is authoritative. After a successful migration the migration controller sets
+    it (and status.node) to the target pod; the source launcher has then exited 0 with reason Migrated,
+    and the VM controller deletes that finished pod as a leftover.
+  * Launcher pods with a Migration label are the migration controller's, unless status.launcherPod
+    names one. Changing spec.nodeSelector/affinity never touches the running pod: placement changes
+    only through a Migration.
+  * A launcher that ends for any other reason (guest crash, shutdown, pod deleted) puts the VM in
+    phase Failed with the launcher's reason and message; the guest is not restarted automatically —
+    setting spec.running to false (phase Stopped) and back to true starts it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from virtmigrate import errors
+from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.vm import VM
+from virtmigrate.clock import Clock, RealClock
+from virtmigrate.controller import vm_decide
+from virtmigrate.controller.events import EventRecorder
+from virtmigrate.controller.migration_podstate import pod_view
+from virtmigrate.controller.migration_sync import POD_VM_INDEX, KubeWriter, index_pod_by_vm
+from virtmigrate.controller.vmpods import launcher_pod_name, new_launcher_pod
+from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
+from virtmigrate.kube.resources import PODS, VMS
+from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
+
+log = structlog.get_logger("virtmigrate.vm")
+
+JSON = dict[str, Any]
+POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
+
+
+def _key(obj: JSON) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+class VMController:
+    def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
+                 clock: Clock | None = None, registry: CollectorRegistry | None = None,
+                 reader: Any = None) -> None:
+        """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
+        without one the cache is trusted."""
+        self.client = client
+        self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
+        self.recorder = recorder
+        self.clock = clock or RealClock()
+        self.vms = factory.informer_for(VMS)
+        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
+        self.queue: RateLimitingQueue[str] = RateLimitingQueue(
+            config=QueueConfig(name="vms", clock=self.clock, registry=registry))
+        self._removed: dict[str, tuple[str, str]] = {}  # vm key -> (pod, how it ended), seen on its deletion
+        self._removed_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self.vms.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self.queue.add(_key(o)), update=lambda _o, n: self.queue.add(_key(n)),
+            delete=lambda o: self.queue.add(_key(object_of(o)))))
+        self.pods.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n),
+            delete=self._on_pod_delete))
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    def _vm_key_of_pod(self, pod: JSON) -> str | None:
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(LABEL_ROLE) != ROLE_LAUNCHER or not labels.get(LABEL_VM):
+            return None
+        return f"{meta.get('namespace')}/{labels[LABEL_VM]}"
+
+    def _on_pod(self, pod: JSON) -> None:
+        key = self._vm_key_of_pod(pod)
+        if key is not None:
+            self.queue.add(key)
+
+    def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
+        pod = object_of(obj)
+        key = self._vm_key_of_pod(pod)
+        if key is None:
+            return
+        view = pod_view(pod)
+        if view is not None:
+            note = f"pod {view.name} was deleted"
+            if view.exit_code is not None:
+                reason, message = vm_decide.parse_termination(view.termination_message, view.exit_code)
+                note += f"; its launcher exited {view.exit_code}: {reason}: {message}"
+            with self._removed_lock:
+                self._removed[key] = (view.name, note)
+        self.queue.add(key)
+
+    # --- sync ---------------------------------------------------------------------------------
+
+    def sync(self, key: str) -> vm_decide.Plan | None:
+        raw = self.vms.indexer.get_by_key(key)
+        ns = key.partition("/")[0]
+        pods = self.pods.indexer.by_index(POD_VM_INDEX, key)
+        if raw is None:
+            self._delete_orphans(ns, pods)
+            return None
+        try:
+            vm = VM.parse(raw)
+        except errors.ValidationError as e:
+            self.recorder.event(raw, "Warning", "InvalidSpec", str(e))
+            return None  # a bad spec is not retried; the next edit of the VM queues it again
+        launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
+                                           migration=str((p["metadata"].get("labels") or {}).get(LABEL_MIGRATION, "")))
+                     for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
+                     for v in [pod_view(p)] if v is not None]
+        with self._removed_lock:
+            removed_pod, note = self._removed.get(key, ("", ""))
+        if removed_pod != vm.launcher_pod:
+            note = ""
+        names = [p["metadata"]["name"] for p in pods]
+        plan = vm_decide.decide_vm(vm, launchers, removed_note=note, all_pod_names=names)
+        if plan.confirm_gone:
+            if not self._confirm_gone(ns, plan.confirm_gone):
+                return vm_decide.Plan(requeue_after=1.0)  # the cache lags behind a pod we created
+            plan = vm_decide.decide_vm(vm, launchers, removed_note=note, pod_confirmed_gone=True,
+                                       all_pod_names=names)
+        self._execute(vm, plan)
+        return plan
+
+    def _confirm_gone(self, ns: str, pod: str) -> bool:
+        if self.reader is None:
+            return True
+        try:
+            self.reader.get(PODS, pod, ns)
+        except errors.NotFound:
+            return True
+        return False
+
+    def _delete_orphans(self, ns: str, pods: list[JSON]) -> None:
+        """The VM is gone: its launcher pods go too (no garbage collector runs in every cluster)."""
+        for p in pods:
+            meta = p["metadata"]
+            if meta.get("deletionTimestamp") or (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER:
+                continue
+            self._delete_pod(ns, meta["name"], meta.get("uid", ""))
+
+    def _delete_pod(self, ns: str, name: str, uid: str) -> None:
+        # NotFound/Conflict: already gone, or replaced by a pod of the same name that is not this one.
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            self.client.delete(PODS, name, ns, uid=uid or None)
+
+    def _execute(self, vm: VM, plan: vm_decide.Plan) -> None:
+        for name, uid in plan.delete:
+            log.info("launcher_pod_delete", vm=vm.key, pod=name)
+            self._delete_pod(vm.namespace, name, uid)
+        if plan.create_attempt is not None:
+            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt))
+            # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
+            with contextlib.suppress(errors.AlreadyExists):
+                self.client.create(PODS, pod, vm.namespace)
+            log.info("launcher_pod_created", vm=vm.key, pod=pod["metadata"]["name"])
+        if plan.status is not None:
+            patch = {"metadata": {"resourceVersion": vm.raw["metadata"]["resourceVersion"]},
+                     "status": {**plan.status, "observedGeneration": vm.raw["metadata"].get("generation", 0)}}
+            self.client.patch(VMS, vm.name, patch, vm.namespace, subresource="status")
+            log.info("vm_status", vm=vm.key, phase=plan.status.get("phase"), node=plan.status.get("node"),
+                     reason=plan.status.get("reason"))
+        if plan.event is not None:
+            self.recorder.event(vm.raw, *plan.event)
+
+    # --- workers ------------------------------------------------------------------------------
+
+    def process_next_work_item(self) -> bool:
+        key, shutdown = self.queue.get()
+        if shutdown or key is None:
+            return False
+        try:
+            plan = self.sync(key)
+        except errors.Conflict:
+            self.queue.add_rate_limited(key)  # our cache was stale: look again soon
+        except errors.VirtMigrateError as e:
+            log.warning("vm_sync_failed", vm=key, error=str(e), retries=self.queue.num_requeues(key))
+            self.queue.add_rate_limited(key)
+        except Exception:
+            log.exception("vm_sync_crashed", vm=key)
+            self.queue.add_rate_limited(key)
+        else:
+            self.queue.forget(key)
+            if plan is not None and plan.requeue_after is not None:
+                self.queue.add_after(key, plan.requeue_after)
+        finally:
+            self.queue.done(key)
+        return True
+
+    def _worker(self) -> None:
+        while self.process_next_work_item():
+            pass
+
+    def has_synced(self) -> bool:
+        return self.vms.has_synced() and self.pods.has_synced()
+
+    def run(self, workers: int, stop: threading.Event) -> None:
+        """Wait for the caches, run `workers` workers until `stop`, then drain and return.
+        The caller starts the factory (`factory.start(stop)`) before or after calling this."""
+        log.info("vm_controller_starting", workers=workers)
+        for inf in (self.vms, self.pods):
+            if not inf.wait_for_cache_sync(stop):
+                return
+        log.info("vm_controller_synced")
+        for i in range(workers):
+            t = threading.Thread(target=self._worker, name=f"vm-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        stop.wait()
+        self.queue.shut_down()
+        for t in self._workers:
+            t.join(timeout=30)
+        log.info("vm_controller_stopped")
+
+    def healthy(self) -> bool:
+        return all(t.is_alive() for t in self._workers) or self.queue.shutting_down()

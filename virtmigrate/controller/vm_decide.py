@@ -1,0 +1,178 @@
+"""Pure decisions of the VM controller: from a VM and its launcher pods, the writes that converge them.
+
+Fed by vm_controller.py with the VM (virtmigrate.api.VM) and read-only views of the launcher pods that
+carry its label (from the informer's cache); returns a Plan the controller executes in order: delete
+pods, create one pod, patch the VM's status, record an event. No I/O, no clock.
+
+The contract with the migration controller (see vm_controller.py) is enforced here:
+  * a VM whose status.phase is Migrating is not touched at all;
+  * status.launcherPod is authoritative: the pod it names is the VM's pod, whatever its labels;
+  * launcher pods carrying a Migration label (targets) are left alone unless they are the current pod;
+  * a launcher that exited with reason Migrated means a migration finished: wait for the migration
+    controller to point status.launcherPod at the target instead of declaring the VM failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from virtmigrate.api.constants import VMPhase
+from virtmigrate.api.vm import VM
+from virtmigrate.controller.migration_podstate import PodView
+from virtmigrate.controller.vmpods import launcher_pod_name
+
+JSON = dict[str, Any]
+MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
+STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
+
+
+@dataclass(frozen=True)
+class LauncherPod:
+    """A launcher pod of the VM as the decision needs it."""
+
+    view: PodView
+    owner_uid: str = ""   # the VM uid of its controller ownerReference
+    migration: str = ""   # the Migration label (target launchers)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Writes, in order. Empty means nothing to do."""
+
+    delete: tuple[tuple[str, str], ...] = ()   # (pod name, uid)
+    create_attempt: int | None = None          # create launcher_pod_name(vm, attempt=...)
+    status: JSON | None = None                 # the managed status fields to write
+    confirm_gone: str = ""                     # a pod the cache lacks: confirm with a live read first
+    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    requeue_after: float | None = None
+
+
+def parse_termination(message: str, exit_code: int | None) -> tuple[str, str]:
+    """The launcher's `<Reason>: <message>` termination message as (reason, message)."""
+    text = message.strip()
+    head, sep, rest = text.partition(": ")
+    if sep and head.isalnum() and head[:1].isupper():
+        return head, rest.strip()
+    if text:
+        return "LauncherFailed", text
+    return "LauncherFailed", f"the launcher exited with code {exit_code}"
+
+
+def managed_status(vm: VM) -> JSON:
+    st = vm.raw.get("status") or {}
+    return {k: st.get(k, "") or "" for k in STATUS_FIELDS}
+
+
+def _status(vm: VM, phase: VMPhase, *, node: str = "", pod: str = "", reason: str = "", message: str = "",
+            uuid: str = "") -> JSON:
+    return {"phase": phase.value, "node": node, "launcherPod": pod, "domainUUID": uuid, "reason": reason,
+            "message": message}
+
+
+def _changed(vm: VM, want: JSON) -> JSON | None:
+    return want if managed_status(vm) != want else None
+
+
+def next_attempt(vm: VM, existing_names: Sequence[str]) -> int:
+    """The first attempt number whose pod name is free (names are deterministic per VM uid and attempt)."""
+    taken = set(existing_names)
+    n = 0
+    while launcher_pod_name(vm, attempt=n) in taken:
+        n += 1
+    return n
+
+
+def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", pod_confirmed_gone: bool = False,
+              all_pod_names: Sequence[str] = ()) -> Plan:
+    """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace)."""
+    if vm.phase == VMPhase.MIGRATING:
+        return Plan()  # the migration controller owns the VM until it sets another phase
+    stale = tuple((p.view.name, p.view.uid) for p in pods
+                  if p.owner_uid and p.owner_uid != vm.uid and not p.view.deleting)  # of an older VM of this name
+    own = [p for p in pods if not p.owner_uid or p.owner_uid == vm.uid]
+    current = next((p for p in own if vm.launcher_pod and p.view.name == vm.launcher_pod), None)
+    others = [p for p in own if p is not current and not p.migration]
+    if vm.spec.running:
+        plan = _running(vm, current, others, removed_note=removed_note, pod_confirmed_gone=pod_confirmed_gone,
+                        all_pod_names=all_pod_names)
+    else:
+        plan = _stopped(vm, current, others)
+    if stale:
+        plan = Plan(delete=stale + plan.delete, create_attempt=plan.create_attempt, status=plan.status,
+                    confirm_gone=plan.confirm_gone, event=plan.event, requeue_after=plan.requeue_after)
+    return plan
+
+
+def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, removed_note: str,
+             pod_confirmed_gone: bool, all_pod_names: Sequence[str]) -> Plan:
+    phase = vm.phase
+    uuid = vm.uid
+    if current is None and vm.launcher_pod and phase in (VMPhase.RUNNING, VMPhase.SCHEDULING):
+        if not pod_confirmed_gone:
+            return Plan(confirm_gone=vm.launcher_pod)
+        msg = f"launcher pod {vm.launcher_pod} was deleted; the guest no longer runs"
+        if removed_note:
+            msg += f" ({removed_note})"
+        msg += "; set spec.running to false and back to true to start it again"
+        return Plan(status=_changed(vm, _status(vm, VMPhase.FAILED, pod=vm.launcher_pod,
+                                                reason="LauncherPodDeleted", message=msg)),
+                    event=("Warning", "LauncherPodDeleted", msg))
+    if current is None:
+        if phase not in (None, VMPhase.PENDING, VMPhase.STOPPED, VMPhase.SCHEDULING):
+            return Plan()  # Failed stays Failed until the user stops and starts the VM again
+        finished = tuple((p.view.name, p.view.uid) for p in others if p.view.terminated and not p.view.deleting)
+        live = [p for p in others if not p.view.terminated and not p.view.deleting]
+        if live:  # a pod we created but never recorded (crash between create and status write): adopt it
+            p = live[0]
+            extra = tuple((q.view.name, q.view.uid) for q in live[1:])
+            return Plan(delete=finished + extra,
+                        status=_changed(vm, _status(vm, VMPhase.SCHEDULING, node=p.view.node, pod=p.view.name)))
+        attempt = next_attempt(vm, all_pod_names)
+        name = launcher_pod_name(vm, attempt=attempt)
+        return Plan(delete=finished, create_attempt=attempt,
+                    status=_status(vm, VMPhase.SCHEDULING, pod=name),
+                    event=("Normal", "LauncherCreated", f"created launcher pod {name}"))
+    v = current.view
+    extra = tuple((p.view.name, p.view.uid) for p in others if not p.view.deleting)  # duplicates and leftovers
+    if v.deleting and not v.terminated:
+        return Plan(delete=extra)  # being deleted: its disappearance is handled when it is gone
+    if v.terminated:
+        reason, message = parse_termination(v.termination_message, v.exit_code)
+        if reason == MIGRATED_REASON:
+            return Plan(delete=extra, requeue_after=5.0)  # the migration controller will name the new pod
+        message = f"launcher pod {v.name} on {v.node or 'no node'} exited ({v.exit_code}): {reason}: {message}"
+        if v.deleting:
+            reason = "LauncherPodDeleted"
+            message = f"the launcher pod was deleted, so the guest was stopped; {message}"
+        want = _status(vm, VMPhase.FAILED, node="", pod=v.name, reason=reason, message=message)
+        st = _changed(vm, want)
+        return Plan(delete=extra, status=st, event=("Warning", reason, message) if st else None)
+    if v.running and v.ready:
+        return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.RUNNING, node=v.node, pod=v.name,
+                                                              uuid=uuid)))
+    if v.unschedulable:
+        return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.SCHEDULING, pod=v.name,
+                                                              reason="Unschedulable", message=v.unschedulable)))
+    return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.SCHEDULING, node=v.node, pod=v.name)))
+
+
+def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
+    pods = ([current] if current is not None else []) + others
+    to_delete = tuple((p.view.name, p.view.uid) for p in pods if not p.view.deleting)
+    stopping = [p for p in pods if not p.view.terminated]
+    if stopping:
+        names = ", ".join(p.view.name for p in stopping)
+        want = managed_status(vm) | {"reason": "Stopping", "message": f"shutting the guest down ({names})"}
+        return Plan(delete=to_delete, status=_changed(vm, want))
+    want = _status(vm, VMPhase.STOPPED)
+    st = _changed(vm, want)
+    return Plan(delete=to_delete, status=st, event=("Normal", "Stopped", "the guest is stopped") if st else None)
+
+
+def owner_uid(pod: Mapping[str, Any]) -> str:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == "VM" and ref.get("controller"):
+            return str(ref.get("uid", ""))
+    return ""
