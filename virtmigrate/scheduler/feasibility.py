@@ -107,7 +107,9 @@ def explain_infeasible(
         node_name = (pod.get("spec") or {}).get("nodeName")
         if node_name and (pod.get("status") or {}).get("phase") not in _TERMINAL_PHASES:
             bound.setdefault(node_name, []).append(pod)
-    verdicts = [_judge(n, bound.get(_name(n), []), merged, request, source) for n in nodes]
+    exclusion = set(source_exclusion(source))  # the source gets its own reason, not an affinity one
+    terms = [[r for r in term_requirements(t) if r not in exclusion] for t in merged.required_terms]
+    verdicts = [_judge(n, bound.get(_name(n), []), merged, terms, request, source) for n in nodes]
     return Feasibility(tuple(sorted(verdicts, key=lambda v: v.name)))
 
 
@@ -116,7 +118,7 @@ def _name(node: Mapping[str, Any]) -> str:
 
 
 def _judge(node: Mapping[str, Any], bound: Sequence[Mapping[str, Any]], merged: Merged,
-           request: Requests, source: str) -> NodeVerdict:
+           terms: Sequence[Sequence[Requirement]], request: Requests, source: str) -> NodeVerdict:
     name = _name(node)
     labels: Mapping[str, str] = (node.get("metadata") or {}).get("labels") or {}
     spec = node.get("spec") or {}
@@ -132,20 +134,17 @@ def _judge(node: Mapping[str, Any], bound: Sequence[Mapping[str, Any]], merged: 
     if wrong:
         reasons.append(Reason(ReasonKind.NODE_SELECTOR, f"didn't match node selector ({', '.join(wrong)})",
                               ", ".join(f"{k}={labels[k]}" if k in labels else f"no {k}" for k in wrong)))
-    failing = _affinity_failures(merged, labels, name, source)
+    failing = _affinity_failures(terms, labels, name)
     if failing:
         reasons.append(Reason(ReasonKind.NODE_AFFINITY, f"didn't match node affinity ({', '.join(failing)})"))
     reasons += _resource_reasons(node, bound, request)
     return NodeVerdict(name, tuple(reasons))
 
 
-def _affinity_failures(merged: Merged, labels: Mapping[str, str], name: str, source: str) -> list[str]:
-    """Keys that fail, over all terms, when no term matches; [] when one does. The source
-    exclusion is left out: the source node gets its own reason."""
-    exclusion = set(source_exclusion(source))
+def _affinity_failures(terms: Sequence[Sequence[Requirement]], labels: Mapping[str, str], name: str) -> list[str]:
+    """Keys that fail, over all terms, when no term matches; [] when one does."""
     keys: set[str] = set()
-    for term in merged.required_terms:
-        reqs: list[Requirement] = [r for r in term_requirements(term) if r not in exclusion]
+    for reqs in terms:
         failed = [r.key for r in reqs if not r.valid or not r.matches(labels, name)]
         if not failed:
             return []

@@ -10,6 +10,7 @@ Fed by: feasibility.py (Node allocatable, pods bound to a node). Pure, no I/O.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ _SUFFIX = {
 }
 
 
+@functools.lru_cache(maxsize=4096)  # clusters repeat a handful of quantities thousands of times
 def parse_quantity(text: object) -> Fraction:
     """The exact value of a quantity; ValueError if it is not one."""
     if isinstance(text, bool):
