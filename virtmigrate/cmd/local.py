@@ -1,40 +1,71 @@
-"""`virtmigrate cluster up|down|status`: the embedded local cluster on this machine."""
+"""`virtmigrate cluster up|down|status`: the embedded local cluster on this machine.
+
+`up [--nodes 3]` starts the control plane, one libvirt host per node, the node runner and the
+controller (virtmigrate.local.cluster), waits until every node is Ready and prints
+`export KUBECONFIG=...` on stdout (progress goes to stderr), so `eval "$(virtmigrate cluster up)"` works.
+`down` stops everything and checks that no process, mount or listener of the cluster is left (exit 1
+and a list if something is). `status` prints what runs (exit 0 when all of it does, 3 otherwise).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from virtmigrate.local.controlplane import ControlPlane, default_state_dir
+from virtmigrate.errors import VirtMigrateError
+from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
+from virtmigrate.local.controlplane import default_state_dir
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="virtmigrate", description=__doc__)
+    ap = argparse.ArgumentParser(prog="virtmigrate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--state-dir", type=Path, default=None,
                     help="where the cluster keeps its state (default $VIRTMIGRATE_STATE or "
                          "~/.local/state/virtmigrate)")
     sub = ap.add_subparsers(dest="command", required=True)
-    cl = sub.add_parser("cluster", help="the local control plane")
+    cl = sub.add_parser("cluster", help="the local cluster: control plane, nodes, node runner, controller")
     cl.add_argument("action", choices=["up", "down", "status"])
+    cl.add_argument("--nodes", type=int, default=None, help="number of nodes for `up` (default 3)")
+    cl.add_argument("--no-controller", action="store_true",
+                    help="`up` without starting virtmigrate-controller (run your own)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     state = args.state_dir or default_state_dir()
-    cp = ControlPlane(state)
-    if args.action == "up":
-        took = cp.up()
-        print(f"control plane ready at {cp.server} ({took:.1f}s)", file=sys.stderr)
-        print(f"export KUBECONFIG={cp.kubeconfig}")
-        return 0
-    if args.action == "down":
-        stopped = cp.down()
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}", file=sys.stderr)
-        return 0
-    print("running" if cp.running() else "stopped")
-    return 0 if cp.running() else 3
+    cluster = LocalCluster(state, nodes=args.nodes, controller=not args.no_controller)
+    try:
+        if args.action == "up":
+            if args.nodes is not None and args.nodes < 1:
+                print("--nodes: must be at least 1", file=sys.stderr)
+                return 2
+            rep = cluster.up()
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in rep.seconds.items())
+            print(f"local cluster ready: {cluster.nodes} nodes, API at {cluster.control_plane.server} "
+                  f"({rep.total:.1f}s: {stages})", file=sys.stderr)
+            print(f"export KUBECONFIG={cluster.kubeconfig}")
+            return 0
+        if args.action == "down":
+            ports = cluster_ports(cluster) if state.exists() else []
+            namespaces = cluster_namespaces(cluster) if state.exists() else []
+            stopped = cluster.down()
+            print(f"stopped: {', '.join(stopped) or 'nothing was running'}", file=sys.stderr)
+            left = leftovers(state, ports=ports, namespaces=namespaces)
+            for item in left:
+                print(f"left over: {item}", file=sys.stderr)
+            return 1 if left else 0
+    except (VirtMigrateError, TimeoutError, RuntimeError, FileNotFoundError) as e:
+        print(f"virtmigrate cluster {args.action}: {e}", file=sys.stderr)
+        return 1
+    status = cluster.status()
+    print(json.dumps(status, indent=2))
+    ok = bool(status["control_plane"]) and bool(status["node_runner"]) and all(
+        dict(status["libvirt_hosts"]).values())  # type: ignore[call-overload]
+    return 0 if ok else 3
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ class LocalCluster:
         else:
             port = procs.free_port()
             f.write_text(json.dumps({"metrics_port": port}))
-        procs.start(CONTROLLER, [str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
+        procs.start(CONTROLLER, [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
                                  f"--metrics-address=127.0.0.1:{port}", "--log-format=console"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
