@@ -96,6 +96,31 @@ def rbac_objects(*, namespace: str | None = None, name_suffix: str = "") -> list
     return select(render(namespace=namespace, name_suffix=name_suffix), *RBAC_KINDS)
 
 
+def controller_container(objs: Iterable[JSON]) -> JSON:
+    """The controller container of the rendered Deployment (pure)."""
+    objs = list(objs)
+    (dep,) = [o for o in select(objs, "Deployment") if o["metadata"]["name"].startswith(CONTROLLER_DEPLOYMENT)]
+    (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
+    return dict(c)
+
+
+def controller_environment(objs: Iterable[JSON], *, pod_name: str, pod_namespace: str) -> dict[str, str]:
+    """The controller's environment as the kubelet builds it from the rendered Deployment: its
+    ConfigMap (envFrom), then its env with downward-API fields filled in (pure). An e2e test runs
+    `virtmigrate-controller` with `controller_container(objs)["args"]` and this environment (plus
+    its own overrides, e.g. VIRTMIGRATE_METRICS_ADDRESS=127.0.0.1:0 and a kubeconfig with the
+    controller's TokenRequest token) to run it as the manifests configure it."""
+    objs = list(objs)
+    c = controller_container(objs)
+    env: dict[str, str] = {}
+    for src in c.get("envFrom", []):
+        env.update(find(objs, "ConfigMap", src["configMapRef"]["name"])["data"])
+    fields = {"metadata.name": pod_name, "metadata.namespace": pod_namespace}
+    for e in c.get("env", []):
+        env[e["name"]] = e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
 def to_yaml(objs: Sequence[JSON]) -> str:
     """A multi-document YAML stream for `kubectl apply -f -` (pure)."""
     return yaml.safe_dump_all(list(objs), sort_keys=False)

@@ -25,6 +25,7 @@ from tests.manifests_support import (
     CONTROLLER_DEPLOYMENT,
     MANIFESTS,
     MONITORING,
+    controller_environment,
     find,
     kustomize,
     render,
@@ -188,15 +189,7 @@ def test_service_monitor_selects_the_metrics_service() -> None:
 
 
 def _container_env(base: list[JSON], pod_name: str, pod_namespace: str) -> dict[str, str]:
-    """The controller container's environment as the kubelet would build it (ConfigMap, then env)."""
-    _, c = _controller(base)
-    env: dict[str, str] = {}
-    for src in c.get("envFrom", []):
-        env.update(find(base, "ConfigMap", src["configMapRef"]["name"])["data"])
-    fields = {"metadata.name": pod_name, "metadata.namespace": pod_namespace}
-    for e in c.get("env", []):
-        env[e["name"]] = e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
-    return env
+    return controller_environment(base, pod_name=pod_name, pod_namespace=pod_namespace)
 
 
 def test_every_configured_variable_is_one_the_controller_reads(
