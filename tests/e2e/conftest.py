@@ -1,0 +1,116 @@
+"""The e2e tier's cluster: the whole local cluster (control plane, libvirt nodes, node runner, controller).
+
+Session fixture `local_cluster`: reuses the cluster whose state directory is $VIRTMIGRATE_E2E_STATE when
+one runs there (and leaves it running), else brings one up in a temporary directory and tears it down
+at the end — checking that nothing is left. It overrides the shared `cluster` fixture, so `kube`,
+`kubectl` and `namespace` of tests/conftest.py talk to this cluster. Helpers for waiting live here too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.conftest import Cluster
+
+T = TypeVar("T")
+E2E_FIRST_ADDRESS = 30  # nodes migrate on 127.0.0.30+: apart from a dev cluster (20+) and the agent tests (10+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[Any]:
+    from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
+
+    reuse = os.environ.get("VIRTMIGRATE_E2E_STATE")
+    if reuse:
+        c = LocalCluster(Path(reuse), first_address=E2E_FIRST_ADDRESS)
+        if c.running_any():
+            c.up()  # cheap when everything runs; restarts what died
+            yield c
+            return
+    state = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="virtmigrate-e2e-"))
+    c = LocalCluster(state, nodes=3, first_address=E2E_FIRST_ADDRESS)
+    try:
+        c.up()
+        yield c
+    finally:
+        ports, namespaces = cluster_ports(c), cluster_namespaces(c)
+        c.down()
+        left = leftovers(state, ports=ports, namespaces=namespaces)
+        shutil.rmtree(state, ignore_errors=True)
+        assert not left, f"the local cluster left things behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def cluster(local_cluster: Any) -> Cluster:
+    return Cluster(local_cluster.kubeconfig, local_cluster.control_plane.server, None)
+
+
+@pytest.fixture(scope="session")
+def guest_kernel() -> Path:
+    from virtmigrate.local.guest import guest_kernel as build
+
+    return build()
+
+
+def wait_for(what: str, fn: Callable[[], T | None], *, timeout: float = 60.0, interval: float = 0.2) -> T:
+    """Poll `fn` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+def virsh(local_cluster: Any, node: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`virsh` against the libvirt of `node` (nodeN is libvirt host N), over its loopback TCP URI."""
+    index = int(node.removeprefix("node"))
+    uri = local_cluster.hosts.host(index).uri
+    return subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=60, check=check)
+
+
+def domain_state(local_cluster: Any, node: str, domain: str) -> str:
+    """'running', 'shut off', ... or '' when the node has no such domain."""
+    r = virsh(local_cluster, node, "domstate", domain, check=False)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def serial_lines(local_cluster: Any, node: str, domain: str) -> int:
+    """Heartbeat lines the guest has written to its serial file on `node` (0 when none)."""
+    index = int(node.removeprefix("node"))
+    f = local_cluster.hosts.host(index).qemu_log_dir / f"{domain}-serial.log"
+    try:
+        return sum(1 for line in f.read_text(errors="replace").splitlines() if line.startswith("heartbeat"))
+    except OSError:
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _clean_namespace(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Without a namespace controller, pods outlive their namespace: delete the test's VMs and pods
+    (gracefully, without waiting) before the shared `namespace` fixture deletes the namespace."""
+    if "namespace" not in request.fixturenames:
+        yield
+        return
+    k = request.getfixturevalue("kubectl")
+    yield
+    k.run("delete", "vms", "--all", "--wait=false", check=False)
+    k.run("delete", "pods", "--all", "--wait=false", check=False)
