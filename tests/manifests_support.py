@@ -35,7 +35,11 @@ AGENT_SA = "virtmigrate-agent"
 LAUNCHER_SA = "virtmigrate-launcher"
 CONTROLLER_DEPLOYMENT = "virtmigrate-controller"
 
-RBAC_KINDS = ("Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+# Who may do what: identities, RBAC, and the admission policy that narrows the agent's grant.
+RBAC_KINDS = ("Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+              "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+CLUSTER_SCOPED_KINDS = ("ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                        "ValidatingAdmissionPolicyBinding")
 
 JSON = dict[str, Any]
 
@@ -91,8 +95,9 @@ def find(objs: Iterable[JSON], kind: str, name: str) -> JSON:
 
 
 def rbac_objects(*, namespace: str | None = None, name_suffix: str = "") -> list[JSON]:
-    """The Namespace, ServiceAccounts, Roles, ClusterRoles and their bindings, ready to apply:
-    what a test needs to run a component under exactly the identity the manifests give it."""
+    """The Namespace, ServiceAccounts, Roles, ClusterRoles, their bindings and the agent's admission
+    policy, ready to apply: what a test needs to run a component under exactly the identity and
+    permissions the manifests give it. Delete the CLUSTER_SCOPED_KINDS among them afterwards."""
     return select(render(namespace=namespace, name_suffix=name_suffix), *RBAC_KINDS)
 
 

@@ -22,6 +22,7 @@ import yaml
 from tests.conftest import Cluster, Kubectl
 from tests.manifests_support import (
     BASE_NAMESPACE,
+    CLUSTER_SCOPED_KINDS,
     CONTROLLER_DEPLOYMENT,
     MANIFESTS,
     MONITORING,
@@ -55,7 +56,7 @@ def cleanup_cluster_scoped(cluster_kubectl: Kubectl) -> Iterator[list[JSON]]:
     objs: list[JSON] = []
     yield objs
     for o in objs:
-        if o["kind"] in ("ClusterRole", "ClusterRoleBinding"):
+        if o["kind"] in CLUSTER_SCOPED_KINDS:
             cluster_kubectl.run("delete", o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found",
                                 check=False, namespaced=False)
 

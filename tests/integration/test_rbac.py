@@ -9,6 +9,9 @@ and every KubeClient call found in the component's package (an AST scan) is in t
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ import pytest
 from tests.conftest import Cluster, Kubectl
 from tests.manifests_support import (
     AGENT_SA,
+    CLUSTER_SCOPED_KINDS,
     CONTROLLER_SA,
     LAUNCHER_SA,
     REPO,
@@ -122,7 +126,7 @@ def install(cluster: Cluster) -> Iterator[Install]:
     try:
         yield Install(k, ns, workload, suffix)
     finally:
-        for o in select(objs, "ClusterRole", "ClusterRoleBinding"):
+        for o in select(objs, *CLUSTER_SCOPED_KINDS):
             k.run("delete", o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found",
                   check=False, namespaced=False)
         for n in (ns, workload):
@@ -166,13 +170,20 @@ def test_launcher_may_do_nothing(install: Install) -> None:
         assert not can_i(install, LAUNCHER_SA, a), a.id
 
 
-@pytest.mark.integration
-def test_progress_reporting_is_granted_per_namespace_as_documented(install: Install) -> None:
-    """docs/install.md's two commands let a namespace's agent report progress there, and only there."""
+@pytest.fixture(scope="module")
+def workload_agent(install: Install) -> str:
+    """docs/install.md's two commands, run in the workload namespace; the agent's user name."""
     k, ns, sfx = install.kubectl, install.workload, install.suffix
     k("create", "serviceaccount", AGENT_SA + sfx, f"--namespace={ns}", namespaced=False)
     k("create", "rolebinding", AGENT_SA + sfx, f"--namespace={ns}", f"--clusterrole={AGENT_SA}{sfx}",
       f"--serviceaccount={ns}:{AGENT_SA}{sfx}", namespaced=False)
+    return subject(ns, AGENT_SA + sfx)
+
+
+@pytest.mark.integration
+def test_progress_reporting_is_granted_per_namespace_as_documented(install: Install, workload_agent: str) -> None:
+    """docs/install.md's two commands let a namespace's agent report progress there, and only there."""
+    k, ns, sfx = install.kubectl, install.workload, install.suffix
 
     def agent_can(verb: str, namespace: str, subresource: str = "status") -> bool:
         args = ["auth", "can-i", verb, "migrations.kubevirt.io", f"--subresource={subresource}",
@@ -183,6 +194,59 @@ def test_progress_reporting_is_granted_per_namespace_as_documented(install: Inst
     assert not agent_can("patch", install.namespace)
     assert not agent_can("update", ns)
     assert not agent_can("get", ns, subresource="")
+
+
+AGENT_POD = "virt-migration-m1-abcde"
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+
+
+@pytest.mark.integration
+def test_agent_may_report_only_its_own_progress(install: Install, workload_agent: str, crds: None) -> None:
+    """The admission policy narrows the agent's `patch migrations/status`: status.progress only, and
+    with a pod-bound token only on the Migration whose status.agentPod is that pod. The controller's
+    own status writes are untouched."""
+    k, ns = install.kubectl, install.workload
+    k("create", "-f", "-", f"--namespace={ns}", namespaced=False, input=json.dumps(
+        {"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration", "metadata": {"name": "m1"},
+         "spec": {"selector": {"name": "vm1"}}}))
+    k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
+      json.dumps({"status": {"phase": "Running", "agentPod": AGENT_POD}}), namespaced=False)
+
+    def patch(status: dict[str, object], *, as_user: str, pod: str | None) -> subprocess.CompletedProcess[str]:
+        args = ["patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": status}), f"--as={as_user}"]
+        if pod:
+            args.append(f"--as-user-extra={POD_NAME_EXTRA}={pod}")
+        return k.run(*args, check=False, namespaced=False)
+
+    # The API server compiles new policies asynchronously: wait until ours is in force (bounded).
+    deadline = time.monotonic() + 60
+    while True:
+        proc = patch({"phase": "Succeeded"}, as_user=workload_agent, pod=AGENT_POD)
+        if proc.returncode != 0 or time.monotonic() > deadline:
+            break
+        k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
+          json.dumps({"status": {"phase": "Running"}}), namespaced=False)
+        time.sleep(0.5)
+    assert proc.returncode != 0, "the agent changed status.phase"
+    assert "may change status.progress only" in proc.stderr, proc.stderr
+
+    ok = patch({"progress": {"percent": 40, "percentText": "40%"}}, as_user=workload_agent, pod=AGENT_POD)
+    assert ok.returncode == 0, ok.stderr
+    other = patch({"progress": {"percent": 41}}, as_user=workload_agent, pod="virt-migration-other-12345")
+    assert other.returncode != 0 and "may report progress only for the Migration" in other.stderr, other.stderr
+    unbound = patch({"progress": {"percent": 42}}, as_user=workload_agent, pod=None)
+    assert unbound.returncode == 0, unbound.stderr  # a token not bound to a pod: field rule only
+    result = patch({"result": {"outcome": "Succeeded"}, "progress": {"percent": 100}}, as_user=workload_agent,
+                   pod=AGENT_POD)
+    assert result.returncode != 0 and "may change status.progress only" in result.stderr, result.stderr
+
+    controller = subject(install.namespace, CONTROLLER_SA + install.suffix)
+    by_controller = patch({"phase": "Succeeded", "reason": "Migrated"}, as_user=controller, pod=None)
+    assert by_controller.returncode == 0, by_controller.stderr
+    got = json.loads(k("get", "migration", "m1", f"--namespace={ns}", "-o", "json", namespaced=False))
+    assert got["status"]["phase"] == "Succeeded"
+    assert got["status"]["progress"]["percent"] == 42
 
 
 # ---------------------------------------------------------------------------------------------
