@@ -55,7 +55,7 @@ def test_ram_rewriting_guest_under_a_cap_is_rescued_by_post_copy(
         libvirt_hosts: LibvirtHosts, guests: Guests, tmp_path: Path) -> None:
     g = guests.start(memory_mib=128, mode="rewrite")
     run = run_agent(libvirt_hosts, g.name, tmp_path,
-                    extra=[*CAP, "--allow-post-copy", "--completion-timeout-per-gib", "60"])
+                    extra=[*CAP, "--allow-post-copy", "--completion-timeout-per-gib", "20"])
     assert run.returncode == ExitCode.SUCCEEDED, run.stderr
     assert run.result["mode"] == "post-copy"
     assert any(str(a).startswith("start_post_copy") for a in run.result["actions"])  # type: ignore[attr-defined]
