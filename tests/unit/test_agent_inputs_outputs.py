@@ -106,3 +106,20 @@ def test_progress_payload_and_rate_limit() -> None:
                  "updateTime": "2026-01-01T00:00:00Z"}
     assert should_report_progress(10.0, None) and not should_report_progress(11.9, 10.0)
     assert should_report_progress(12.0, 10.0)
+
+
+def test_migration_call_follows_the_policy() -> None:
+    import libvirt
+
+    from virtmigrate.agent.migrate import MIGRATE_FLAGS, migration_flags, migration_params
+
+    plain = parse_settings([*REQUIRED, "--migration-uri", "tcp://10.0.0.2"], {})
+    assert migration_flags(plain) == MIGRATE_FLAGS
+    assert MIGRATE_FLAGS & libvirt.VIR_MIGRATE_PEER2PEER and MIGRATE_FLAGS & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    assert migration_params(plain) == {libvirt.VIR_MIGRATE_PARAM_URI: "tcp://10.0.0.2"}
+    rich = parse_settings([*REQUIRED, "--bandwidth", "64", "--allow-post-copy", "--allow-auto-converge"], {})
+    assert migration_flags(rich) & libvirt.VIR_MIGRATE_POSTCOPY
+    assert migration_flags(rich) & libvirt.VIR_MIGRATE_AUTO_CONVERGE
+    params = migration_params(rich)
+    assert params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 64
+    assert params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] == 64 * MIB
