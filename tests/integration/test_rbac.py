@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import Cluster, Kubectl
 from tests.manifests_support import (
@@ -197,53 +197,66 @@ def test_progress_reporting_is_granted_per_namespace_as_documented(install: Inst
 
 
 AGENT_POD = "virt-migration-m1-abcde"
-POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 
 
 @pytest.mark.integration
-def test_agent_may_report_only_its_own_progress(install: Install, workload_agent: str, crds: None) -> None:
+def test_agent_may_report_only_its_own_progress(install: Install, workload_agent: str, crds: None,
+                                                cluster: Cluster) -> None:
     """The admission policy narrows the agent's `patch migrations/status`: status.progress only, and
-    with a pod-bound token only on the Migration whose status.agentPod is that pod. The controller's
-    own status writes are untouched."""
-    k, ns = install.kubectl, install.workload
+    with a pod-bound token (what a kubelet gives a pod) only on the Migration whose status.agentPod
+    is that pod. The requests are the agent's own: a merge patch of the status subresource through
+    KubeClient, authenticated by tokens from the TokenRequest API."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    from virtmigrate import errors
+    from virtmigrate.kube import KubeClient
+    from virtmigrate.kube.resources import MIGRATIONS
+
+    k, ns, sa = install.kubectl, install.workload, AGENT_SA + install.suffix
     k("create", "-f", "-", f"--namespace={ns}", namespaced=False, input=json.dumps(
         {"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration", "metadata": {"name": "m1"},
          "spec": {"selector": {"name": "vm1"}}}))
     k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
       json.dumps({"status": {"phase": "Running", "agentPod": AGENT_POD}}), namespaced=False)
+    for pod in (AGENT_POD, "virt-migration-other-12345"):  # no kubelet runs them; tokens bind to them
+        k("create", "-f", "-", f"--namespace={ns}", namespaced=False, input=json.dumps(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
+             "spec": {"serviceAccountName": sa, "automountServiceAccountToken": False,
+                      "containers": [{"name": "agent", "image": "virtmigrate/agent:0.1.0"}]}}))
 
-    def patch(status: dict[str, object], *, as_user: str, pod: str | None) -> subprocess.CompletedProcess[str]:
-        args = ["patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": status}), f"--as={as_user}"]
-        if pod:
-            args.append(f"--as-user-extra={POD_NAME_EXTRA}={pod}")
-        return k.run(*args, check=False, namespaced=False)
+    cfg = k8s_client.Configuration()
+    k8s_config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
 
-    # The API server compiles new policies asynchronously: wait until ours is in force (bounded).
+    def client_for(pod: str | None, account: str = sa, namespace: str = ns) -> KubeClient:
+        bound = ["--bound-object-kind=Pod", f"--bound-object-name={pod}"] if pod else []
+        token = k("create", "token", account, f"--namespace={namespace}", *bound, namespaced=False).strip()
+        return KubeClient.from_token(cfg.host, token, ca_file=cfg.ssl_ca_cert)
+
+    def patch(c: KubeClient, status: dict[str, object]) -> str:
+        """'' when allowed, else the API server's message."""
+        try:
+            c.patch(MIGRATIONS, "m1", {"status": status}, ns, subresource="status")
+        except (errors.Invalid, errors.Forbidden) as e:
+            return str(e) or "refused"
+        return ""
+
+    agent, other, unbound = client_for(AGENT_POD), client_for("virt-migration-other-12345"), client_for(None)
+    # The API server compiles a new policy asynchronously: wait until ours is in force (bounded).
     deadline = time.monotonic() + 60
-    while True:
-        proc = patch({"phase": "Succeeded"}, as_user=workload_agent, pod=AGENT_POD)
-        if proc.returncode != 0 or time.monotonic() > deadline:
-            break
+    while not (denied := patch(agent, {"phase": "Succeeded"})) and time.monotonic() < deadline:
         k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
           json.dumps({"status": {"phase": "Running"}}), namespaced=False)
         time.sleep(0.5)
-    assert proc.returncode != 0, "the agent changed status.phase"
-    assert "may change status.progress only" in proc.stderr, proc.stderr
+    assert "may change status.progress only" in denied, denied
 
-    ok = patch({"progress": {"percent": 40, "percentText": "40%"}}, as_user=workload_agent, pod=AGENT_POD)
-    assert ok.returncode == 0, ok.stderr
-    other = patch({"progress": {"percent": 41}}, as_user=workload_agent, pod="virt-migration-other-12345")
-    assert other.returncode != 0 and "may report progress only for the Migration" in other.stderr, other.stderr
-    unbound = patch({"progress": {"percent": 42}}, as_user=workload_agent, pod=None)
-    assert unbound.returncode == 0, unbound.stderr  # a token not bound to a pod: field rule only
-    result = patch({"result": {"outcome": "Succeeded"}, "progress": {"percent": 100}}, as_user=workload_agent,
-                   pod=AGENT_POD)
-    assert result.returncode != 0 and "may change status.progress only" in result.stderr, result.stderr
+    assert patch(agent, {"progress": {"percent": 40, "percentText": "40%"}}) == ""
+    assert "may report progress only for the Migration" in patch(other, {"progress": {"percent": 41}})
+    assert patch(unbound, {"progress": {"percent": 42}}) == ""  # not bound to a pod: the field rule only
+    assert "may change status.progress only" in patch(agent, {"result": {"outcome": "Succeeded"}})
 
-    controller = subject(install.namespace, CONTROLLER_SA + install.suffix)
-    by_controller = patch({"phase": "Succeeded", "reason": "Migrated"}, as_user=controller, pod=None)
-    assert by_controller.returncode == 0, by_controller.stderr
+    controller = client_for(None, CONTROLLER_SA + install.suffix, install.namespace)
+    assert patch(controller, {"phase": "Succeeded", "reason": "Migrated"}) == ""
     got = json.loads(k("get", "migration", "m1", f"--namespace={ns}", "-o", "json", namespaced=False))
     assert got["status"]["phase"] == "Succeeded"
     assert got["status"]["progress"]["percent"] == 42
@@ -270,6 +283,18 @@ def _granted(sa: str) -> set[tuple[str, str, str, str]]:
                     full = f"{plural}.{group}" if group else plural
                     out |= {(v, full, sub, scope) for v in rule["verbs"]}
     return out
+
+
+def test_the_agent_policy_guards_every_status_field_but_progress() -> None:
+    """A status field added to the CRD must be added to the policy, or the agent could write it."""
+    crd = yaml.safe_load((REPO / "manifests" / "crds" / "migrations.kubevirt.io.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    fields = set(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]) - {"progress"}
+    (policy,) = select(render(), "ValidatingAdmissionPolicy")
+    first = policy["spec"]["validations"][0]["expression"]
+    for f in sorted(fields):
+        assert f"object.?status.?{f} == oldObject.?status.?{f}" in first, f"status.{f} is not guarded"
+    assert "progress" not in first
 
 
 def test_no_rule_uses_a_wildcard() -> None:
