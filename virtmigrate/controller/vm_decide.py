@@ -15,7 +15,7 @@ The contract with the migration controller (see vm_controller.py) is enforced he
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from virtmigrate.api.constants import VMPhase
@@ -99,6 +99,9 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
                         all_pod_names=all_pod_names)
     else:
         plan = _stopped(vm, current, others)
+    observed = (vm.raw.get("status") or {}).get("observedGeneration")
+    if plan.status is None and observed != (vm.raw.get("metadata") or {}).get("generation"):
+        plan = replace(plan, status=managed_status(vm))  # record that this generation was seen
     if stale:
         plan = Plan(delete=stale + plan.delete, create_attempt=plan.create_attempt, status=plan.status,
                     confirm_gone=plan.confirm_gone, event=plan.event, requeue_after=plan.requeue_after)

@@ -1,0 +1,113 @@
+"""VMs on the local cluster: launcher pods placed by the real kube-scheduler, real guests on the nodes'
+libvirt, and the VM controller's status — driven through kubectl and the API only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import domain_state, serial_lines, wait_for
+from virtmigrate.api.constants import LABEL_VM
+from virtmigrate.kube.resources import PODS, VMS
+
+
+def _create_vm(kubectl: Any, kernel: Path, *, name: str = "testvm", zone: str = "zone-b",
+               running: bool = True) -> None:
+    vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": name},
+          "spec": {"running": running, "memory": "64Mi", "kernel": str(kernel),
+                   "nodeSelector": {"topology.kubernetes.io/zone": zone}}}
+    kubectl("apply", "-f", "-", input=json.dumps(vm))
+
+
+def _vm_status(kube: Any, ns: str, name: str = "testvm") -> dict[str, Any]:
+    return kube.get(VMS, name, ns).get("status") or {}
+
+
+def _phase(kube: Any, ns: str, phase: str, name: str = "testvm") -> dict[str, Any] | None:
+    st = _vm_status(kube, ns, name)
+    return st if st.get("phase") == phase else None
+
+
+def _launchers(kube: Any, ns: str, name: str = "testvm") -> list[dict[str, Any]]:
+    return kube.list_all(PODS, ns, label_selector=f"{LABEL_VM}={name}")
+
+
+def _running_vm(kube: Any, kubectl: Any, ns: str, kernel: Path, lc: Any) -> dict[str, Any]:
+    _create_vm(kubectl, kernel)
+    st = wait_for("VM Running", lambda: _phase(kube, ns, "Running"), timeout=90)
+    wait_for("guest heartbeat", lambda: serial_lines(lc, st["node"], f"{ns}_testvm") >= 1, timeout=30)
+    return st
+
+
+def test_vm_runs_on_a_node_matching_its_selector(kube: Any, kubectl: Any, namespace: str, guest_kernel: Path,
+                                                local_cluster: Any) -> None:
+    st = _running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    assert st["node"] == "node1"  # the only zone-b node
+    (pod,) = _launchers(kube, namespace)
+    assert pod["metadata"]["name"] == st["launcherPod"]
+    assert pod["spec"]["nodeName"] == "node1"  # bound by the kube-scheduler
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "VM"
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == "running"
+    assert st["domainUUID"] == kube.get(VMS, "testvm", namespace)["metadata"]["uid"]
+    for other in ("node0", "node2"):
+        assert domain_state(local_cluster, other, f"{namespace}_testvm") == ""
+    out = kubectl("get", "vms")
+    assert "testvm" in out and "Running" in out and "node1" in out
+
+
+def test_changing_node_selector_leaves_pod_and_guest_alone(kube: Any, kubectl: Any, namespace: str,
+                                                         guest_kernel: Path, local_cluster: Any) -> None:
+    st = _running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    (before,) = _launchers(kube, namespace)
+    beats = serial_lines(local_cluster, "node1", f"{namespace}_testvm")
+    kubectl("patch", "vm", "testvm", "--type=merge", "-p",
+            '{"spec":{"nodeSelector":{"topology.kubernetes.io/zone":"zone-a"}}}')
+    wait_for("the controller to observe the change",
+             lambda: _vm_status(kube, namespace).get("observedGeneration") == 2)
+    # The guest keeps beating where it was (a few heartbeats prove it runs, not just exists).
+    wait_for("more heartbeats on node1",
+             lambda: serial_lines(local_cluster, "node1", f"{namespace}_testvm") >= beats + 2, timeout=30)
+    (after,) = _launchers(kube, namespace)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert "deletionTimestamp" not in after["metadata"]
+    assert _vm_status(kube, namespace)["node"] == st["node"] == "node1"
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == "running"
+
+
+def test_deleting_the_launcher_pod_stops_the_guest_and_says_why(kube: Any, kubectl: Any, namespace: str,
+                                                                guest_kernel: Path, local_cluster: Any) -> None:
+    st = _running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    kubectl("delete", "pod", st["launcherPod"])  # waits until the pod is gone
+    failed = wait_for("VM Failed", lambda: _phase(kube, namespace, "Failed"))
+    assert failed["reason"] == "LauncherPodDeleted"
+    assert st["launcherPod"] in failed["message"] and "was deleted" in failed["message"]
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == ""
+    time.sleep(2)  # bounded: the controller must not start a new guest on its own
+    assert _launchers(kube, namespace) == []
+    events = kubectl("get", "events", "--field-selector", "involvedObject.kind=VM")
+    assert "LauncherPodDeleted" in events
+
+
+def test_running_false_stops_and_true_starts_again(kube: Any, kubectl: Any, namespace: str,
+                                                   guest_kernel: Path, local_cluster: Any) -> None:
+    _running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    kubectl("patch", "vm", "testvm", "--type=merge", "-p", '{"spec":{"running":false}}')
+    st = wait_for("VM Stopped", lambda: _phase(kube, namespace, "Stopped"), timeout=60)
+    assert st["node"] == "" and st["launcherPod"] == ""
+    wait_for("launcher pod gone", lambda: _launchers(kube, namespace) == [] or None)
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == ""
+    kubectl("patch", "vm", "testvm", "--type=merge", "-p", '{"spec":{"running":true}}')
+    st = wait_for("VM Running again", lambda: _phase(kube, namespace, "Running"), timeout=90)
+    assert st["node"] == "node1"
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == "running"
+
+
+def test_deleting_the_vm_removes_its_launcher_and_guest(kube: Any, kubectl: Any, namespace: str,
+                                                       guest_kernel: Path, local_cluster: Any) -> None:
+    _running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    kubectl("delete", "vm", "testvm")
+    wait_for("launcher pod gone", lambda: _launchers(kube, namespace) == [] or None, timeout=60)
+    assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == ""
