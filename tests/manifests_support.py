@@ -78,7 +78,12 @@ def render(*, namespace: str | None = None, name_suffix: str = "", path: Path = 
         Path(tmp, "kustomization.yaml").write_text(
             overlay_text(path, namespace=namespace, name_suffix=name_suffix, from_dir=Path(tmp),
                          components=components))
-        return kustomize(Path(tmp))
+        objs = kustomize(Path(tmp))
+    # kustomize v5.8 does not know admission policies are cluster-scoped and gives them the namespace.
+    for o in objs:
+        if o["kind"] in CLUSTER_SCOPED_KINDS:
+            o["metadata"].pop("namespace", None)
+    return objs
 
 
 def select(objs: Iterable[JSON], *kinds: str) -> list[JSON]:
