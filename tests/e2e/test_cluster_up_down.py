@@ -1,0 +1,70 @@
+"""`virtmigrate cluster up/down` on a cluster of its own: idempotent up, and a down that leaves nothing —
+no process, mount, libvirt domain (QEMU) or listener — checked, not assumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import domain_state, wait_for
+from virtmigrate.kube.client import KubeClient
+from virtmigrate.kube.resources import PODS, VMS
+from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
+
+BIN = Path(sys.executable).parent
+
+
+def _virtmigrate(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VIRTMIGRATE_STATE": str(state)}
+    return subprocess.run([str(BIN / "virtmigrate"), "cluster", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="virtmigrate-e2e-own-"))
+    yield d
+    LocalCluster(d).down()  # in case the test failed half-way
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Path) -> None:
+    up = _virtmigrate(state, "up", "--nodes", "2")
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.strip() == f"export KUBECONFIG={state / 'controlplane' / 'admin.kubeconfig'}"
+    again = _virtmigrate(state, "up")
+    assert again.returncode == 0 and again.stdout == up.stdout
+    status = _virtmigrate(state, "status")
+    assert status.returncode == 0, status.stdout
+    assert json.loads(status.stdout)["nodes_ready"] == {"node0": True, "node1": True}
+
+    # Something real to clean up: a guest running on node0.
+    c = LocalCluster(state)
+    kube = KubeClient.from_kubeconfig(str(c.kubeconfig))
+    kube.create(VMS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM",
+                      "metadata": {"name": "leftover", "namespace": "default"},
+                      "spec": {"running": True, "memory": "64Mi", "kernel": str(guest_kernel),
+                               "nodeSelector": {"kubernetes.io/hostname": "node0"}}})
+    wait_for("VM Running", lambda: (kube.get(VMS, "leftover", "default").get("status") or {})
+             .get("phase") == "Running", timeout=90)
+    assert domain_state(c, "node0", "default_leftover") == "running"
+    assert kube.list_all(PODS, "default")
+
+    ports, namespaces = cluster_ports(c), cluster_namespaces(c)
+    assert ports and namespaces
+    down = _virtmigrate(state, "down")
+    assert down.returncode == 0, down.stderr
+    assert leftovers(state, ports=ports, namespaces=namespaces) == []
+    assert not state.exists()
+    qemus = subprocess.run(["pgrep", "-af", "guest=default_leftover"], capture_output=True, text=True)
+    assert qemus.stdout == ""
+    again = _virtmigrate(state, "down")
+    assert again.returncode == 0 and "nothing was running" in again.stderr
