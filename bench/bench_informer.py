@@ -251,10 +251,14 @@ def child(args: argparse.Namespace) -> int:
 def run_child(contender: str, kind: str, ns: str, n: int, kubeconfig: str, mem: bool) -> JSON:
     argv = [sys.executable, __file__, "--child", contender, "--kind", kind, "--namespace", ns,
             "--objects", str(n), "--kubeconfig", kubeconfig] + (["--mem"] if mem else [])
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{contender} failed: {p.stderr[-2000:]}")
+    for _attempt in range(3):
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+        if lines:
+            break  # (a daemon thread of the official informer may crash the child at exit: the figure stands)
+        print(f"  {contender} child failed (exit {p.returncode}): {p.stderr[-500:]!r}; retrying", flush=True)
+    else:
+        raise RuntimeError(f"{contender} failed three times")
     result: JSON = json.loads(lines[-1])
     return result
 

@@ -175,6 +175,7 @@ def test_410_after_compaction_relists_without_losing_final_state(cp: ControlPlan
     finally:
         stop.set()
         t.join(15)
+    assert not t.is_alive(), "stopping the informer must end its open watch promptly"
 
 
 def test_apiserver_killed_and_restarted_mid_watch_converges(cp: ControlPlane, client: KubeClient) -> None:
@@ -201,3 +202,4 @@ def test_apiserver_killed_and_restarted_mid_watch_converges(cp: ControlPlane, cl
     finally:
         stop.set()
         t.join(15)
+    assert not t.is_alive(), "stopping the informer must end its open watch promptly"

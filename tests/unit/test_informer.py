@@ -92,6 +92,10 @@ def test_managed_fields_are_stripped_by_default_and_transform_is_optional(
     assert wait_for_cache_sync(stop, inf, raw, timeout=5)
     assert "managedFields" not in inf.indexer.get_by_key("default/o0")["metadata"]  # type: ignore[index]
     assert "managedFields" in raw.indexer.get_by_key("default/o0")["metadata"]  # type: ignore[index]
+    assert lw.wait_for_watches(2)
+    lw.create(managed("from-watch"))
+    assert _eventually(lambda: inf.indexer.get_by_key("default/from-watch") is not None)
+    assert "managedFields" not in inf.indexer.get_by_key("default/from-watch")["metadata"]  # type: ignore[index]
 
 
 def test_resync_redelivers_the_cache_as_updates(lw: FakeListerWatcher, stop: threading.Event) -> None:

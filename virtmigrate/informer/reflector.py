@@ -11,6 +11,8 @@ Fed by a `ListerWatcher`; feeds a `ReflectorSink` (the shared informer) from one
     errors: any other failure waits `Backoff` (0.8 s -> 30 s, x2, jitter, reset after 2 min)
             and resumes the watch from the last resourceVersion (a 410 then forces the relist)
     resync: every `resync_period` seconds the sink re-delivers its cache (0 disables)
+    transform: applied to every object before the sink sees it (a page's objects in a helper
+            thread while the next page is fetched)
 
 All waiting is on the injected clock; `stop()` ends the open watch from any thread.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,7 +64,12 @@ class ReflectorConfig:
     max_watch_timeout: int = 600
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     registry: CollectorRegistry | None = None  # None: prometheus_client.REGISTRY
+    transform: Callable[[JSON], JSON] | None = None  # applied to every object before the sink sees it
     rand: random.Random | None = None  # test-only: a seeded source for timeouts and jitter
+
+
+def _apply(tf: Callable[[JSON], JSON] | None, items: list[JSON]) -> list[JSON]:
+    return items if tf is None else [tf(o) for o in items]
 
 
 def compute_watch_timeout(rand: float, *, low: int, high: int) -> int:
@@ -125,27 +134,32 @@ class Reflector:
             resync.join(timeout=5)
 
     def _list(self) -> None:
-        items: list[JSON] = []
+        """Page through a consistent LIST. The transform of one page runs in a helper thread while
+        the next page is on the wire, so stripping objects costs no wall time."""
+        tf = self._cfg.transform
+        pages: list[Future[list[JSON]]] = []
         cont: str | None = None
         rv = ""
-        while True:
-            if self._stop.is_set():
-                return
-            try:
-                page = self._lw.list(limit=self._cfg.page_size, continue_=cont)
-            except errors.Gone:
+        with ThreadPoolExecutor(1, thread_name_prefix=f"list-{self._cfg.name}") as pool:
+            while True:
+                if self._stop.is_set():
+                    return
+                try:
+                    page = self._lw.list(limit=self._cfg.page_size, continue_=cont)
+                except errors.Gone:
+                    if cont is None:
+                        raise
+                    # the continue token expired mid-list: start over, still consistent
+                    self._log.info("list_continue_expired", pages_so_far=len(pages))
+                    pages, cont = [], None
+                    continue
+                pages.append(pool.submit(_apply, tf, page.get("items") or []))
+                meta = page.get("metadata") or {}
+                rv = meta.get("resourceVersion", "")
+                cont = meta.get("continue") or None
                 if cont is None:
-                    raise
-                # the continue token expired mid-list: start over, still consistent
-                self._log.info("list_continue_expired", items_so_far=len(items))
-                items, cont = [], None
-                continue
-            items.extend(page.get("items") or ())
-            meta = page.get("metadata") or {}
-            rv = meta.get("resourceVersion", "")
-            cont = meta.get("continue") or None
-            if cont is None:
-                break
+                    break
+            items = [o for f in pages for o in f.result()]
         self._sink.replace(items, rv)
         self._rv = rv
         self._need_list = False
@@ -163,6 +177,7 @@ class Reflector:
         self.metrics.watches.inc()
         started = self._clock.now()
         events = 0
+        tf = self._cfg.transform
         try:
             for ev in w:
                 if self._stop.is_set():
@@ -172,6 +187,8 @@ class Reflector:
                 obj = ev.object
                 rv = (obj.get("metadata") or {}).get("resourceVersion", "")
                 t = ev.type
+                if tf is not None and t != "BOOKMARK":
+                    obj = tf(obj)
                 if t == "ADDED":
                     self._sink.add(obj)
                 elif t == "MODIFIED":

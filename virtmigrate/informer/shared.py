@@ -21,6 +21,7 @@ The optional `transform` runs on every object before it is cached (default: drop
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -135,13 +136,13 @@ class SharedInformer:
         self.name = cfg.name
         self._clock = cfg.clock
         self.indexer = Store(cfg.indexers)
-        self._transform = cfg.transform
         self._lock = threading.Lock()  # orders cache changes with their notifications
         self._handlers: list[HandlerRegistration] = []
         self._synced = threading.Event()
         self._started = False
         rcfg = cfg.reflector or ReflectorConfig(name=cfg.name, clock=cfg.clock, page_size=cfg.page_size,
                                                 resync_period=cfg.resync_period, registry=cfg.registry)
+        rcfg = dataclasses.replace(rcfg, transform=cfg.transform)  # the reflector transforms, page by page
         self.reflector = Reflector(lw, self, rcfg)
 
     # --- controller-facing ----------------------------------------------------------------------
@@ -205,9 +206,6 @@ class SharedInformer:
             reg._push(note)
 
     def replace(self, objs: list[JSON], resource_version: str) -> None:
-        tf = self._transform
-        if tf is not None:
-            objs = [tf(o) for o in objs]
         with self._lock:
             initial = not self._synced.is_set()
             old = self.indexer.replace(objs)
@@ -226,8 +224,6 @@ class SharedInformer:
             self._synced.set()
 
     def add(self, obj: JSON) -> None:
-        if self._transform is not None:
-            obj = self._transform(obj)
         with self._lock:
             old = self.indexer.add(obj)
             self._fan_out_locked((_ADD, obj, False) if old is None else (_UPDATE, old, obj))
@@ -235,8 +231,6 @@ class SharedInformer:
     update = add
 
     def delete(self, obj: JSON) -> None:
-        if self._transform is not None:
-            obj = self._transform(obj)
         with self._lock:
             self.indexer.delete(obj)
             self._fan_out_locked((_DELETE, obj, None))
