@@ -1,0 +1,234 @@
+"""The launcher: pure decisions, the loop against a fake node libvirt, exit codes and domain XML."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+
+import libvirt
+import pytest
+
+from virtmigrate.clock import FakeClock
+from virtmigrate.errors import LibvirtError, ValidationError
+from virtmigrate.launcher import decide
+from virtmigrate.launcher.decide import Action, Observation
+from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
+from virtmigrate.launcher.exitcodes import ExitCode, Reason
+from virtmigrate.launcher.holder import Launcher, LauncherConfig
+
+GUEST = GuestConfig(name="ns_vm", uuid="11111111-2222-3333-4444-555555555555", memory_bytes=64 << 20,
+                    kernel="/k.elf", cmdline="mode=idle")
+
+
+def test_libvirt_constants_match_the_binding() -> None:
+    assert (decide.RUNNING, decide.PAUSED, decide.SHUTOFF, decide.CRASHED) == (
+        libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED)
+    assert (decide.EVENT_STOPPED, decide.EVENT_CRASHED, decide.STOPPED_MIGRATED, decide.STOPPED_FAILED) == (
+        libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_CRASHED, libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED,
+        libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED)
+    assert (decide.SHUTOFF_MIGRATED, decide.SHUTOFF_CRASHED) == (
+        libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED, libvirt.VIR_DOMAIN_SHUTOFF_CRASHED)
+
+
+def _o(**kw: object) -> Observation:
+    base: dict[str, object] = {"name": "ns_vm", "present": True, "state": decide.RUNNING}
+    base.update(kw)
+    return Observation(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("obs", "action", "reason"), [
+    pytest.param(_o(), Action.HOLD, None, id="running"),
+    pytest.param(_o(state=decide.PAUSED), Action.HOLD, None, id="paused"),
+    pytest.param(_o(present=False, events=((decide.EVENT_STOPPED, decide.STOPPED_MIGRATED),)), Action.EXIT,
+                 Reason.MIGRATED, id="migrated-event"),
+    pytest.param(_o(present=False, migrating_out=True), Action.EXIT, Reason.MIGRATED, id="gone-while-migrating"),
+    pytest.param(_o(present=False), Action.EXIT, Reason.VANISHED, id="undefined-behind-our-back"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_CRASHED), Action.EXIT, Reason.CRASHED,
+                 id="shutoff-crashed"),
+    pytest.param(_o(events=((decide.EVENT_STOPPED, decide.STOPPED_FAILED),), state=decide.SHUTOFF), Action.EXIT,
+                 Reason.CRASHED, id="qemu-died"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_SHUTDOWN), Action.EXIT, Reason.STOPPED,
+                 id="guest-powered-off"),
+    pytest.param(_o(events=((decide.EVENT_STOPPED, decide.STOPPED_DESTROYED),), state=decide.SHUTOFF),
+                 Action.EXIT, Reason.STOPPED, id="destroyed-by-someone"),
+    pytest.param(_o(sigterm=True), Action.SHUT_DOWN, None, id="sigterm"),
+    pytest.param(_o(sigterm=True, migrating_out=True), Action.HOLD, None, id="sigterm-during-migration-waits"),
+])
+def test_decide_hold(obs: Observation, action: Action, reason: Reason | None) -> None:
+    d = decide.decide_hold(obs)
+    assert d.action is action
+    assert (d.outcome.reason if d.outcome else None) == reason
+
+
+@pytest.mark.parametrize(("obs", "waited", "action", "reason"), [
+    pytest.param(_o(present=False), 1.0, Action.WAIT, None, id="nothing-yet"),
+    pytest.param(_o(state=decide.PAUSED), 1.0, Action.WAIT, None, id="arriving"),
+    pytest.param(_o(), 1.0, Action.HOLD, None, id="arrived"),
+    pytest.param(_o(present=False), 600.0, Action.EXIT, Reason.RECEIVE_TIMEOUT, id="timeout"),
+    pytest.param(_o(present=False, sigterm=True), 1.0, Action.EXIT, Reason.NOTHING_RECEIVED, id="cancelled"),
+])
+def test_decide_receive(obs: Observation, waited: float, action: Action, reason: Reason | None) -> None:
+    d = decide.decide_receive(obs, waited_s=waited, timeout_s=600)
+    assert d.action is action and (d.outcome.reason if d.outcome else None) == reason
+
+
+@pytest.mark.parametrize(("mode", "present", "state", "ready"), [
+    pytest.param("start", True, decide.RUNNING, True, id="start-running"),
+    pytest.param("start", False, 0, False, id="start-absent"),
+    pytest.param("start", True, decide.PAUSED, False, id="start-paused"),
+    pytest.param("receive", False, 0, True, id="receive-waiting"),
+    pytest.param("receive", True, decide.PAUSED, True, id="receive-arriving"),
+    pytest.param("receive", True, decide.SHUTOFF, False, id="receive-failed"),
+])
+def test_readiness(mode: str, present: bool, state: int, ready: bool) -> None:
+    assert decide.is_ready(mode, reachable=True, present=present, state=state) is ready
+    assert decide.is_ready(mode, reachable=False, present=present, state=state) is False
+
+
+def test_exit_codes_and_termination_message() -> None:
+    from virtmigrate.launcher.exitcodes import Outcome
+
+    assert Outcome(Reason.MIGRATED, "m").exit_code == ExitCode.OK == 0
+    assert Outcome(Reason.CRASHED, "boom").exit_code == ExitCode.CRASHED
+    assert Outcome(Reason.CRASHED, "boom").termination_message() == "GuestCrashed: boom"
+
+
+def test_domain_xml_boots_the_kernel_on_tcg() -> None:
+    root = ET.fromstring(domain_xml(GUEST))
+    assert root.get("type") == "qemu"
+    assert root.findtext("uuid") == GUEST.uuid and root.findtext("memory") == str(64 * 1024)
+    assert root.findtext("os/kernel") == "/k.elf" and root.findtext("os/cmdline") == "mode=idle"
+    assert root.find("devices/serial/source").get("path") == "/var/log/libvirt/qemu/ns_vm-serial.log"  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match=r"spec\.kernel"):
+        domain_xml(GuestConfig(name="x", uuid="u", memory_bytes=64 << 20))
+
+
+class FakeNode:
+    """A node libvirt with one domain; the test scripts what happens to it."""
+
+    def __init__(self) -> None:
+        self.domains: dict[str, tuple[int, int]] = {}
+        self.pending: list[tuple[int, int]] = []
+        self.migrating = False
+        self.calls: list[str] = []
+        self.fail_start = False
+        self.on_events: list[object] = []  # callables run at each events() wait, in order
+
+    def state(self, name: str) -> tuple[int, int] | None:
+        return self.domains.get(name)
+
+    def uuid(self, name: str) -> str | None:
+        return GUEST.uuid if name in self.domains else None
+
+    def migrating_out(self, name: str) -> bool:
+        return self.migrating
+
+    def define_and_start(self, xml: str) -> str:
+        self.calls.append("define_and_start")
+        if self.fail_start:
+            raise LibvirtError("no memory")
+        self.domains[GUEST.name] = (decide.RUNNING, 1)
+        return GUEST.uuid
+
+    def start(self, name: str) -> None:
+        self.calls.append("start")
+
+    def shutdown(self, name: str) -> None:
+        self.calls.append("shutdown")  # our test guest ignores ACPI
+
+    def destroy(self, name: str) -> None:
+        self.calls.append("destroy")
+        self.domains[name] = (decide.SHUTOFF, decide.SHUTOFF_DESTROYED)
+
+    def undefine(self, name: str) -> None:
+        self.calls.append("undefine")
+        self.domains.pop(name, None)
+
+    def events(self, name: str, timeout: float) -> list[tuple[int, int]]:
+        if self.on_events:
+            self.on_events.pop(0)()  # type: ignore[operator]
+        out, self.pending = self.pending, []
+        return out
+
+
+def _run(node: FakeNode, mode: str = "start", *, stop: threading.Event | None = None,
+         clock: FakeClock | None = None) -> object:
+    cfg = LauncherConfig(mode=mode, guest=GUEST, shutdown_timeout_s=5, receive_timeout_s=10, poll_s=0.5)
+    return Launcher(node, cfg, clock=clock or FakeClock(), stop=stop or threading.Event()).run()
+
+
+def test_start_then_migrated_away_exits_zero() -> None:
+    node = FakeNode()
+
+    def migrate() -> None:
+        node.domains.clear()
+        node.pending.append((decide.EVENT_STOPPED, decide.STOPPED_MIGRATED))
+
+    node.on_events = [lambda: None, migrate]
+    out = _run(node)
+    assert out.reason is Reason.MIGRATED and out.exit_code == 0  # type: ignore[attr-defined]
+    assert node.calls == ["define_and_start"]
+
+
+def test_guest_crash_exits_non_zero_with_reason() -> None:
+    node = FakeNode()
+
+    def crash() -> None:
+        node.domains[GUEST.name] = (decide.SHUTOFF, decide.SHUTOFF_CRASHED)
+        node.pending.append((decide.EVENT_STOPPED, decide.STOPPED_CRASHED))
+
+    node.on_events = [crash]
+    out = _run(node)
+    assert out.reason is Reason.CRASHED and out.exit_code == ExitCode.CRASHED  # type: ignore[attr-defined]
+
+
+def test_start_failure_is_reported() -> None:
+    node = FakeNode()
+    node.fail_start = True
+    out = _run(node)
+    assert out.reason is Reason.START_FAILED and "no memory" in out.message  # type: ignore[attr-defined]
+
+
+def test_sigterm_shuts_down_then_destroys_after_the_timeout() -> None:
+    node, stop, clock = FakeNode(), threading.Event(), FakeClock()
+    node.on_events = [stop.set] + [lambda: clock.step(1.0)] * 20
+    out = _run(node, stop=stop, clock=clock)
+    assert out.reason is Reason.STOPPED_ON_REQUEST and out.exit_code == 0  # type: ignore[attr-defined]
+    assert node.calls == ["define_and_start", "shutdown", "destroy", "undefine"]
+    assert GUEST.name not in node.domains
+
+
+def test_sigterm_during_an_outgoing_migration_waits_for_it() -> None:
+    node, stop = FakeNode(), threading.Event()
+    node.migrating = True
+
+    def finish() -> None:
+        node.domains.clear()
+        node.pending.append((decide.EVENT_STOPPED, decide.STOPPED_MIGRATED))
+
+    node.on_events = [stop.set, lambda: None, finish]
+    out = _run(node, stop=stop)
+    assert out.reason is Reason.MIGRATED  # type: ignore[attr-defined]
+    assert "shutdown" not in node.calls
+
+
+def test_receive_waits_for_the_domain_then_holds_it() -> None:
+    node = FakeNode()
+
+    def arrive() -> None:
+        node.domains[GUEST.name] = (decide.RUNNING, 2)
+
+    def crash() -> None:
+        node.domains[GUEST.name] = (decide.CRASHED, 0)
+
+    node.on_events = [lambda: None, arrive, lambda: None, crash]
+    out = _run(node, "receive")
+    assert out.reason is Reason.CRASHED  # type: ignore[attr-defined]
+    assert "define_and_start" not in node.calls
+
+
+def test_receive_times_out() -> None:
+    node, clock = FakeNode(), FakeClock()
+    node.on_events = [lambda: clock.step(4.0)] * 5
+    out = _run(node, "receive", clock=clock)
+    assert out.reason is Reason.RECEIVE_TIMEOUT and out.exit_code == ExitCode.RECEIVE_TIMEOUT  # type: ignore[attr-defined]
