@@ -24,6 +24,7 @@ from virtmigrate.agent.decisions import compute_downtime_steps, next_max_downtim
 from virtmigrate.agent.domain import LibvirtDomain
 from virtmigrate.agent.jobstats import MIB, JobStats, Mode
 from virtmigrate.agent.monitor import Cancel, StatsHook, run_monitor
+from virtmigrate.agent.progress import compute_progress, should_report_progress
 from virtmigrate.agent.result import Result
 from virtmigrate.agent.settings import Settings
 from virtmigrate.agent.steering import SteeringState
@@ -33,6 +34,7 @@ from virtmigrate.clock import Clock
 
 MIGRATE_FLAGS: int = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+PROGRESS_LOG_INTERVAL_S = 30.0  # info-level progress lines; every poll goes to debug
 AUTO_CONVERGE_INITIAL_PCT = 20
 AUTO_CONVERGE_INCREMENT_PCT = 10
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -134,6 +136,7 @@ class Migrator:
         self.log = log
         self.on_stats = on_stats
         self._last_stats = JobStats()
+        self._last_progress_log: float | None = None
         self._completed: dict[str, Any] | None = None
         self._completed_evt = threading.Event()
 
@@ -233,6 +236,9 @@ class Migrator:
 
     def _stats_hook(self, stats: JobStats, mode: Mode, now_s: float) -> None:
         self._last_stats = stats
+        if should_report_progress(now_s, self._last_progress_log, PROGRESS_LOG_INTERVAL_S):
+            self._last_progress_log = now_s
+            self.log.info("progress", **compute_progress(stats, mode, self.clock.wall()))
         self.log.debug("job_stats", processed=stats.data_processed, remaining=stats.data_remaining,
                        total=stats.data_total, bps=stats.memory_bps, dirty_pps=stats.dirty_rate_pps,
                        iteration=stats.iteration, mode=mode.value)
