@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -212,7 +213,7 @@ class LibvirtHosts:
             Path(mountpoint).mkdir(parents=True, exist_ok=True)  # bind targets must exist
 
     def _start(self, h: Host) -> None:
-        binds = [f"mount --bind {h.root / sub} {mp}" for sub, mp in _DIR_MOUNTS + _FILE_MOUNTS]
+        binds = [f"mount --bind {shlex.quote(str(h.root / sub))} {mp}" for sub, mp in _DIR_MOUNTS + _FILE_MOUNTS]
         script = " && ".join([*binds, "exec tini -s -- libvirtd --listen --config /etc/libvirt/libvirtd.conf "
                               "--pid-file /run/libvirt/libvirtd.pid"])
         log = open(h.root / "libvirtd.log", "ab")  # noqa: SIM115 - handed to the child
