@@ -1,0 +1,203 @@
+"""The VM controller: pure decisions (table-driven) and sync(key) over caches with a recording client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from virtmigrate import errors
+from virtmigrate.api import VM
+from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
+from virtmigrate.controller import vm_decide
+from virtmigrate.controller.events import RecordingEventRecorder
+from virtmigrate.controller.migration_podstate import PodView
+from virtmigrate.controller.vm_controller import VMController
+from virtmigrate.controller.vm_decide import LauncherPod, decide_vm
+from virtmigrate.controller.vmpods import launcher_pod_name
+from virtmigrate.informer import FactoryConfig, SharedInformerFactory
+
+
+def _vm(*, running: bool = True, phase: str = "", pod: str = "", node: str = "", generation: int = 1,
+        observed: int | None = 1, **status: Any) -> VM:
+    st: dict[str, Any] = {k: v for k, v in {"phase": phase, "launcherPod": pod, "node": node}.items() if v}
+    if observed is not None:
+        st["observedGeneration"] = observed
+    st.update(status)
+    return VM.parse({"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM",
+                     "metadata": {"name": "vm", "namespace": "ns", "uid": "U", "generation": generation,
+                                  "resourceVersion": "7"},
+                     "spec": {"memory": "64Mi", "running": running, "kernel": "/k"}, "status": st})
+
+
+def _lp(name: str, *, phase: str = "Running", ready: bool = True, node: str = "node1", exit_code: int | None = None,
+        message: str = "", deleting: bool = False, owner: str = "U", migration: str = "") -> LauncherPod:
+    return LauncherPod(PodView(name=name, uid=f"uid-{name}", node=node, phase=phase, ready=ready, deleting=deleting,
+                               exit_code=exit_code, termination_message=message), owner_uid=owner, migration=migration)
+
+
+P0 = launcher_pod_name(_vm(), attempt=0)
+
+
+def test_a_running_vm_without_pod_gets_one_and_is_scheduling() -> None:
+    plan = decide_vm(_vm(), [])
+    assert plan.create_attempt == 0
+    assert plan.status is not None and plan.status["phase"] == "Scheduling" and plan.status["launcherPod"] == P0
+
+
+def test_names_of_existing_pods_are_skipped() -> None:
+    plan = decide_vm(_vm(phase="Stopped"), [], all_pod_names=[P0])
+    assert plan.create_attempt == 1
+
+
+@pytest.mark.parametrize(("vm", "pods", "phase", "reason"), [
+    pytest.param(_vm(phase="Scheduling", pod=P0), [_lp(P0, ready=False)], "Scheduling", "", id="starting"),
+    pytest.param(_vm(phase="Scheduling", pod=P0), [_lp(P0)], "Running", "", id="ready-is-running"),
+    pytest.param(_vm(phase="Running", pod=P0, node="node1"),
+                 [_lp(P0, phase="Failed", exit_code=11, message="GuestCrashed: domain crashed")], "Failed",
+                 "GuestCrashed", id="guest-crashed"),
+    pytest.param(_vm(phase="Running", pod=P0, node="node1"),
+                 [_lp(P0, phase="Succeeded", exit_code=0, deleting=True,
+                      message="StoppedOnRequest: shut down")], "Failed", "LauncherPodDeleted", id="pod-deleted"),
+    pytest.param(_vm(phase="Scheduling", pod=P0),
+                 [_lp(P0, phase="Pending", ready=False, node="")], "Scheduling", "", id="pending"),
+])
+def test_status_follows_the_current_launcher_pod(vm: VM, pods: list[LauncherPod], phase: str, reason: str) -> None:
+    plan = decide_vm(vm, pods)
+    status = plan.status or vm_decide.managed_status(vm)  # None: already what it should be
+    assert status["phase"] == phase and status["reason"] == reason
+    assert plan.create_attempt is None and plan.delete == ()
+
+
+def test_running_status_carries_node_and_domain_uuid() -> None:
+    plan = decide_vm(_vm(phase="Scheduling", pod=P0), [_lp(P0, node="node2")])
+    assert plan.status is not None
+    assert (plan.status["node"], plan.status["domainUUID"]) == ("node2", "U")
+
+
+def test_a_migrating_vm_is_left_to_the_migration_controller() -> None:
+    vm = _vm(phase="Migrating", pod=P0, node="node1", running=False)
+    assert decide_vm(vm, [_lp(P0), _lp("target", migration="m1")]) == vm_decide.Plan()
+
+
+def test_a_pod_missing_from_the_cache_is_confirmed_before_failing_the_vm() -> None:
+    vm = _vm(phase="Running", pod=P0, node="node1")
+    assert decide_vm(vm, []).confirm_gone == P0
+    plan = decide_vm(vm, [], pod_confirmed_gone=True, removed_note="pod was deleted")
+    assert plan.status is not None and plan.status["phase"] == "Failed"
+    assert plan.status["reason"] == "LauncherPodDeleted" and "pod was deleted" in plan.status["message"]
+
+
+def test_failed_stays_failed_until_the_user_stops_the_vm() -> None:
+    vm = _vm(phase="Failed", pod=P0, reason="LauncherPodDeleted", message="m")
+    assert decide_vm(vm, []).create_attempt is None
+
+
+def test_migrated_launcher_waits_for_the_migration_controller() -> None:
+    vm = _vm(phase="Running", pod=P0, node="node1")
+    plan = decide_vm(vm, [_lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")])
+    assert plan.status is None and plan.requeue_after is not None
+
+
+def test_after_a_migration_the_new_pod_is_current_and_the_old_one_is_cleaned_up() -> None:
+    vm = _vm(phase="Running", pod="target", node="node2")
+    old = _lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")
+    plan = decide_vm(vm, [old, _lp("target", node="node2", migration="m1")])
+    assert plan.delete == ((P0, f"uid-{P0}"),)
+    assert plan.status is not None and plan.status["node"] == "node2"
+
+
+def test_node_selector_changes_never_touch_the_running_pod() -> None:
+    vm = VM.parse({**_vm(phase="Running", pod=P0, node="node1", generation=2).raw,
+                   "spec": {"memory": "64Mi", "running": True, "kernel": "/k", "nodeSelector": {"zone": "b"}}})
+    plan = decide_vm(vm, [_lp(P0)])
+    assert plan.delete == () and plan.create_attempt is None
+    assert plan.status is not None and plan.status["phase"] == "Running"  # only observedGeneration moves
+
+
+def test_running_false_deletes_the_pod_then_reports_stopped() -> None:
+    vm = _vm(running=False, phase="Running", pod=P0, node="node1")
+    plan = decide_vm(vm, [_lp(P0), _lp("target", migration="m1")])
+    assert plan.delete == ((P0, f"uid-{P0}"),)  # the migration's pod is not ours to delete
+    assert plan.status is not None and plan.status["reason"] == "Stopping"
+    done = decide_vm(vm, [])
+    assert done.status is not None and done.status["phase"] == "Stopped" and done.status["launcherPod"] == ""
+
+
+def test_an_unrecorded_pod_is_adopted_and_stale_pods_of_an_older_vm_deleted() -> None:
+    plan = decide_vm(_vm(phase="Pending"), [_lp(P0, ready=False), _lp("old", owner="OLD")])
+    assert plan.create_attempt is None and plan.delete == (("old", "uid-old"),)
+    assert plan.status is not None and plan.status["launcherPod"] == P0
+
+
+@pytest.mark.parametrize(("text", "code", "expected"), [
+    pytest.param("GuestCrashed: boom\n", 11, ("GuestCrashed", "boom"), id="launcher-format"),
+    pytest.param("Traceback: x", 1, ("Traceback", "x"), id="capitalised-word"),
+    pytest.param("something odd", 1, ("LauncherFailed", "something odd"), id="free-text"),
+    pytest.param("", 137, ("LauncherFailed", "the launcher exited with code 137"), id="empty"),
+])
+def test_parse_termination(text: str, code: int, expected: tuple[str, str]) -> None:
+    assert vm_decide.parse_termination(text, code) == expected
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.existing: set[str] = set()
+
+    def create(self, res: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        self.calls.append(("create", obj["metadata"]["name"]))
+        return obj
+
+    def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
+              subresource: str | None = None, patch_type: str = "") -> dict[str, Any]:
+        self.calls.append(("patch", patch))
+        return {}
+
+    def delete(self, res: Any, name: str, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
+        self.calls.append(("delete", name))
+        return {}
+
+    def get(self, res: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if name in self.existing:
+            return {}
+        raise errors.NotFound("gone", status=404)
+
+
+def _controller(client: RecordingClient) -> tuple[VMController, RecordingEventRecorder]:
+    factory = SharedInformerFactory(None, FactoryConfig(), lister_watcher_for=lambda *a: None)  # type: ignore[arg-type,return-value]
+    rec = RecordingEventRecorder()
+    return VMController(client, factory, recorder=rec, registry=CollectorRegistry(), reader=client), rec
+
+
+def test_sync_creates_the_launcher_pod_and_writes_status_guarded_by_resource_version() -> None:
+    client = RecordingClient()
+    c, rec = _controller(client)
+    c.vms.indexer.add(dict(_vm(observed=None).raw))
+    c.sync("ns/vm")
+    assert client.calls[0] == ("create", P0)
+    kind, patch = client.calls[1]
+    assert kind == "patch" and patch["metadata"]["resourceVersion"] == "7"
+    assert patch["status"]["phase"] == "Scheduling" and patch["status"]["observedGeneration"] == 1
+    assert [e[2] for e in rec.events] == ["LauncherCreated"]  # type: ignore[attr-defined]
+
+
+def test_sync_deletes_launchers_of_a_deleted_vm() -> None:
+    client = RecordingClient()
+    c, _ = _controller(client)
+    c.pods.indexer.add({"metadata": {"name": P0, "namespace": "ns", "uid": "p",
+                                     "labels": {LABEL_VM: "vm", LABEL_ROLE: "launcher"}}})
+    c.pods.indexer.add({"metadata": {"name": "agent", "namespace": "ns", "uid": "a",
+                                     "labels": {LABEL_VM: "vm", LABEL_ROLE: "agent", LABEL_MIGRATION: "m"}}})
+    c.sync("ns/vm")
+    assert client.calls == [("delete", P0)]
+
+
+def test_sync_waits_while_the_cache_lags_behind_a_created_pod() -> None:
+    client = RecordingClient()
+    client.existing.add(P0)
+    c, _ = _controller(client)
+    c.vms.indexer.add(dict(_vm(phase="Scheduling", pod=P0).raw))
+    plan = c.sync("ns/vm")
+    assert plan is not None and plan.requeue_after == 1.0 and client.calls == []
