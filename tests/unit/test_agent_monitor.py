@@ -29,6 +29,30 @@ STALLED = [_s(1, 256 - 32 * i) for i in range(6)] + [_s(2 + i // 8, 40, dirty_mi
 DIRTY_FASTER = [_s(1, 256 - 32 * i) for i in range(8)] + [_s(2 + i // 9, 250, dirty_mib=80) for i in range(400)]
 
 
+# Recorded from real runs (bench-like hosts, TCG, 128 MiB guest, --bandwidth 64), one row per 0.5 s poll:
+# (iteration, data_total KiB, data_remaining KiB, memory_bps KiB/s, memory_dirty_rate pages/s).
+RECORDED_IDLE_64 = [(1, 131592, 124148, 0, 0), (1, 131592, 91428, 65567, 0), (1, 131592, 58708, 64918, 0),
+                    (1, 131592, 25988, 65567, 0)]
+RECORDED_REWRITE_64 = [
+    (1, 131592, 111076, 65567, 0), (1, 131592, 78340, 64918, 0), (1, 131592, 45620, 65567, 0),
+    (1, 131592, 12900, 64918, 0), (2, 131592, 109648, 62445, 16870), (2, 131592, 76928, 64918, 16870),
+    (2, 131592, 44208, 63046, 16870), (2, 131592, 13168, 64282, 16870), (3, 131592, 108668, 65567, 15810),
+    (3, 131592, 79292, 65567, 15810), (3, 131592, 43228, 64282, 15810), (3, 131592, 10508, 64918, 15810),
+    (4, 131592, 107688, 63658, 16335), (4, 131592, 81512, 65567, 16335), (4, 131592, 48792, 63658, 16335)]
+
+
+def _replay(rows: Sequence[tuple[int, int, int, int, int]], *, extend_to: int = 0) -> list[JobStats]:
+    """Recorded rows as JobStats; `extend_to` repeats the last pass (with rising iteration numbers)."""
+    rows = list(rows)
+    last = [r for r in rows if r[0] == rows[-1][0]]
+    while len(rows) < extend_to:
+        it = rows[-1][0] + 1
+        rows += [(it, *r[1:]) for r in last]
+    return [JobStats(job_type=JOB_UNBOUNDED, iteration=i, data_total=t << 10, data_remaining=r << 10,
+                     data_processed=(t - r) << 10, memory_bps=b << 10, dirty_rate_pps=d, page_size=4096)
+            for i, t, r, b, d in rows]
+
+
 class FakeDomain:
     """Replays job stats, one per poll; records what the monitor did; ends the job like libvirt would."""
 
@@ -40,6 +64,8 @@ class FakeDomain:
         self.calls: list[tuple[str, int]] = []
         self.post_copy_polls = post_copy_polls  # polls a post-copy phase lasts before completing
         self._post_copy_left: int | None = None
+        self.polls = 0
+        self.post_copy_at_poll: int | None = None
 
     def _call(self, name: str, value: int = 0) -> None:
         if name in self.refuse:
@@ -47,6 +73,7 @@ class FakeDomain:
         self.calls.append((name, value))
 
     def job_stats(self) -> JobStats:
+        self.polls += 1
         if self._post_copy_left is not None:
             self._post_copy_left -= 1
             if self._post_copy_left <= 0:
@@ -66,6 +93,7 @@ class FakeDomain:
 
     def start_post_copy(self) -> None:
         self._call("start_post_copy")
+        self.post_copy_at_poll = self.polls
         self._post_copy_left = self.post_copy_polls
 
     def suspend(self) -> None:
@@ -128,6 +156,27 @@ def test_converging_guest_completes_without_intervention() -> None:
     # downtime stepped up from the first step, never above the maximum
     downtimes = [v for n, v in dom.calls if n == "set_max_downtime"]
     assert downtimes == sorted(downtimes) and downtimes[-1] <= 300 and downtimes[0] == 100
+
+
+def test_recorded_idle_guest_converges_untouched() -> None:
+    dom = FakeDomain(_replay(RECORDED_IDLE_64), threading.Event())
+    state = _drive(dom, Policy(bandwidth_mibps=64, allow_post_copy=True))
+    assert dom.names() == [] and state.abort is None and state.mode == Mode.PRE_COPY
+
+
+def test_recorded_ram_rewriting_guest_switches_to_post_copy_before_the_timeout() -> None:
+    dom = FakeDomain(_replay(RECORDED_REWRITE_64, extend_to=400), threading.Event())
+    state = _drive(dom, Policy(bandwidth_mibps=64, allow_post_copy=True, completion_timeout_per_gib_s=150))
+    assert dom.names() == ["start_post_copy"] and state.mode == Mode.POST_COPY
+    assert "will not converge" in state.actions[-1]
+    # acted on the prediction during the second pass (poll 6 = 3 s), not at the 150 s limit
+    assert dom.post_copy_at_poll is not None and dom.post_copy_at_poll <= 8
+
+
+def test_recorded_ram_rewriting_guest_is_aborted_at_the_timeout_without_post_copy() -> None:
+    dom = FakeDomain(_replay(RECORDED_REWRITE_64, extend_to=400), threading.Event())
+    state = _drive(dom, Policy(bandwidth_mibps=64, completion_timeout_per_gib_s=8))
+    assert dom.names() == ["abort_job"] and state.abort == ExitCode.ABORTED_COMPLETION_TIMEOUT
 
 
 def test_stalled_migration_is_aborted_for_no_progress() -> None:
