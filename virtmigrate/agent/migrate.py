@@ -270,8 +270,9 @@ class Migrator:
             if problem:
                 return result(ExitCode.VERIFICATION_FAILED, f"migration of {name!r} reported success but the "
                               f"guest is {problem}", figures)
-            if self.cancel.signal_name and state.abort is None:
-                self.log.info("cancel_too_late", reason="the migration completed before it could be aborted")
+            if self.cancel.signal_name:  # never claim a cancel that did not happen
+                self.log.info("cancel_too_late", signal=self.cancel.signal_name,
+                              reason="the migration completed before it could be aborted")
             return result(ExitCode.SUCCEEDED, f"{name!r} runs on {self.s.destination_uri}", figures,
                           completed.downtime_ms if completed.data_total else None)
         err = call.error
