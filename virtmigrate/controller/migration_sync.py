@@ -279,8 +279,11 @@ class MigrationSync:
     def _candidates(self) -> list[Candidate]:
         out: list[Candidate] = []
         with_local = self._admitted
+        served = frozenset(self.config.namespaces)
         for m in self.listers.migrations.list():
             meta = m.get("metadata") or {}
+            if served and meta.get("namespace") not in served:
+                continue  # another controller's Migrations
             status = m.get("status") or {}
             phase = status.get("phase")
             key = f"{meta.get('namespace')}/{meta.get('name')}"

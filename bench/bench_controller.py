@@ -1,0 +1,313 @@
+"""Benchmarks of the migration controller, printed as figures and ratios from one invocation.
+
+    scale   N concurrent Migrations on a real API server + kube-scheduler, with a harness standing in
+            for the kubelet: it makes target launcher pods Ready and completes agent pods (exit 0,
+            a JSON result) as soon as they are bound, and finishes pod deletions. The controller runs
+            as its own process (`virtmigrate-controller`), so its CPU time and peak RSS are its own.
+            Figures: controller CPU seconds per migration (target <= 10 ms), p99 event-to-action latency
+            from its /metrics (target <= 200 ms), peak RSS, wall time to all Succeeded.
+    e2e     `kubectl create` -> Succeeded on the local cluster vs `virsh migrate --live --p2p` of the same
+            256 MiB guest between the same hosts, alternating: median ratio (target <= 1.15x) and the
+            orchestration overhead (end-to-end minus the libvirt job time; target median <= 0.5 s).
+
+Usage: python bench/bench_controller.py scale [--n 1000]    (starts its own control plane, or $KUBECONFIG)
+       python bench/bench_controller.py e2e [--runs 5]      (needs `make cluster-up`; $KUBECONFIG)
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from virtmigrate import errors  # noqa: E402
+from virtmigrate.kube.client import KubeClient  # noqa: E402
+from virtmigrate.kube.resources import MIGRATIONS, NAMESPACES, NODES, PODS, VMS  # noqa: E402
+
+BIN = Path(sys.executable).parent
+JSON = dict[str, Any]
+AGENT_RESULT = json.dumps({"outcome": "succeeded", "exitCode": 0, "reason": "Migrated", "message": "",
+                           "durationSeconds": 0.5, "downtimeMs": 20, "dataTotal": 67108864,
+                           "dataProcessed": 67108864, "iterations": 2, "mode": "pre-copy", "actions": []})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# --- fake cluster objects ----------------------------------------------------------------------------
+
+def make_nodes(client: KubeClient, n: int) -> list[str]:
+    names = []
+    for i in range(n):
+        name = f"bench-node{i}"
+        names.append(name)
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "bench": "yes"},
+                             "annotations": {"virtmigrate.kubevirt.io/libvirt-uri":
+                                             f"qemu+tcp://127.0.0.1:{17000 + i}/system"}}}
+        with contextlib.suppress(errors.AlreadyExists):
+            client.create(NODES, node)
+        status = {"status": {"capacity": {"memory": "1Ti", "cpu": "1000", "pods": "5000"},
+                             "allocatable": {"memory": "1Ti", "cpu": "1000", "pods": "5000"},
+                             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                             "message": "bench", "lastHeartbeatTime": now_rfc3339(),
+                                             "lastTransitionTime": now_rfc3339()}],
+                             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}}
+        client.patch(NODES, name, status, subresource="status")
+        client.patch(NODES, name, {"spec": {"taints": None}})  # the apiserver's not-ready taint at creation
+    return names
+
+
+def make_vm(client: KubeClient, ns: str, i: int, node: str) -> None:
+    name = f"vm{i}"
+    launcher = f"virt-launcher-{name}-src00"
+    vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": name, "namespace": ns},
+          "spec": {"running": True, "memory": "64Mi"}}
+    client.create(VMS, vm, ns)
+    client.patch(VMS, name, {"status": {"phase": "Running", "node": node, "launcherPod": launcher}}, ns,
+                 subresource="status")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": launcher, "namespace": ns,
+                        "labels": {"virtmigrate.kubevirt.io/vm": name, "virtmigrate.kubevirt.io/role": "launcher"}},
+           "spec": {"nodeName": node, "containers": [{"name": "launcher", "image": "none"}]}}
+    client.create(PODS, pod, ns)
+    client.patch(PODS, launcher, {"status": _running_status()}, ns, subresource="status")
+
+
+def _running_status() -> JSON:
+    t = now_rfc3339()
+    return {"phase": "Running", "startTime": t,
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": t}],
+            "containerStatuses": [{"name": "c", "ready": True, "restartCount": 0, "image": "none", "imageID": "",
+                                   "state": {"running": {"startedAt": t}}}]}
+
+
+def _done_status(code: int, message: str) -> JSON:
+    t = now_rfc3339()
+    return {"phase": "Succeeded" if code == 0 else "Failed", "startTime": t,
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": t}],
+            "containerStatuses": [{"name": "c", "ready": False, "restartCount": 0, "image": "none", "imageID": "",
+                                   "state": {"terminated": {"exitCode": code, "message": message,
+                                                            "startedAt": t, "finishedAt": t}}}]}
+
+
+class HarnessKubelet:
+    """Stands in for the kubelet of every bench node: acts on pods as soon as they are bound."""
+
+    def __init__(self, client: KubeClient, ns: str) -> None:
+        self.client = client
+        self.ns = ns
+        self.pool = cf.ThreadPoolExecutor(8)
+        self.done: set[str] = set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        rv = self.client.list(PODS, self.ns, limit=1)["metadata"]["resourceVersion"]
+        while not self.stop.is_set():
+            try:
+                for ev in self.client.watch(PODS, self.ns, resource_version=rv, timeout_seconds=60):
+                    if self.stop.is_set():
+                        return
+                    rv = ev.object.get("metadata", {}).get("resourceVersion", rv)
+                    if ev.type in ("ADDED", "MODIFIED"):
+                        self._act(ev.object)
+            except errors.KubeError:
+                time.sleep(0.2)
+
+    def _act(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        name = meta["name"]
+        role = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/role")
+        node = (pod.get("spec") or {}).get("nodeName")
+        phase = (pod.get("status") or {}).get("phase")
+        if meta.get("deletionTimestamp"):
+            if ("del", name) not in self.done:
+                self.done.add(("del", name))  # type: ignore[arg-type]
+                self.pool.submit(self._quiet, self.client.delete, PODS, name, self.ns, grace_period_seconds=0)
+            return
+        if not node or phase not in (None, "Pending") or name in self.done:
+            return
+        self.done.add(name)
+        status = _done_status(0, AGENT_RESULT) if role == "agent" else _running_status()
+        self.pool.submit(self._quiet, self.client.patch, PODS, name, {"status": status}, self.ns,
+                         subresource="status")
+
+    @staticmethod
+    def _quiet(fn: Any, *args: Any, **kw: Any) -> None:
+        with contextlib.suppress(errors.KubeError):
+            fn(*args, **kw)
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def histogram_quantile(text: str, name: str, q: float) -> float:
+    """Prometheus' histogram_quantile over one histogram's cumulative buckets (linear in the bucket)."""
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    rank = q * buckets[-1][1]
+    prev_le, prev_c = 0.0, 0.0
+    for le, c in buckets:
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return prev_le
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_hwm_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start_controller(kubeconfig: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    log = open(Path(tempfile.gettempdir()) / f"bench-controller-{port}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen([str(BIN / "virtmigrate-controller"), f"--kubeconfig={kubeconfig}",
+                             "--leader-elect=false", "--vm-controller=false", f"--metrics-address=127.0.0.1:{port}",
+                             "--log-level=warning", *extra], stdout=log, stderr=log)
+
+
+def wait_ready(port: int, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz",
+                                                                  timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError("controller not ready")
+
+
+def scale(n: int, kubeconfig: str | None) -> None:
+    state: Path | None = None
+    cp = None
+    if kubeconfig is None:
+        from virtmigrate.local.controlplane import ControlPlane
+        state = Path(tempfile.mkdtemp(prefix="bench-controller-"))
+        cp = ControlPlane(state)
+        cp.up()
+        kubeconfig = str(cp.kubeconfig)
+        subprocess.run([str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", "apply", "--validate=false", "-f",
+                        str(REPO / "manifests" / "crds")], check=True, capture_output=True)
+        subprocess.run([str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", "wait", "--for=condition=Established",
+                        "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io"], check=True, capture_output=True)
+    client = KubeClient.from_kubeconfig(kubeconfig)
+    ns = f"bench-{int(time.time())}"
+    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    nodes = make_nodes(client, 10)
+    t = time.monotonic()
+    with cf.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: make_vm(client, ns, i, nodes[i % len(nodes)]), range(n)))
+    print(f"setup: {n} running VMs with source launcher pods on {len(nodes)} nodes in {time.monotonic() - t:.1f}s")
+    kubelet = HarnessKubelet(client, ns)
+    kubelet.start()
+    port = free_port()
+    proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
+                            f"--max-outbound-per-node={n}", "--workers=4")
+    try:
+        wait_ready(port)
+        cpu0 = proc_cpu_s(proc.pid)
+        t0 = time.monotonic()
+        with cf.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: client.create(MIGRATIONS, {
+                "apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                "metadata": {"name": f"m{i}", "namespace": ns}, "spec": {"selector": {"name": f"vm{i}"}}}, ns),
+                range(n)))
+        created = time.monotonic() - t0
+        deadline = time.monotonic() + max(120.0, n * 0.5)
+        while True:
+            items = client.list_all(MIGRATIONS, ns)
+            done = [m for m in items if (m.get("status") or {}).get("phase") == "Succeeded"
+                    and not m["metadata"].get("finalizers")]
+            failed = [m for m in items if (m.get("status") or {}).get("phase") == "Failed"]
+            if len(done) + len(failed) == n or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        wall = time.monotonic() - t0
+        cpu = proc_cpu_s(proc.pid) - cpu0
+        text = _metrics(port)
+        p50 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.50)
+        p99 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99)
+        vms_moved = sum(1 for v in client.list_all(VMS, ns) if not (v["status"]["node"] == "" or
+                                                                     v["status"]["launcherPod"].endswith("src00")))
+        print(f"scale: {n} Migrations created in {created:.1f}s; {len(done)} Succeeded (finalizer released), "
+              f"{len(failed)} Failed, {vms_moved} VMs recorded on their target, in {wall:.1f}s wall")
+        print(f"  controller CPU: {cpu:.2f}s total = {cpu / n * 1000:.2f} ms per migration (target <= 10 ms)")
+        print(f"  event-to-action latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (target p99 <= 200 ms)")
+        print(f"  controller peak RSS: {proc_hwm_mib(proc.pid):.0f} MiB")
+        if failed:
+            print("  first failure:", (failed[0].get("status") or {}).get("message"))
+    finally:
+        kubelet.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(20)
+        if proc.poll() is None:
+            proc.kill()
+        if cp is not None:
+            cp.down()
+        if state is not None:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("scale")
+    s.add_argument("--n", type=int, default=1000)
+    e = sub.add_parser("e2e")
+    e.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    if args.what == "scale":
+        scale(args.n, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"))
+        return 0
+    from bench_controller_e2e import e2e  # type: ignore[import-not-found]
+    e2e(args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
