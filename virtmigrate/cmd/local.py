@@ -5,6 +5,8 @@ controller (virtmigrate.local.cluster), waits until every node is Ready and prin
 `export KUBECONFIG=...` on stdout (progress goes to stderr), so `eval "$(virtmigrate cluster up)"` works.
 `down` stops everything and checks that no process, mount or listener of the cluster is left (exit 1
 and a list if something is). `status` prints what runs (exit 0 when all of it does, 3 otherwise).
+`serial VM [-n NS] [--tail N]` prints the last lines of a VM's serial console on the node it runs on
+(the test guest's heartbeat), read from that node's libvirt log folder.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from virtmigrate.errors import VirtMigrateError
+from virtmigrate.kube.resources import VMS
 from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
 from virtmigrate.local.controlplane import default_state_dir
 
@@ -27,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
                          "~/.local/state/virtmigrate)")
     sub = ap.add_subparsers(dest="command", required=True)
     cl = sub.add_parser("cluster", help="the local cluster: control plane, nodes, node runner, controller")
-    cl.add_argument("action", choices=["up", "down", "status"])
+    cl.add_argument("action", choices=["up", "down", "status", "serial"])
+    cl.add_argument("vm", nargs="?", help="the VM for `serial`")
+    cl.add_argument("-n", "--namespace", default="default", help="the VM's namespace for `serial`")
+    cl.add_argument("--tail", type=int, default=5, help="lines for `serial`")
     cl.add_argument("--nodes", type=int, default=None, help="number of nodes for `up` (default 3)")
     cl.add_argument("--no-controller", action="store_true",
                     help="`up` without starting virtmigrate-controller (run your own)")
@@ -58,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             for item in left:
                 print(f"left over: {item}", file=sys.stderr)
             return 1 if left else 0
+        if args.action == "serial":
+            return _serial(cluster, args.vm, args.namespace, args.tail)
     except (VirtMigrateError, TimeoutError, RuntimeError, FileNotFoundError) as e:
         print(f"virtmigrate cluster {args.action}: {e}", file=sys.stderr)
         return 1
@@ -66,6 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     ok = bool(status["control_plane"]) and bool(status["node_runner"]) and all(
         dict(status["libvirt_hosts"]).values())  # type: ignore[call-overload]
     return 0 if ok else 3
+
+
+def _serial(cluster: LocalCluster, vm: str | None, namespace: str, tail: int) -> int:
+    if not vm:
+        print("serial: name the VM", file=sys.stderr)
+        return 2
+    status = cluster.client().get(VMS, vm, namespace).get("status") or {}
+    node = str(status.get("node") or "")
+    if not node.startswith("node"):
+        print(f"VM {namespace}/{vm} runs on no node (phase {status.get('phase') or 'unknown'})", file=sys.stderr)
+        return 1
+    host = cluster.hosts.host(int(node.removeprefix("node")))
+    path = host.qemu_log_dir / f"{namespace}_{vm}-serial.log"
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    print(f"# {namespace}/{vm} on {node}: {path}", file=sys.stderr)
+    for line in lines[-tail:]:
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":
