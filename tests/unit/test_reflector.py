@@ -15,7 +15,7 @@ from virtmigrate import errors
 from virtmigrate.clock import FakeClock
 from virtmigrate.informer import DeletedFinalStateUnknown, InformerConfig, SharedInformer
 from virtmigrate.informer.backoff import BackoffPolicy, compute_backoff
-from virtmigrate.informer.reflector import compute_watch_timeout
+from virtmigrate.informer.reflector import compute_watch_timeout, should_relist
 
 POLICY = BackoffPolicy()
 
@@ -32,6 +32,18 @@ POLICY = BackoffPolicy()
 def test_compute_backoff(prev: float | None, since: float | None, rand: float,
                          expected: tuple[float, float]) -> None:
     assert compute_backoff(prev, since, rand, policy=POLICY) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("err", "relist"), [
+    pytest.param(errors.Gone("expired", status=410), True, id="gone"),
+    pytest.param(errors.WatchError("too old resource version: 5 (9)", status=500), True, id="too-old-message"),
+    pytest.param(errors.KubeError("Expired", status=410), True, id="410-status"),
+    pytest.param(errors.ServerError("connection refused"), False, id="transport"),
+    pytest.param(errors.WatchError("internal error", status=500), False, id="other-watch-error"),
+    pytest.param(ValueError("bad json"), False, id="decode-error"),
+])
+def test_should_relist(err: BaseException, relist: bool) -> None:
+    assert should_relist(err) is relist
 
 
 @pytest.mark.parametrize("rand", [0.0, 0.3, 0.999])

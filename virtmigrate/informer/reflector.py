@@ -68,6 +68,16 @@ class ReflectorConfig:
     rand: random.Random | None = None  # test-only: a seeded source for timeouts and jitter
 
 
+def should_relist(err: BaseException) -> bool:
+    """Does this watch failure mean our resourceVersion is gone (410, or an ERROR event saying
+    "too old resource version" with another code), so that only a fresh LIST can continue?"""
+    if isinstance(err, errors.Gone):
+        return True
+    if isinstance(err, errors.KubeError):
+        return err.status == 410 or "too old resource version" in str(err).lower()
+    return False
+
+
 def _apply(tf: Callable[[JSON], JSON] | None, items: list[JSON]) -> list[JSON]:
     return items if tf is None else [tf(o) for o in items]
 
@@ -117,15 +127,14 @@ class Reflector:
                     self._list()
                 self._watch_once()
                 continue  # the server ended the watch normally: reopen it from the last RV
-            except errors.Gone as e:
-                self._log.info("watch_gone_relist", rv=self._rv, error=str(e))
-                if not self._need_list:
-                    self.metrics.relists_after_gone.inc()
-                    self._need_list = True
-                    continue  # relist at once; a failing relist backs off below
             except Exception as e:  # any failure backs off and retries: nothing is fatal
                 if self._stop.is_set():
                     break
+                if should_relist(e) and not self._need_list:
+                    self._log.info("watch_gone_relist", rv=self._rv, error=str(e))
+                    self.metrics.relists_after_gone.inc()
+                    self._need_list = True
+                    continue  # relist at once; a failing relist backs off below
                 self._log.warning("list_watch_failed", rv=self._rv, listing=self._need_list,
                                   error=f"{type(e).__name__}: {e}")
             delay = self._backoff.next(self._clock.now())
