@@ -107,8 +107,7 @@ def agent_args(vm: VM, migration: Migration, dest: Destination, policy: PolicyDe
             f"--progress-timeout={policy.progress_timeout_s}", f"--max-downtime={policy.max_downtime_ms}",
             f"--allow-post-copy={str(policy.allow_post_copy).lower()}",
             f"--allow-auto-converge={str(policy.allow_auto_converge).lower()}",
-            f"--allow-pause={str(policy.allow_pause).lower()}",
-            "--termination-message-path=/dev/termination-log"]
+            f"--allow-pause={str(policy.allow_pause).lower()}"]
     if dest.migration_uri:
         args.append(f"--migration-uri={dest.migration_uri}")
     if report_progress:

@@ -1,0 +1,70 @@
+"""The seed's session, verbatim, on the local cluster: a real guest moves between nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import serial_lines, wait_for
+from tests.e2e.test_migration_support import (
+    assert_runs_only_on,
+    events_for,
+    mig,
+    running_vm,
+    wait_gone,
+)
+
+SEED_MIGRATION = """apiVersion: kubevirt.io/v1alpha1
+kind: Migration
+metadata:
+  name: testvm-migration
+spec:
+  selector:
+    name: testvm
+"""
+
+
+def test_seed_session_moves_the_guest(kube: Any, kubectl: Any, namespace: str, guest_kernel: Path,
+                                      local_cluster: Any, tmp_path: Path) -> None:
+    st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    source = st["node"]
+    source_pod = st["launcherPod"]
+    (tmp_path / "migration.yaml").write_text(SEED_MIGRATION)
+
+    out = kubectl("create", "-f", str(tmp_path / "migration.yaml"))
+    assert out.strip() == "migration.kubevirt.io/testvm-migration created"
+
+    def succeeded() -> str | None:
+        table = kubectl("get", "migrations")
+        return table if "Succeeded" in table else None
+    table = wait_for("kubectl get migrations to show Succeeded", succeeded, timeout=120, interval=0.5)
+    assert "testvm-migration" in table and "testvm" in table and source in table
+
+    yaml_out = kubectl("get", "migrations", "testvm-migration", "-o", "yaml")
+    assert "phase: Succeeded" in yaml_out and "reason: Migrated" in yaml_out
+    status = (mig(kube, namespace) or {})["status"]
+    target = status["targetNode"]
+    assert target != source and status["sourceNode"] == source
+    assert [p["phase"] for p in status["phaseTransitionTimestamps"]] == \
+        ["Pending", "Scheduling", "Scheduled", "TargetReady", "Running", "Succeeded"]
+    assert status["result"]["exitCode"] == 0
+
+    # The VM on its new node, its heartbeat continuing there; nothing left on the source.
+    assert_runs_only_on(local_cluster, kube, namespace, target)
+    vm = kube.get(__import__("virtmigrate.kube.resources", fromlist=["VMS"]).VMS, "testvm", namespace)
+    ms = vm["status"]["migrationState"]
+    assert (ms["sourceNode"], ms["targetNode"], ms["result"], ms["completed"]) == (source, target, "Succeeded", True)
+    assert ms["startTimestamp"] <= ms["endTimestamp"]
+    assert vm["status"]["launcherPod"] == status["targetPod"] != source_pod
+    assert serial_lines(local_cluster, target, f"{namespace}_testvm") >= 2
+
+    # `kubectl describe migration` tells the story.
+    reasons = [r for r, _ in events_for(kube, namespace, "testvm-migration")]
+    for r in ("Pending", "Scheduling", "Scheduled", "TargetReady", "AgentCreated", "Running", "Succeeded"):
+        assert r in reasons
+    described = kubectl("describe", "migration", "testvm-migration")
+    assert "Succeeded" in described and "TargetReady" in described
+
+    kubectl("delete", "migrations", "testvm-migration")
+    wait_gone(kube, namespace)
+    assert_runs_only_on(local_cluster, kube, namespace, target)  # deleting a finished Migration moves nothing
