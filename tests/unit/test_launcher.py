@@ -113,6 +113,8 @@ class FakeNode:
         self.calls: list[str] = []
         self.fail_start = False
         self.on_events: list[object] = []  # callables run at each events() wait, in order
+        self.lost = False  # the next events() finds the connection broken
+        self.down = False  # reconnect() fails while True
 
     def state(self, name: str) -> tuple[int, int] | None:
         return self.domains.get(name)
@@ -144,7 +146,15 @@ class FakeNode:
         self.calls.append("undefine")
         self.domains.pop(name, None)
 
+    def reconnect(self) -> None:
+        self.calls.append("reconnect")
+        if self.down:
+            raise LibvirtError("connection refused")
+
     def events(self, name: str, timeout: float) -> list[tuple[int, int]]:
+        if self.lost:
+            self.lost = False
+            raise LibvirtError("client socket is closed")
         if self.on_events:
             self.on_events.pop(0)()  # type: ignore[operator]
         out, self.pending = self.pending, []
@@ -232,3 +242,32 @@ def test_receive_times_out() -> None:
     node.on_events = [lambda: clock.step(4.0)] * 5
     out = _run(node, "receive", clock=clock)
     assert out.reason is Reason.RECEIVE_TIMEOUT and out.exit_code == ExitCode.RECEIVE_TIMEOUT  # type: ignore[attr-defined]
+
+
+def test_a_lost_libvirt_connection_is_reopened_and_the_guest_held() -> None:
+    node = FakeNode()
+
+    def lose() -> None:
+        node.lost = True
+
+    def crash() -> None:
+        node.domains[GUEST.name] = (decide.CRASHED, 0)
+
+    node.on_events = [lose, crash]
+    out = _run(node)
+    assert "reconnect" in node.calls and out.reason is Reason.CRASHED  # type: ignore[attr-defined]
+
+
+def test_libvirt_that_never_comes_back_ends_the_launcher() -> None:
+    node, clock = FakeNode(), FakeClock()
+    node.down = True
+
+    def lose() -> None:
+        node.lost = True
+        threading.Thread(target=lambda: [clock.wait_for_waiters(1) and clock.step(1.0) for _ in range(80)],
+                         daemon=True).start()
+
+    node.on_events = [lose]
+    out = _run(node, clock=clock)
+    assert out.reason is Reason.LIBVIRT_UNREACHABLE  # type: ignore[attr-defined]
+    assert out.exit_code == ExitCode.LIBVIRT_UNREACHABLE  # type: ignore[attr-defined]

@@ -46,6 +46,9 @@ class Node(Protocol):
     def events(self, name: str, timeout: float) -> list[tuple[int, int]]:
         """Lifecycle (event, detail) pairs of `name` that arrived, waiting up to `timeout` for the first."""
 
+    def reconnect(self) -> None:
+        """Open a new connection after the daemon went away (raises LibvirtError while it is down)."""
+
 
 def _start_event_loop() -> None:
     global _event_loop_started
@@ -72,15 +75,24 @@ class LibvirtNode:
     def __init__(self, uri: str = "qemu:///system", *, with_events: bool = True) -> None:
         self.uri = uri
         self._queue: queue.Queue[tuple[str, int, int]] = queue.Queue()
+        self._with_events = with_events
         if with_events:
             _start_event_loop()
+        self.conn = self._open()
+
+    def _open(self) -> Any:
         try:
-            self.conn = libvirt.open(uri)
+            conn = libvirt.open(self.uri)
+            if self._with_events:
+                conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
+                conn.setKeepAlive(5, 3)
         except libvirt.libvirtError as e:
-            raise _error(e, f"cannot connect to {uri}") from e
-        if with_events:
-            self.conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, None)
-            self.conn.setKeepAlive(5, 3)
+            raise _error(e, f"cannot connect to {self.uri}") from e
+        return conn
+
+    def reconnect(self) -> None:
+        self.close()
+        self.conn = self._open()
 
     def _on_event(self, conn: Any, dom: Any, event: int, detail: int, opaque: Any) -> None:
         self._queue.put((dom.name(), event, detail))

@@ -29,6 +29,7 @@ class LauncherConfig:
     shutdown_timeout_s: float = 5.0
     receive_timeout_s: float = 600.0
     poll_s: float = 0.5
+    reconnect_timeout_s: float = 60.0  # how long a lost libvirt connection may take to come back
 
 
 class Launcher:
@@ -87,12 +88,34 @@ class Launcher:
                 assert d.outcome is not None
                 return d.outcome
 
+    def _reconnect(self, error: LibvirtError) -> Outcome | None:
+        """The daemon went away (QEMU keeps running without it): reconnect, or give up after the timeout."""
+        self.log.warning("libvirt_lost", error=str(error))
+        deadline = self.clock.now() + self.cfg.reconnect_timeout_s
+        while True:
+            try:
+                self.node.reconnect()
+                self.log.info("libvirt_reconnected")
+                return None
+            except LibvirtError as e:
+                if self.clock.now() >= deadline:
+                    took = f"{self.cfg.reconnect_timeout_s:.0f}s"
+                    return Outcome(Reason.LIBVIRT_UNREACHABLE,
+                                   f"the node's libvirt did not come back within {took}: {e}")
+            self.clock.wait(threading.Event(), 0.5)
+
     def _hold(self) -> Outcome:
         migrating = False
         self.log.info("holding")
         while True:
-            events = self.node.events(self.name, self.cfg.poll_s)
-            o = self._observe(events, migrating)
+            try:
+                events = self.node.events(self.name, self.cfg.poll_s)
+                o = self._observe(events, migrating)
+            except LibvirtError as e:
+                gave_up = self._reconnect(e)
+                if gave_up is not None:
+                    return gave_up
+                continue
             migrating = o.migrating_out
             d = decide.decide_hold(o)
             if d.action is decide.Action.EXIT:
