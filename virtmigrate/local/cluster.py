@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from virtmigrate import errors
+from virtmigrate.clock import RealClock
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.resources import NODES
 from virtmigrate.local import procs
@@ -121,12 +122,15 @@ class LocalCluster:
         rep.seconds["guest_kernel"] = time.monotonic() - t
 
         t = time.monotonic()
+        since = ""
         if not procs.alive(NODE_RUNNER, self.state):
+            # Node objects may still say Ready from a runner that died: wait for fresh heartbeats.
+            since = RealClock().wall().strftime("%Y-%m-%dT%H:%M:%SZ")
             procs.start(NODE_RUNNER, [sys.executable, "-m", "virtmigrate.local.noderunner",
                                       f"--state={self.state}", f"--kubeconfig={self.kubeconfig}",
                                       f"--nodes={self.nodes}", f"--node-memory={self.node_memory}",
                                       f"--node-cpus={self.node_cpus}"], self.state)
-        self._wait_nodes_ready(timeout)
+        self._wait_nodes_ready(timeout, since=since)
         rep.seconds["nodes"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -180,17 +184,19 @@ class LocalCluster:
                                  f"--metrics-address=127.0.0.1:{port}", "--log-format=console"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
-    def nodes_ready(self) -> dict[str, bool]:
+    def nodes_ready(self, *, since: str = "") -> dict[str, bool]:
+        """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given)."""
         client = self.client()
         out = {n: False for n in self.node_names()}
         for node in client.list_all(NODES):
             name = node["metadata"]["name"]
-            conds = {c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []}
+            conds = {c["type"]: c for c in (node.get("status") or {}).get("conditions") or []}
+            ready = conds.get("Ready") or {}
             if name in out:
-                out[name] = conds.get("Ready") == "True"
+                out[name] = ready.get("status") == "True" and str(ready.get("lastHeartbeatTime", "")) >= since
         return out
 
-    def _wait_nodes_ready(self, timeout: float) -> None:
+    def _wait_nodes_ready(self, timeout: float, *, since: str = "") -> None:
         deadline = time.monotonic() + timeout
         while True:
             # A just-forked child still shows its parent's argv: only trust "dead" after a moment.
@@ -198,7 +204,7 @@ class LocalCluster:
                 tail = (self.state / "logs" / f"{NODE_RUNNER}.log").read_text(errors="replace")[-3000:]
                 raise errors.ConfigError(f"the node runner exited during start-up; log tail:\n{tail}")
             try:
-                if all(self.nodes_ready().values()):
+                if all(self.nodes_ready(since=since).values()):
                     return
             except errors.KubeError:
                 pass  # the API may be briefly unavailable; keep waiting

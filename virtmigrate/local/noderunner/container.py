@@ -14,6 +14,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from virtmigrate.clock import Clock
+
 NSENTER = "nsenter"
 
 
@@ -65,3 +67,46 @@ def read_tail(path: Path, limit: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (identifies it across pid reuse)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def record_pid(path: Path, pid: int, *, node: str) -> None:
+    """Remember a container process (pid, start time, node) so a later runner can find it."""
+    path.write_text(f"{pid} {_start_time(pid) or 0} {node}\n")
+
+
+def stop_orphans(pods_dir: Path, node: str, *, grace_s: float, clock: Clock) -> list[int]:
+    """Stop container processes a previous runner of `node` left running (it was killed, not stopped):
+    SIGTERM their groups (a launcher then shuts its guest down), SIGKILL what is left after `grace_s`.
+    Returns the pids that were found. A kubelet would adopt them; this runner cannot wait for a
+    process that is not its child, and a guest must not run twice."""
+    found: list[int] = []
+    for pidfile in pods_dir.glob("*/*.pid"):
+        try:
+            pid_s, start, owner = pidfile.read_text().split()[:3]
+            pid = int(pid_s)
+        except (OSError, ValueError):
+            continue
+        if owner != node:
+            continue  # another node's runner (a thread of this process) handles it
+        if _start_time(pid) == start:
+            found.append(pid)
+        pidfile.unlink(missing_ok=True)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = clock.now() + grace_s
+    while any(_start_time(p) is not None for p in found) and clock.now() < deadline:
+        clock.sleep(0.1)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return found

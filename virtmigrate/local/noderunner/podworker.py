@@ -216,6 +216,7 @@ class PodWorker:
             term_log.write_text("")
             workdir = str(r.spec.get("workingDir") or self.dir)
             proc = ctr.spawn(argv, env=env, ns_pid=ns_pid, workdir=workdir, log_path=self.dir / f"{r.name}.log")
+            ctr.record_pid(self.dir / f"{r.name}.pid", proc.pid, node=self.deps.node)
         except (errors.VirtMigrateError, OSError) as e:
             # Not startable (yet): report why and try again on a later sync, as the kubelet does.
             r.waiting_reason = "CreateContainerConfigError" if isinstance(e, errors.VirtMigrateError) \

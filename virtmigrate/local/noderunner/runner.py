@@ -19,6 +19,7 @@ import structlog
 from virtmigrate import errors
 from virtmigrate.kube.client import WatchEvent
 from virtmigrate.kube.resources import PODS
+from virtmigrate.local.noderunner import container as ctr
 from virtmigrate.local.noderunner import node as nodeobj
 from virtmigrate.local.noderunner.decide import Terminated
 from virtmigrate.local.noderunner.podworker import PodWorker, RunnerDeps, rfc3339
@@ -30,7 +31,8 @@ SYNC_PERIOD_S = 0.2
 HEARTBEAT_PERIOD_S = 10.0
 WATCH_TIMEOUT_S = 300
 RETRY_S = 1.0
-SHUTDOWN_GRACE_S = 3.0
+SHUTDOWN_GRACE_S = 8.0  # longer than a launcher's ACPI wait, so guests are shut down, not orphaned
+ORPHAN_STOP_GRACE_S = 15.0  # containers of a runner that was killed: time to stop (a launcher's guest shutdown)
 
 
 class NodeRunner:
@@ -124,6 +126,9 @@ class NodeRunner:
             except errors.KubeError as e:
                 self.log.warning("node_register_failed", error=str(e))
                 clock.wait(stop, RETRY_S)
+        orphans = ctr.stop_orphans(self.deps.pods_dir, self.spec.name, grace_s=ORPHAN_STOP_GRACE_S, clock=clock)
+        if orphans:
+            self.log.warning("orphan_containers_stopped", pids=orphans)
         watcher = threading.Thread(target=self._watch, args=(stop,), name=f"watch-{self.spec.name}", daemon=True)
         watcher.start()
         was_ready: bool | None = self._node_ready()
@@ -187,7 +192,7 @@ def _adopt_lost_containers(w: PodWorker) -> None:
         st = statuses.get(r.name) or {}
         if "running" in (st.get("state") or {}) or st.get("restartCount"):
             r.terminated = Terminated(137, "ContainerStatusUnknown",
-                                      "the node runner restarted; the container could not be located", "",
+                                      "the node runner restarted and stopped this container of its previous run", "",
                                       rfc3339(w.deps.clock))
             r.state, r.restart_count = "terminated", int(st.get("restartCount") or 0)
             r.next_start = 0.0
