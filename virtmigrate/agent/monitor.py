@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from virtmigrate.agent import steering
 from virtmigrate.agent.decisions import Action, Decision
 from virtmigrate.agent.domain import Domain
@@ -43,7 +41,10 @@ def run_monitor(domain: Domain, policy: Policy, *, clock: Clock, done: threading
                 initial_downtime_ms: int = 0, on_stats: StatsHook | None = None,
                 log: Any = None) -> SteeringState:
     """Watch the job until `done` is set; return the final steering state (mode, actions, abort reason)."""
-    log = log or structlog.get_logger()
+    if log is None:
+        import structlog  # the agent passes its own (lazy) logger; tests may not
+
+        log = structlog.get_logger()
     state = SteeringState(started_s=clock.now(), downtime_ms=initial_downtime_ms)
     while not done.is_set():
         now = clock.now()

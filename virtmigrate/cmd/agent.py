@@ -13,21 +13,18 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-# structlog's dev console imports `rich` when it is installed (~0.1 s of the agent's start-up, which
-# counts against every migration); the agent renders JSON and never uses it.
+from virtmigrate.agent.logs import agent_logger
+from virtmigrate.agent.migrate import Migrator
+from virtmigrate.agent.monitor import Cancel
+from virtmigrate.agent.progress import ProgressReporter
+from virtmigrate.agent.result import Result, termination_message
+from virtmigrate.agent.settings import Settings, parse_settings
+from virtmigrate.api.exitcodes import ExitCode
+from virtmigrate.clock import RealClock
+from virtmigrate.errors import ConfigError, VirtMigrateError
+
+# structlog's dev console imports `rich` when it is installed (~0.1 s); the agent renders JSON only.
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-
-import structlog  # noqa: E402
-
-from virtmigrate.agent.logs import configure_logging  # noqa: E402
-from virtmigrate.agent.migrate import Migrator  # noqa: E402
-from virtmigrate.agent.monitor import Cancel  # noqa: E402
-from virtmigrate.agent.progress import ProgressReporter  # noqa: E402
-from virtmigrate.agent.result import Result, termination_message  # noqa: E402
-from virtmigrate.agent.settings import Settings, parse_settings  # noqa: E402
-from virtmigrate.api.exitcodes import ExitCode  # noqa: E402
-from virtmigrate.clock import RealClock  # noqa: E402
-from virtmigrate.errors import ConfigError, VirtMigrateError  # noqa: E402
 
 
 def _write_termination_message(path: str, result: Result, log: object) -> None:
@@ -55,15 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(args, os.environ)
     except ConfigError as e:
-        configure_logging("info")
-        structlog.get_logger().error("invalid_arguments", error=str(e))
-        print(str(e), file=sys.stderr)
+        log = agent_logger("info")
+        log.error("invalid_arguments", error=str(e))
         path = os.environ.get("VIRTMIGRATE_TERMINATION_MESSAGE_PATH", "/dev/termination-log")
-        _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), structlog.get_logger())
+        _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), log)
         return int(ExitCode.INVALID_ARGUMENTS)
-    configure_logging(settings.log_level)
-    log = structlog.get_logger().bind(domain=settings.domain, migration=settings.migration or None,
-                                      namespace=settings.namespace or None)
+    log = agent_logger(settings.log_level, domain=settings.domain, migration=settings.migration or None,
+                       namespace=settings.namespace or None)
     cancel = Cancel()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
