@@ -1,11 +1,12 @@
-"""`virtmigrate cluster up/down` on a cluster of its own: idempotent up, and a down that leaves nothing —
-no process, mount, libvirt domain (QEMU) or listener — checked, not assumed."""
+"""`virtmigrate cluster up/down` on a cluster of its own: idempotent up, recovery from a killed node runner,
+and a down that leaves nothing — no process, mount, libvirt domain (QEMU) or listener — checked, not assumed."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,22 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
              .get("phase") == "Running", timeout=90)
     assert domain_state(c, "node0", "default_leftover") == "running"
     assert kube.list_all(PODS, "default")
+
+    # A killed node runner: the next `up` restarts it, it stops the container its predecessor left (so the
+    # guest cannot run twice), and the VM says why; a stop/start brings the guest back.
+    runner_pid = int((state / "pids" / "noderunner.pid").read_text().split()[0])
+    os.kill(runner_pid, signal.SIGKILL)
+    assert _virtmigrate(state, "up").returncode == 0
+    st = wait_for("VM Failed", lambda: (s := kube.get(VMS, "leftover", "default").get("status") or {})
+                  .get("phase") == "Failed" and s, timeout=60)
+    assert "node runner restarted" in st["message"]
+    wait_for("guest stopped", lambda: domain_state(c, "node0", "default_leftover") in ("", "shut off"), timeout=30)
+    for running in (False, True):
+        kube.patch(VMS, "leftover", {"spec": {"running": running}}, "default")
+        want = "Running" if running else "Stopped"
+        wait_for(f"VM {want}", lambda w=want: (kube.get(VMS, "leftover", "default").get("status") or {})  # type: ignore[misc]
+                 .get("phase") == w, timeout=90)
+    assert domain_state(c, "node0", "default_leftover") == "running"
 
     ports, namespaces = cluster_ports(c), cluster_namespaces(c)
     assert ports and namespaces
