@@ -122,3 +122,16 @@ def test_unreachable_destination_exits_with_its_code(
     assert run.returncode == ExitCode.DESTINATION_UNREACHABLE, run.stderr
     assert str(closed) in str(run.result["message"])
     assert g.state_on(libvirt_hosts, 0) == "running"
+
+
+def test_invalid_arguments_exit_with_their_code_and_name_the_flag(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    term = tmp_path / "term.json"
+    proc = subprocess.run([sys.executable, "-m", "virtmigrate.cmd.agent", "--destination-uri", "qemu:///x",
+                           "--termination-message-path", str(term)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == ExitCode.INVALID_ARGUMENTS
+    result = json.loads(term.read_text())
+    assert result["reason"] == "InvalidAgentArguments" and "--domain" in result["message"]
