@@ -47,6 +47,17 @@ def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressRepo
     return ProgressReporter(client, settings.migration, settings.namespace, wall=clock.wall, log=log)
 
 
+def _termination_path_of(argv: list[str]) -> str:
+    """The termination-message path even when the other flags did not parse: flag, variable, default."""
+    flag = "--termination-message-path"
+    for i, a in enumerate(argv):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+    return os.environ.get("VIRTMIGRATE_TERMINATION_MESSAGE_PATH", "/dev/termination-log")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
@@ -54,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         log = agent_logger("info")
         log.error("invalid_arguments", error=str(e))
-        path = os.environ.get("VIRTMIGRATE_TERMINATION_MESSAGE_PATH", "/dev/termination-log")
+        path = _termination_path_of(args)
         _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), log)
         return int(ExitCode.INVALID_ARGUMENTS)
     log = agent_logger(settings.log_level, domain=settings.domain, migration=settings.migration or None,
