@@ -6,7 +6,6 @@ to report. No I/O, no clock reads: times arrive as arguments (monotonic seconds 
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,11 +74,8 @@ def exit_code_of(returncode: int) -> tuple[int, int]:
 
 
 def terminated_reason(exit_code: int, sig: int) -> str:
-    if exit_code == 0:
-        return "Completed"
-    if sig == signal.SIGKILL:
-        return "Error"  # the kubelet reports a grace-period kill as Error with 137
-    return "Error"
+    """The kubelet's reasons: Completed for 0, Error otherwise (a grace-period kill is Error with 137)."""
+    return "Completed" if exit_code == 0 else "Error"
 
 
 def termination_message(file_text: str, log_tail: str, *, policy: str, exit_code: int) -> str:
