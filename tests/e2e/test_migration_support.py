@@ -124,12 +124,12 @@ def controller_metrics(lc: Any) -> str:
         return str(r.read().decode())
 
 
-def metric_value(text: str, name: str, **labels: str) -> float:
+def metric_value(text: str, metric: str, /, **labels: str) -> float:
     for line in text.splitlines():
-        if not line.startswith(name):
+        if not line.startswith(metric):
             continue
         m = re.match(r"^([a-zA-Z_:]+)(\{[^}]*\})?\s+(\S+)$", line)
-        if not m or m.group(1) != name:
+        if not m or m.group(1) != metric:
             continue
         got = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
         if all(got.get(k) == v for k, v in labels.items()):
