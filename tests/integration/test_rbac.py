@@ -262,6 +262,29 @@ def test_agent_may_report_only_its_own_progress(install: Install, workload_agent
     assert got["status"]["progress"]["percent"] == 42
 
 
+@pytest.mark.integration
+def test_the_controller_client_authenticates_as_its_service_account(
+        install: Install, cluster: Cluster, tmp_path: Path) -> None:
+    """With a kubeconfig holding the controller's ServiceAccount token (what the official client's
+    loaders also produce in a pod), KubeClient speaks as that ServiceAccount, not as anonymous: the
+    RBAC above is what the controller actually gets."""
+    from virtmigrate.kube import KubeClient
+
+    sa = CONTROLLER_SA + install.suffix
+    token = install.kubectl("create", "token", sa, f"--namespace={install.namespace}", namespaced=False).strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    (cl,) = admin["clusters"]
+    kubeconfig = tmp_path / "controller.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cl], "current-context": "controller",
+        "users": [{"name": "controller", "user": {"token": token}}],
+        "contexts": [{"name": "controller", "context": {"cluster": cl["name"], "user": "controller"}}]}))
+    review = KubeClient.from_kubeconfig(str(kubeconfig)).request(
+        "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert review["status"]["userInfo"]["username"] == subject(install.namespace, sa)
+
+
 # ---------------------------------------------------------------------------------------------
 # Static: the manifests grant exactly the matrix, and the matrix covers the code
 
