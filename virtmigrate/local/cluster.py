@@ -165,9 +165,7 @@ class LocalCluster:
 
     def _apply_manifests_now(self) -> None:
         files = [str(MANIFESTS / m) for m in CLUSTER_MANIFESTS if (MANIFESTS / m).exists()]
-        # --validate=false: the server must drop unknown schema keys instead of failing the patch (a
-        # description with ", " in a YAML flow mapping becomes a key; see the issue-6 report).
-        self._kubectl("apply", "--validate=false", *[a for f in files for a in ("-f", f)])
+        self._kubectl("apply", *[a for f in files for a in ("-f", f)])
         self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
                       "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
 
