@@ -115,8 +115,9 @@ class Install:
 
 
 @pytest.fixture(scope="module")
-def install(cluster: Cluster) -> Iterator[Install]:
-    """The manifests' ServiceAccounts and RBAC applied in a fresh namespace, with unique names."""
+def install(cluster: Cluster, crds: None) -> Iterator[Install]:
+    """The manifests' ServiceAccounts and RBAC applied in a fresh namespace, with unique names.
+    The CRDs are installed first: `kubectl auth can-i` resolves resource names through discovery."""
     k = Kubectl(cluster.kubeconfig)
     tag = uuid.uuid4().hex[:6]
     ns, workload, suffix = f"t-rbac-{tag}", f"t-rbac-workload-{tag}", f"-{tag}"
