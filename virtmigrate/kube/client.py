@@ -123,7 +123,9 @@ class KubeClient:
             headers["Content-Type"] = content_type
         if self._cfg.refresh_api_key_hook is not None:
             self._cfg.refresh_api_key_hook(self._cfg)
-        auth = self._cfg.get_api_key_with_prefix("authorization")
+        # kubernetes 37's loaders store a token under "BearerToken"; older ones (and from_token) under "authorization".
+        auth = (self._cfg.get_api_key_with_prefix("authorization")
+                or self._cfg.get_api_key_with_prefix("BearerToken"))
         if auth:
             headers["Authorization"] = auth
         return headers
