@@ -15,7 +15,7 @@ change: ours vs a bare watch stream (the floor) vs the official informer.
 
 Starts its own control plane in a temporary directory unless $KUBECONFIG is set.
 
-    python bench/bench_informer.py [--objects 10000] [--repeats 3] [--changes 1000]
+    python bench/bench_informer.py [--objects 10000] [--repeats 5] [--changes 1000]
 """
 
 from __future__ import annotations
@@ -216,7 +216,29 @@ def sync_official(kubeconfig: str, res: Resource, ns: str, n: int) -> Any:
     return inf
 
 
+def quiet_logs() -> None:
+    """Keep the informer's debug logs off stdout, where the parent reads the result line."""
+    import logging
+
+    import structlog
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+
+
+def emit(result: JSON) -> None:
+    sys.stdout.write(f"\nRESULT {json.dumps(result)}\n")  # one write: no other thread's output can split it
+    sys.stdout.flush()
+
+
+def parse_result(stdout: str) -> JSON | None:
+    for line in reversed(stdout.splitlines()):
+        if "RESULT " in line:
+            out: JSON = json.loads(line.split("RESULT ", 1)[1])
+            return out
+    return None
+
+
 def child(args: argparse.Namespace) -> int:
+    quiet_logs()
     res = CONFIGMAPS if args.kind == "configmaps" else WIDGETS
     client = KubeClient.from_kubeconfig(args.kubeconfig)
     client.request("GET", "/version")  # warm the connection pool: we time the sync, not the TLS handshake
@@ -236,7 +258,7 @@ def child(args: argparse.Namespace) -> int:
         else:
             kept = sync_official(args.kubeconfig, res, args.namespace, args.objects)
     except Exception as e:
-        print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+        emit({"error": f"{type(e).__name__}: {e}"})
         return 0
     dt = time.perf_counter() - t0
     gc.collect()
@@ -244,7 +266,7 @@ def child(args: argparse.Namespace) -> int:
     if args.mem:
         out["traced"] = tracemalloc.get_traced_memory()[0] - base_traced
     del kept
-    print(json.dumps(out))
+    emit(out)
     return 0
 
 
@@ -253,14 +275,11 @@ def run_child(contender: str, kind: str, ns: str, n: int, kubeconfig: str, mem: 
             "--objects", str(n), "--kubeconfig", kubeconfig] + (["--mem"] if mem else [])
     for _attempt in range(3):
         p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-        if lines:
-            break  # (a daemon thread of the official informer may crash the child at exit: the figure stands)
+        result = parse_result(p.stdout)
+        if result is not None:
+            return result  # (a daemon thread of the official informer may crash the child at exit: the figure stands)
         print(f"  {contender} child failed (exit {p.returncode}): {p.stderr[-500:]!r}; retrying", flush=True)
-    else:
-        raise RuntimeError(f"{contender} failed three times")
-    result: JSON = json.loads(lines[-1])
-    return result
+    raise RuntimeError(f"{contender} failed three times")
 
 
 def measure(contender: str, kind: str, ns: str, n: int, kubeconfig: str, repeats: int) -> JSON:
@@ -344,7 +363,8 @@ def latency_run(kind: str, client: KubeClient, kubeconfig: str, ns: str, changes
     # the writers run in another process, so they do not compete with the contender for the GIL
     p = subprocess.run([sys.executable, __file__, "--writer", kind, "--namespace", ns, "--kubeconfig", kubeconfig,
                         "--changes", str(changes)], capture_output=True, text=True, timeout=600)
-    sent = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+    sent = parse_result(p.stdout)
+    assert sent is not None, p.stderr[-2000:]
     all_seen.wait(120)
     cleanup()
     lat = sorted(got[s] - sent[s] for s in got if s in sent)
@@ -366,7 +386,7 @@ def writer(args: argparse.Namespace) -> int:
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(args.changes)))
-    print(json.dumps(sent))
+    emit(sent)
     return 0
 
 
@@ -375,7 +395,7 @@ def writer(args: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--objects", type=int, default=10_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--changes", type=int, default=1_000)
     ap.add_argument("--child", choices=["floor", "ours", "official"])
     ap.add_argument("--kind", default="configmaps")
