@@ -10,8 +10,8 @@
             256 MiB guest between the same hosts, alternating: median ratio (target <= 1.15x) and the
             orchestration overhead (end-to-end minus the libvirt job time; target median <= 0.5 s).
 
-Usage: python bench/bench_controller.py scale [--n 1000]    (starts its own control plane, or $KUBECONFIG)
-       python bench/bench_controller.py e2e [--runs 5]      (needs `make cluster-up`; $KUBECONFIG)
+Usage: python bench/bench_controller.py scale [--n 1000]  (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
+       python bench/bench_controller.py e2e [--runs 5]    (own local cluster, or the one at $VIRTMIGRATE_STATE)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -221,7 +222,7 @@ def wait_ready(port: int, timeout: float = 60) -> None:
     raise TimeoutError("controller not ready")
 
 
-def scale(n: int, kubeconfig: str | None) -> None:
+def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
     state: Path | None = None
     cp = None
     if kubeconfig is None:
@@ -246,9 +247,14 @@ def scale(n: int, kubeconfig: str | None) -> None:
     kubelet.start()
     port = free_port()
     proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
-                            f"--max-outbound-per-node={n}", "--workers=4")
+                            f"--max-outbound-per-node={n}", f"--workers={workers}")
     try:
         wait_ready(port)
+        spy = None
+        if os.environ.get("VIRTMIGRATE_BENCH_PYSPY"):  # a flame profile of the controller while it works
+            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(proc.pid), "-f", "raw", "-o",
+                                    os.environ["VIRTMIGRATE_BENCH_PYSPY"], "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = proc_cpu_s(proc.pid)
         t0 = time.monotonic()
         with cf.ThreadPoolExecutor(8) as pool:
@@ -268,6 +274,9 @@ def scale(n: int, kubeconfig: str | None) -> None:
             time.sleep(0.5)
         wall = time.monotonic() - t0
         cpu = proc_cpu_s(proc.pid) - cpu0
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         text = _metrics(port)
         p50 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.50)
         p99 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99)
@@ -275,6 +284,7 @@ def scale(n: int, kubeconfig: str | None) -> None:
                                                                      v["status"]["launcherPod"].endswith("src00")))
         print(f"scale: {n} Migrations created in {created:.1f}s; {len(done)} Succeeded (finalizer released), "
               f"{len(failed)} Failed, {vms_moved} VMs recorded on their target, in {wall:.1f}s wall")
+        print(f"  ({workers} workers)")
         print(f"  controller CPU: {cpu:.2f}s total = {cpu / n * 1000:.2f} ms per migration (target <= 10 ms)")
         print(f"  event-to-action latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (target p99 <= 200 ms)")
         print(f"  controller peak RSS: {proc_hwm_mib(proc.pid):.0f} MiB")
@@ -293,18 +303,125 @@ def scale(n: int, kubeconfig: str | None) -> None:
             shutil.rmtree(state, ignore_errors=True)
 
 
+# --- e2e: kubectl create -> Succeeded vs virsh migrate ----------------------------------------------
+
+def _wait(what: str, fn: Any, timeout: float = 180, interval: float = 0.02) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = fn()
+        if out:
+            return out
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
+def _virsh(uri: str, *args: str) -> None:
+    subprocess.run(["virsh", "-c", uri, *args], check=True, capture_output=True, text=True, timeout=300)
+
+
+def e2e(runs: int) -> None:
+    """Alternate: (a) a Migration of a 256 MiB VM between node0 and node1 through kubectl and the controller;
+    (b) `virsh migrate --live --p2p --persistent --undefinesource` of an unmanaged 256 MiB guest booted
+    from the same kernel between the same two hosts. Both directions alternate so each run starts clean."""
+    from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
+    from virtmigrate.local.cluster import LocalCluster
+    from virtmigrate.local.guest import guest_kernel
+
+    state_env = os.environ.get("VIRTMIGRATE_STATE")
+    own = state_env is None
+    state = Path(state_env) if state_env else Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    lc = LocalCluster(state, nodes=3, first_address=50) if own else LocalCluster(state)
+    lc.up()
+    kubectl = [str(BIN / "kubectl"), f"--kubeconfig={lc.kubeconfig}"]
+    client = lc.client()
+    ns = f"bench-e2e-{int(time.time())}"
+    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kernel = guest_kernel()
+    vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": "benchvm", "namespace": ns},
+          "spec": {"running": True, "memory": "256Mi", "kernel": str(kernel),
+                   "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                       "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname",
+                                                                    "operator": "In",
+                                                                    "values": ["node0", "node1"]}]}]}}}}}
+    client.create(VMS, vm, ns)
+    _wait("VM running", lambda: (client.get(VMS, "benchvm", ns).get("status") or {}).get("phase") == "Running", 180)
+    hosts = {f"node{i}": lc.hosts.host(i) for i in range(2)}
+    base = "bench-baseline"
+    cfg = GuestConfig(name=base, uuid="8c9b0d0e-0000-4000-8000-00000000b0b0", memory_bytes=256 << 20,
+                      kernel=str(kernel))
+    xml = Path(tempfile.mkdtemp()) / "baseline.xml"
+    xml.write_text(domain_xml(cfg))
+    _virsh(hosts["node0"].uri, "create", str(xml))
+    time.sleep(3)  # the guest fills its RAM at boot: migrate a guest whose memory holds data
+    base_at = "node0"
+    ours: list[float] = []
+    libvirt_job: list[float] = []
+    theirs: list[float] = []
+    try:
+        for run in range(runs):
+            # (a) through the controller
+            src = client.get(VMS, "benchvm", ns)["status"]["node"]
+            dst = "node1" if src == "node0" else "node0"
+            name = f"bench-{run}"
+            doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                              "metadata": {"name": name, "namespace": ns},
+                              "spec": {"selector": {"name": "benchvm"},
+                                       "nodeSelector": {"kubernetes.io/hostname": dst}}})
+            t0 = time.monotonic()
+            subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
+            m = _wait("Succeeded", lambda n=name: (lambda x: x if (x.get("status") or {}).get("phase") in
+                                                   ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, n, ns)))
+            took = time.monotonic() - t0
+            if m["status"]["phase"] != "Succeeded":
+                raise RuntimeError(f"migration failed: {m['status']}")
+            ours.append(took)
+            job = (m["status"].get("result") or {}).get("durationSeconds")
+            if job:
+                libvirt_job.append(float(job))
+            _wait("finalizer released",
+                  lambda n=name: not (client.get(MIGRATIONS, n, ns)["metadata"].get("finalizers")))
+            # (b) plain virsh between the same two hosts
+            a, b = base_at, ("node1" if base_at == "node0" else "node0")
+            t0 = time.monotonic()
+            _virsh(hosts[a].uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", base,
+                   hosts[b].uri, "--migrateuri", hosts[b].migration_uri)
+            theirs.append(time.monotonic() - t0)
+            base_at = b
+            print(f"run {run}: kubectl create -> Succeeded {ours[-1]:.2f}s ({src}->{dst}); "
+                  f"virsh migrate {theirs[-1]:.2f}s ({a}->{b})" + (f"; libvirt job {job:.2f}s" if job else ""))
+        med_ours, med_theirs = statistics.median(ours), statistics.median(theirs)
+        print(f"e2e: median kubectl create -> Succeeded {med_ours:.2f}s vs virsh migrate {med_theirs:.2f}s: "
+              f"ratio {med_ours / med_theirs:.2f}x (target <= 1.15x)")
+        if libvirt_job and len(libvirt_job) == len(ours):
+            overhead = statistics.median(o - j for o, j in zip(ours, libvirt_job, strict=True))
+            print(f"  orchestration overhead (end-to-end minus the agent's libvirt job time): median "
+                  f"{overhead:.2f}s (target <= 0.5 s)")
+        else:
+            print(f"  orchestration overhead vs the median virsh time (the agent's job time was not reported): "
+                  f"median {med_ours - med_theirs:.2f}s (target <= 0.5 s)")
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _virsh(hosts[base_at].uri, "destroy", base)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _virsh(hosts[base_at].uri, "undefine", base)
+        subprocess.run([*kubectl, "-n", ns, "delete", "vm", "benchvm", "--wait=false"], capture_output=True)
+        if own:
+            lc.down()
+            shutil.rmtree(state, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     s = sub.add_parser("scale")
     s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--workers", type=int, default=16)
     e = sub.add_parser("e2e")
     e.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if args.what == "scale":
-        scale(args.n, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"))
+        scale(args.n, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"), workers=args.workers)
         return 0
-    from bench_controller_e2e import e2e  # type: ignore[import-not-found]
     e2e(args.runs)
     return 0
 

@@ -34,7 +34,9 @@ def obs(**kw: object) -> Observed:
 
 @pytest.mark.parametrize(("o", "action", "reason"), [
     pytest.param(obs(has_finalizer=False), Action.ADD_FINALIZER, "", id="finalizer-first"),
-    pytest.param(obs(), Action.SET_PENDING, "", id="new-to-pending"),
+    pytest.param(obs(), Action.ADMIT, "", id="new-admitted-at-once"),
+    pytest.param(obs(admit=False, capacity_message="5 running"), Action.WAIT_CAPACITY, "WaitingForCapacity",
+                 id="new-waits-in-pending"),
     pytest.param(obs(spec_error="spec.selector.name: required"), Action.FAIL, "InvalidSpec", id="bad-spec"),
     pytest.param(obs(vm=None), Action.FAIL, "VMNotFound", id="no-vm"),
     pytest.param(obs(vm=VMState(running=False)), Action.FAIL, "VMNotRunning", id="vm-stopped"),

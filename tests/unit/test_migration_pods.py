@@ -67,7 +67,8 @@ def test_agent_pod() -> None:
     assert c["args"] == ["--domain=default_testvm", "--destination-uri=qemu+tcp://127.0.0.1:16602/system",
                          "--bandwidth=16", "--completion-timeout-per-gib=150", "--progress-timeout=150",
                          "--max-downtime=500", "--allow-post-copy=true", "--allow-auto-converge=false",
-                         "--allow-pause=false", "--migration-uri=tcp://127.0.0.12", "--migration=testvm-migration", "--namespace=default"]
+                         "--allow-pause=false", "--migration-uri=tcp://127.0.0.12", "--migration=testvm-migration",
+                         "--namespace=default"]
 
 
 def test_agent_args_parse_with_the_agents_own_parser() -> None:

@@ -142,15 +142,27 @@ def test_new_migration_gets_the_finalizer_first() -> None:
                         {"metadata": {"resourceVersion": "42", "finalizers": [FIN]}})]
 
 
-def test_then_pending_with_timestamp_and_event() -> None:
+def test_then_pending_and_scheduling_in_one_write_when_capacity_allows() -> None:
     w = World()
     w.vms.add(vm())
     w.migrations.add(migration())
-    assert w.run() == [("patch", "migrations/status", "default", "testvm-migration", {
-        "metadata": {"resourceVersion": "42"},
-        "status": {"phase": "Pending", "phaseTransitionTimestamps": [{"phase": "Pending",
-                                                                      "time": "2026-01-01T00:10:00.000000Z"}]}})]
-    assert w.recorder.events[-1][:3] == ("Migration/testvm-migration", "Normal", "Pending")
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    assert [p["phase"] for p in body["status"]["phaseTransitionTimestamps"]] == ["Pending", "Scheduling"]
+    assert [e[2] for e in w.recorder.events] == ["Pending", "Scheduling"]
+
+
+def test_new_migration_without_capacity_enters_pending_with_condition() -> None:
+    w = World(limits=Limits(max_running=1))
+    w.vms.add(vm())
+    w.vms.add(vm("other", "node1"))
+    w.migrations.add(migration("busy", "other", phase="Running", sourceNode="node1"))
+    w.migrations.add(migration())
+    [(_, _, _, _, body)] = w.run()
+    s = body["status"]
+    assert s["phase"] == "Pending"
+    assert s["conditions"][0]["type"] == "WaitingForCapacity"
+    assert s["conditions"][0]["message"].startswith("1 migrations are running in the cluster (limit 1)")
 
 
 def test_admit_records_source_and_children() -> None:

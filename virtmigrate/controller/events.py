@@ -12,9 +12,10 @@ simplified).
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue
 import threading
-import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -64,12 +65,15 @@ class KubeEventRecorder:
         self._q: queue.Queue[dict[str, Any] | None] = queue.Queue(buffer)
         self._seen: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.dropped = 0
+        self._names = itertools.count()
+        self._prefix = os.urandom(4).hex()  # unique per process: names never clash across restarts
         self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
         self._thread.start()
 
     def event(self, obj: Mapping[str, Any], etype: str, reason: str, message: str) -> None:
         ev = new_event(obj, etype, reason, message, component=self._component,
-                       timestamp=self._clock.wall().strftime(_MICROTIME), name_suffix=uuid.uuid4().hex[:16])
+                       timestamp=self._clock.wall().strftime(_MICROTIME),
+                       name_suffix=f"{self._prefix}{next(self._names):08x}")
         try:
             self._q.put_nowait(ev)
         except queue.Full:

@@ -54,8 +54,7 @@ REASON_MIGRATED = "Migrated"                           # success
 class Action(enum.StrEnum):
     NOTHING = "Nothing"                    # wait for the next event (or `requeue_after`)
     ADD_FINALIZER = "AddFinalizer"         # hold the Migration until cancel/cleanup is complete
-    SET_PENDING = "SetPending"             # first status: Pending
-    WAIT_CAPACITY = "WaitCapacity"         # stay Pending; condition says why
+    WAIT_CAPACITY = "WaitCapacity"         # (enter and) stay Pending; condition says why
     ADMIT = "Admit"                        # -> Scheduling; record source node and child names
     MARK_VM_MIGRATING = "MarkVMMigrating"  # VM status: phase Migrating, migrationState started
     CREATE_TARGET_POD = "CreateTargetPod"  # the target launcher pod (receive mode)
@@ -176,13 +175,11 @@ def _decide_pending(o: Observed) -> Decision:
     failed = decide_selection(o)
     if failed is not None:
         return failed
-    if o.phase is None:
-        return Decision(Action.SET_PENDING)
     if not o.admit:
-        if o.conditions_message == o.capacity_message:
+        if o.phase is not None and o.conditions_message == o.capacity_message:
             return Decision(Action.NOTHING, reason="waiting for capacity")
         return Decision(Action.WAIT_CAPACITY, reason=REASON_WAITING_CAPACITY, message=o.capacity_message)
-    return Decision(Action.ADMIT)
+    return Decision(Action.ADMIT)  # from no phase, Pending and Scheduling are recorded in one write
 
 
 def _target_broken(o: Observed) -> Decision | None:

@@ -125,6 +125,7 @@ class MigrationSync:
         self.metrics = metrics
         self._admit_lock = threading.Lock()
         self._admitted: set[str] = set()          # admitted by us, maybe not yet in the cache
+        self._waiting: set[str] = set()           # Pending for capacity: woken when a slot frees up
         self._agent_exits: dict[str, tuple[int, str]] = {}  # last outcome of agent pods already gone
         self._exits_lock = threading.Lock()
 
@@ -139,6 +140,7 @@ class MigrationSync:
             self._agent_exits.pop(key, None)
         with self._admit_lock:
             self._admitted.discard(key)
+            self._waiting.discard(key)
 
     def seen_admitted(self, key: str) -> None:
         """The cache shows `key` past Pending: local admission memory is no longer needed."""
@@ -162,8 +164,12 @@ class MigrationSync:
                 self._act(key, seen, d)
                 if d.action == Action.ADMIT:
                     self._admitted.add(key)
+                    self._waiting.discard(key)
             return d
         self._act(key, seen, d)
+        if d.action == Action.WAIT_CAPACITY or d.reason == "waiting for capacity":
+            with self._admit_lock:
+                self._waiting.add(key)
         return d
 
     # --- observe ---------------------------------------------------------------------------------------
@@ -218,12 +224,11 @@ class MigrationSync:
                 observed["contradiction"] = result.message
             else:
                 merged = result
-            if phase == P.PENDING:
-                cond = st.condition(status, st.COND_WAITING_CAPACITY)
-                observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
-                    "status") == "True" else ""
-                adm = decide_admission(key, self._candidates(), self.config.limits)
-                observed["admit"], observed["capacity_message"] = adm.admit, adm.message
+            cond = st.condition(status, st.COND_WAITING_CAPACITY)
+            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
+                "status") == "True" else ""
+            adm = decide_admission(key, self._candidates(), self.config.limits)
+            observed["admit"], observed["capacity_message"] = adm.admit, adm.message
         elif phase == P.SCHEDULING and vm is not None and mig is not None:
             cond = st.condition(status, st.COND_UNSCHEDULABLE)
             observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
@@ -287,10 +292,10 @@ class MigrationSync:
             status = m.get("status") or {}
             phase = status.get("phase")
             key = f"{meta.get('namespace')}/{meta.get('name')}"
-            if phase in ADMITTED or (phase == P.PENDING and key in with_local):
+            if phase in ADMITTED or (phase in (None, P.PENDING) and key in with_local):
                 node = str(status.get("sourceNode") or "")
                 out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=True))
-            elif phase == P.PENDING and not meta.get("deletionTimestamp"):
+            elif phase in (None, P.PENDING) and not meta.get("deletionTimestamp"):
                 vm = self.listers.vms.get_by_key(f"{meta.get('namespace')}/{_vm_of(m)}") or {}
                 node = str((vm.get("status") or {}).get("node") or "")
                 out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
@@ -299,6 +304,8 @@ class MigrationSync:
     def admissible_pending(self) -> list[str]:
         """Pending keys that capacity would admit now (to wake them when a slot frees up)."""
         with self._admit_lock:
+            if not self._waiting:
+                return []  # nobody waits: skip the O(n) look at every Migration
             return [k for k, a in decide_admissions(self._candidates(), self.config.limits).items() if a.admit]
 
     # --- act -----------------------------------------------------------------------------------------
@@ -319,18 +326,16 @@ class MigrationSync:
             self._ensure_agent_gone(raw, seen)
             self._patch_meta(raw, [f for f in meta.get("finalizers") or [] if f != FINALIZER_MIGRATION])
             bound.info("migration_released", phase=status.get("phase"))
-        elif a == Action.SET_PENDING:
-            self._patch_status(raw, st.with_phase(status, P.PENDING, now))
-            self._event(raw, NORMAL, "Pending", f"Migration of VM {seen.observed.vm_name!r} accepted")
         elif a == Action.WAIT_CAPACITY:
-            conds = st.with_condition(list(status.get("conditions") or []), st.COND_WAITING_CAPACITY, "True",
+            pending = self._enter_pending(raw, status, now)
+            conds = st.with_condition(list(pending.get("conditions") or []), st.COND_WAITING_CAPACITY, "True",
                                       d.reason, d.message, now)
-            self._patch_status(raw, {**status, "conditions": conds})
+            self._patch_status(raw, {**pending, "conditions": conds})
             self._event(raw, NORMAL, d.reason, d.message)
         elif a == Action.ADMIT:
             vm_state = seen.observed.vm
             assert vm_state is not None and seen.mig is not None
-            new = st.with_phase(status, P.SCHEDULING, now, sourceNode=vm_state.node,
+            new = st.with_phase(self._enter_pending(raw, status, now), P.SCHEDULING, now, sourceNode=vm_state.node,
                                 targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig))
             self._transition(raw, new, P.SCHEDULING,
                              f"creating target launcher pod {seen.target_pod_name} to receive VM "
@@ -393,6 +398,14 @@ class MigrationSync:
                                                        "migration and checks the VM still runs on its source")
         bound.debug("migration_acted", reason=d.reason)
 
+    def _enter_pending(self, raw: JSON, status: JSON, now: Any) -> JSON:
+        """`status` in Pending (with its timestamp and event) if the Migration has no phase yet."""
+        if status.get("phase"):
+            return status
+        vm_name = _vm_of(raw)
+        self._event(raw, NORMAL, "Pending", f"Migration of VM {vm_name!r} accepted")
+        return st.with_phase(status, P.PENDING, now)
+
     def _create_agent(self, raw: JSON, seen: _Seen) -> None:
         status = raw.get("status") or {}
         assert seen.vm is not None and seen.mig is not None
@@ -433,7 +446,8 @@ class MigrationSync:
         """A cancel can race the agent's creation (the cache may not show it yet): delete by name."""
         status = raw.get("status") or {}
         entered = {e.get("phase") for e in status.get("phaseTransitionTimestamps") or []}
-        if P.TARGET_READY.value in entered and status.get("agentPod"):
+        if (P.TARGET_READY.value in entered and P.RUNNING.value not in entered and status.get("agentPod")
+                and status.get("phase") == P.FAILED):
             self._delete_pod(str((raw.get("metadata") or {}).get("namespace", "")), str(status["agentPod"]))
 
     # --- API writes --------------------------------------------------------------------------------
