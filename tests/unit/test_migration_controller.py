@@ -1,0 +1,104 @@
+"""The controller's wiring: which events queue which Migration keys, and the worker contract
+(success -> forget; error -> rate-limited retry; requeue_after -> add_after; always done)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from virtmigrate import errors
+from virtmigrate.clock import FakeClock
+from virtmigrate.controller.config import ControllerConfig
+from virtmigrate.controller.events import RecordingEventRecorder
+from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration_controller import MigrationController
+from virtmigrate.controller.migration_phases import Action, Decision
+from virtmigrate.informer import DeletedFinalStateUnknown, FactoryConfig, SharedInformerFactory
+
+JSON = dict[str, Any]
+
+
+def make(namespaces: tuple[str, ...] = ()) -> MigrationController:
+    factory = SharedInformerFactory(None, FactoryConfig(), lister_watcher_for=lambda *a: None)  # type: ignore[arg-type,return-value]
+    reg = CollectorRegistry()
+    return MigrationController(object(), factory, config=ControllerConfig(namespaces=namespaces),  # type: ignore[arg-type]
+                               recorder=RecordingEventRecorder(), metrics=MigrationMetrics(reg), clock=FakeClock(),
+                               registry=reg)
+
+
+def drain(c: MigrationController) -> list[str]:
+    keys = []
+    while c.queue.len():
+        k, _ = c.queue.get()
+        assert k is not None
+        keys.append(k)
+        c.queue.done(k)
+    return sorted(keys)
+
+
+def pod(name: str, labels: dict[str, str], **status: Any) -> JSON:
+    return {"metadata": {"name": name, "namespace": "ns", "labels": labels}, "spec": {}, "status": status}
+
+
+def test_pod_events_queue_their_migration() -> None:
+    c = make()
+    c._on_pod(pod("t", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m"}))
+    assert drain(c) == ["ns/m"]
+
+
+def test_source_launcher_events_queue_unfinished_migrations_of_its_vm() -> None:
+    c = make()
+    store = c.migrations.indexer
+    for name, phase, fin in (("active", "Running", True), ("done", "Succeeded", False),
+                             ("cleanup", "Succeeded", True)):
+        meta: JSON = {"name": name, "namespace": "ns"}
+        if fin:
+            meta["finalizers"] = ["virtmigrate.kubevirt.io/cancel"]
+        store.add({"metadata": meta, "spec": {"selector": {"name": "vm"}}, "status": {"phase": phase}})
+    c._on_pod(pod("src", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/role": "launcher"}))
+    assert drain(c) == ["ns/active", "ns/cleanup"]
+
+
+def test_a_vanished_agent_pod_leaves_its_exit_code_behind() -> None:
+    c = make()
+    agent = pod("a", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",
+                      "virtmigrate.kubevirt.io/role": "agent"}, phase="Failed",
+                containerStatuses=[{"state": {"terminated": {"exitCode": 23, "message": "{}"}}}])
+    c._on_pod_delete(DeletedFinalStateUnknown("ns/a", agent))
+    assert c.syncer._agent_exits == {"ns/m": (23, "{}")}
+    assert drain(c) == ["ns/m"]
+
+
+def test_other_namespaces_are_ignored() -> None:
+    c = make(("mine",))
+    c.enqueue("other/m")
+    c.enqueue("mine/m")
+    assert drain(c) == ["mine/m"]
+
+
+@pytest.mark.parametrize(("outcome", "requeues", "later"), [
+    pytest.param(Decision(Action.NOTHING, requeue_after=30.0), 0, True, id="requeue-after"),
+    pytest.param(Decision(Action.ADMIT), 0, False, id="success-forgets"),
+    pytest.param(errors.Conflict("stale"), 1, True, id="conflict-retries"),
+    pytest.param(errors.ServerError("503"), 1, True, id="transient-retries"),
+    pytest.param(RuntimeError("bug"), 1, True, id="crash-retries"),
+])
+def test_worker_contract(outcome: Any, requeues: int, later: bool) -> None:
+    c = make()
+
+    def sync(key: str) -> Decision:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
+
+    c.syncer.sync = sync  # type: ignore[method-assign]
+    c.enqueue("ns/m")
+    assert c.process_next_work_item()
+    assert c.queue.num_requeues("ns/m") == requeues
+    assert c.queue.processing_len() == 0  # done() was called
+    assert c.queue.len() == 0  # nothing immediately: the retry or requeue waits its delay
+    assert bool(c.queue._ready_at) == later
+    c.queue.shut_down()
+    assert not c.process_next_work_item()
