@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import gc
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -205,7 +206,6 @@ def sync_official(kubeconfig: str, res: Resource, ns: str, n: int) -> Any:
 
     inf.add_event_handler(ADDED, on_add)
     inf.add_event_handler(ERROR, on_error)
-    import logging
     logging.getLogger("kubernetes.informer").setLevel(logging.CRITICAL)
     inf.start()
     done.wait(300)
@@ -218,8 +218,6 @@ def sync_official(kubeconfig: str, res: Resource, ns: str, n: int) -> Any:
 
 def quiet_logs() -> None:
     """Keep the informer's debug logs off stdout, where the parent reads the result line."""
-    import logging
-
     import structlog
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
@@ -351,6 +349,7 @@ def latency_run(kind: str, client: KubeClient, kubeconfig: str, ns: str, changes
         from kubernetes import client as kc
         from kubernetes.informer import MODIFIED
         from kubernetes.informer import SharedInformer as OfficialInformer
+        logging.getLogger("kubernetes.informer").setLevel(logging.CRITICAL)  # it logs tracebacks at shutdown
         oinf = OfficialInformer(kc.CoreV1Api(official_api(kubeconfig)).list_namespaced_config_map, namespace=ns)
         synced = threading.Event()
         oinf.add_event_handler(MODIFIED, seen)
