@@ -74,6 +74,16 @@ def test_ram_rewriting_guest_is_aborted_on_completion_timeout_when_post_copy_is_
     wait_for(lambda: len(g.heartbeats(libvirt_hosts, 0)) > beats, 10, "the guest to keep running on the source")
 
 
+def test_ram_rewriting_guest_is_paused_as_a_last_resort_when_allowed(
+        libvirt_hosts: LibvirtHosts, guests: Guests, tmp_path: Path) -> None:
+    g = guests.start(memory_mib=128, mode="rewrite")
+    run = run_agent(libvirt_hosts, g.name, tmp_path, extra=[*CAP, "--allow-pause", "--completion-timeout-per-gib", "4"])
+    assert run.returncode == ExitCode.SUCCEEDED, run.stderr
+    assert run.result["mode"] == "paused"
+    assert g.state_on(libvirt_hosts, 0) == "absent" and g.state_on(libvirt_hosts, 1) == "running"
+    wait_for(lambda: len(g.heartbeats(libvirt_hosts, 1)) >= 2, 10, "the guest to run again on the destination")
+
+
 def test_sigterm_mid_flight_cancels_and_leaves_the_guest_on_the_source(
         libvirt_hosts: LibvirtHosts, guests: Guests, tmp_path: Path) -> None:
     g = guests.start(memory_mib=128, mode="rewrite")
