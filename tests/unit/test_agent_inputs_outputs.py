@@ -123,3 +123,10 @@ def test_migration_call_follows_the_policy() -> None:
     params = migration_params(rich)
     assert params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] == 64
     assert params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] == 64 * MIB
+
+
+def test_termination_path_falls_back_to_the_node_runners_termination_log() -> None:
+    env = {"VIRTMIGRATE_TERMINATION_LOG": "/pods/p1/termination-log"}
+    assert parse_settings(REQUIRED, env).termination_message_path == "/pods/p1/termination-log"
+    env["VIRTMIGRATE_TERMINATION_MESSAGE_PATH"] = "/explicit"
+    assert parse_settings(REQUIRED, env).termination_message_path == "/explicit"

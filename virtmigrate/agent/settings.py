@@ -87,6 +87,11 @@ _FLAGS: tuple[tuple[str, str, type | object, object, str], ...] = (
 )
 
 
+# Variables read when a flag's own variable is unset: the local node runner hands every container its
+# termination-log file as $VIRTMIGRATE_TERMINATION_LOG (a kubelet would mount it at the pod's path).
+_ENV_FALLBACKS = {"termination_message_path": "VIRTMIGRATE_TERMINATION_LOG"}
+
+
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
     """Settings from flags, falling back to VIRTMIGRATE_* variables, then defaults."""
     p = _Parser(prog="virtmigrate-agent", description="Live-migrate one libvirt domain peer to peer.")
@@ -102,6 +107,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> Settings:
         key = flag[2:].replace("-", "_")
         var = ENV_PREFIX + suffix
         raw = ns[key] if ns[key] is not None else env.get(var)
+        if raw is None and key in _ENV_FALLBACKS:
+            raw = env.get(_ENV_FALLBACKS[key])
         if raw is None:
             values[key] = default
             continue
