@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,25 @@ def test_seed_session_moves_the_guest(kube: Any, kubectl: Any, namespace: str, g
     kubectl("delete", "migrations", "testvm-migration")
     wait_gone(kube, namespace)
     assert_runs_only_on(local_cluster, kube, namespace, target)  # deleting a finished Migration moves nothing
+
+
+def test_back_and_forth_three_times(kube: Any, kubectl: Any, namespace: str, guest_kernel: Path,
+                                   local_cluster: Any) -> None:
+    """Each Migration starts when the previous one is done; an old Migration's cleanup never touches the
+    pod the VM has moved back into."""
+    from tests.e2e.test_migration_support import create_migration, vm_status, wait_phase
+
+    st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    node = st["node"]
+    for i in range(3):
+        other = "node1" if node == "node0" else "node0"
+        create_migration(kubectl, f"hop{i}", nodeSelector={"kubernetes.io/hostname": other})
+        status = wait_phase(kube, namespace, ("Succeeded", "Failed"), f"hop{i}", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        node = other
+    wait_for("all three released", lambda: all(not (mig(kube, namespace, f"hop{i}") or {}).get("metadata", {})
+                                                .get("finalizers") for i in range(3)), timeout=60)
+    assert_runs_only_on(local_cluster, kube, namespace, node)
+    time.sleep(3)  # nothing happens later either
+    assert vm_status(kube, namespace)["phase"] == "Running"
+    assert_runs_only_on(local_cluster, kube, namespace, node)

@@ -61,6 +61,15 @@ def test_source_launcher_events_queue_unfinished_migrations_of_its_vm() -> None:
     assert drain(c) == ["ns/active", "ns/cleanup"]
 
 
+def test_a_former_target_is_also_the_source_of_the_next_migration() -> None:
+    c = make()
+    c.migrations.indexer.add({"metadata": {"name": "hop1", "namespace": "ns", "finalizers": ["x"]},
+                              "spec": {"selector": {"name": "vm"}}, "status": {"phase": "Succeeded"}})
+    c._on_pod(pod("was-hop0-target", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/role": "launcher",
+                                      "virtmigrate.kubevirt.io/migration": "hop0"}))
+    assert drain(c) == ["ns/hop0", "ns/hop1"]
+
+
 def test_a_vanished_agent_pod_leaves_its_exit_code_behind() -> None:
     c = make()
     agent = pod("a", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",

@@ -207,10 +207,28 @@ def test_cancel(o: Observed, action: Action, reason: str) -> None:
     pytest.param(obs(phase=P.FAILED, vm=VM_RUNNING), Action.REMOVE_FINALIZER, id="failed-release"),
     pytest.param(obs(phase=P.FAILED, vm=VM_RUNNING, deleting=True), Action.REMOVE_FINALIZER,
                  id="failed-deleted-release"),
-    pytest.param(obs(phase=P.FAILED, vm=VM_RUNNING, has_finalizer=False), Action.NOTHING, id="done"),
+    pytest.param(obs(phase=P.FAILED, vm=VM_RUNNING, has_finalizer=False, target_pod=TGT_READY), Action.NOTHING,
+                 id="done-means-done"),
 ])
 def test_cleanup(o: Observed, action: Action) -> None:
     assert decide(o).action == action
+
+
+def test_a_finished_migration_never_removes_the_pod_the_vm_runs_in_now() -> None:
+    """m1 moved the VM node1 -> node0, then m2 moved it back to node1: m1's leftover cleanup must not take
+    the VM's new pod on node1 for its old source pod."""
+    now_on_node1 = VMState(running=True, node="node1", launcher_pod="virt-launcher-testvm-new",
+                           migration_uid="m2", migration_completed=True)
+    d = decide(obs(phase=P.SUCCEEDED, vm=now_on_node1,
+                   source_pod=PodView(name="virt-launcher-testvm-new", node="node1", phase="Running")))
+    assert d.action == Action.REMOVE_FINALIZER
+    released = decide(obs(phase=P.SUCCEEDED, has_finalizer=False, vm=now_on_node1, source_pod=SRC))
+    assert released.action == Action.NOTHING
+
+
+def test_a_new_migration_waits_while_the_previous_one_cleans_up() -> None:
+    d = decide(obs(phase=None, finishing="m1"))
+    assert d.action == Action.NOTHING and "'m1'" in d.reason and d.requeue_after
 
 
 def test_busy_failure_never_touches_the_other_migrations_vm() -> None:

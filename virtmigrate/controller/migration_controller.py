@@ -5,8 +5,8 @@ Consumed by: cmd/controller.py, which runs it while this replica holds the leade
 
 Event handlers only turn events into keys (`namespace/name` of a Migration):
     Migration  its own key; when one finishes or goes away, the Pending ones that now fit
-    Pod        the Migration named by its migration label (target launcher, agent); for a source
-               launcher (no such label), the unfinished Migrations of its VM; an agent pod that
+    Pod        the Migration named by its migration label (target launcher, agent); for any launcher,
+               also the unfinished Migrations of its VM (it may be their source); an agent pod that
                vanishes leaves its exit code behind for the sync (it may never be seen otherwise)
     VM         the unfinished Migrations of that VM
 The worker contract is sample-controller's: success -> forget; error -> add_rate_limited;
@@ -124,7 +124,9 @@ class MigrationController:
         ns = str(meta.get("namespace", ""))
         if labels.get(LABEL_MIGRATION):
             self.enqueue(f"{ns}/{labels[LABEL_MIGRATION]}")
-        elif labels.get(LABEL_VM):
+        if labels.get(LABEL_VM) and labels.get(LABEL_ROLE) != ROLE_AGENT:
+            # A launcher is also the source of the VM's later Migrations (a former target keeps the
+            # label of the Migration that created it).
             self._migrations_of_vm(ns, labels[LABEL_VM])
 
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:

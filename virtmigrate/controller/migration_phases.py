@@ -112,6 +112,7 @@ class Observed:
     spec_error: str = ""                 # non-empty when the spec is invalid
     vm: VMState | None = None
     competitor: str = ""                 # another active Migration of the same VM
+    finishing: str = ""                  # another Migration of the VM that ended but still cleans up
     contradiction: str = ""              # conflicting node constraints, "" when they merge
     admit: bool = True                   # the capacity decision
     capacity_message: str = ""           # why not, when not admitted
@@ -175,6 +176,9 @@ def _decide_pending(o: Observed) -> Decision:
     failed = decide_selection(o)
     if failed is not None:
         return failed
+    if o.finishing:
+        return Decision(Action.NOTHING, reason=f"Migration {o.finishing!r} of this VM is still cleaning up",
+                        requeue_after=0.5)
     if not o.admit:
         if o.phase is not None and o.conditions_message == o.capacity_message:
             return Decision(Action.NOTHING, reason="waiting for capacity")
@@ -329,6 +333,8 @@ def _cancel_outcome(code: int, message: str) -> Decision:
 # --- cleanup ---------------------------------------------------------------------------------------
 
 def _decide_cleanup(o: Observed) -> Decision:
+    if not o.has_finalizer:
+        return Decision(Action.NOTHING, reason="done")  # cleanup finished: never touch anything again
     ap = o.agent_pod
     if ap is not None:
         if not ap.deleting:
@@ -343,6 +349,8 @@ def _decide_cleanup(o: Observed) -> Decision:
         if mine:
             return Decision(Action.RECORD_VM_ON_SOURCE)
         gone = o.target_pod
+    if gone is not None and o.vm is not None and gone.name == o.vm.launcher_pod:
+        gone = None  # the pod the VM runs in now is never ours to remove
     if gone is not None:
         if not gone.deleting:
             return Decision(Action.DELETE_SOURCE_POD if o.phase == P.SUCCEEDED else Action.DELETE_TARGET_POD)

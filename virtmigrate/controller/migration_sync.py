@@ -218,7 +218,7 @@ class MigrationSync:
         merged: placement.Merged | None = None
         pending = phase in (None, P.PENDING) and not observed["deleting"]
         if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
-            observed["competitor"] = self._competitor(key, raw, vm_state)
+            observed["competitor"], observed["finishing"] = self._competitor(key, raw, vm_state)
             result = placement.merge(vm, mig, source_node=source_node, config=self.config)
             if isinstance(result, placement.Contradiction):
                 observed["contradiction"] = result.message
@@ -260,26 +260,30 @@ class MigrationSync:
                 best = pod
         return pod_view(best)
 
-    def _competitor(self, key: str, raw: JSON, vm_state: VMState) -> str:
-        """Another Migration that holds or has precedence on the VM ("" if none)."""
+    def _competitor(self, key: str, raw: JSON, vm_state: VMState) -> tuple[str, str]:
+        """(another Migration that holds or has precedence on the VM, another one that ended but still
+        cleans up); "" where there is none."""
         me = _order(raw)
         ns = (raw.get("metadata") or {}).get("namespace", "")
+        finishing = ""
         for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
             ometa = other.get("metadata") or {}
             if f"{ometa.get('namespace')}/{ometa.get('name')}" == key:
                 continue
             ophase = (other.get("status") or {}).get("phase")
             if ophase in (P.SUCCEEDED, P.FAILED):
+                if FINALIZER_MIGRATION in (ometa.get("finalizers") or []):
+                    finishing = str(ometa.get("name", ""))
                 continue
             if ophase in ADMITTED or _order(other) < me:
-                return str(ometa.get("name", ""))
+                return str(ometa.get("name", "")), finishing
         if (vm_state.migration_uid and vm_state.migration_uid != (raw.get("metadata") or {}).get("uid")
                 and not vm_state.migration_completed):
             for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
                 ometa = other.get("metadata") or {}
                 if ometa.get("uid") == vm_state.migration_uid:
-                    return str(ometa.get("name", ""))
-        return ""
+                    return str(ometa.get("name", "")), finishing
+        return "", finishing
 
     def _candidates(self) -> list[Candidate]:
         out: list[Candidate] = []
