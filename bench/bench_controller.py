@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -319,6 +320,14 @@ def _virsh(uri: str, *args: str) -> None:
     subprocess.run(["virsh", "-c", uri, *args], check=True, capture_output=True, text=True, timeout=300)
 
 
+PHASES = ("Pending", "Scheduling", "Scheduled", "TargetReady", "Running", "Succeeded")
+
+
+def _ts(text: str) -> float:
+    import datetime as dt
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def e2e(runs: int) -> None:
     """Alternate: (a) a Migration of a 256 MiB VM between node0 and node1 through kubectl and the controller;
     (b) `virsh migrate --live --p2p --persistent --undefinesource` of an unmanaged 256 MiB guest booted
@@ -357,6 +366,7 @@ def e2e(runs: int) -> None:
     ours: list[float] = []
     libvirt_job: list[float] = []
     theirs: list[float] = []
+    steps: dict[str, list[float]] = {}
     try:
         for run in range(runs):
             # (a) through the controller
@@ -375,6 +385,10 @@ def e2e(runs: int) -> None:
             if m["status"]["phase"] != "Succeeded":
                 raise RuntimeError(f"migration failed: {m['status']}")
             ours.append(took)
+            stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
+            for a_, b_ in itertools.pairwise(PHASES):
+                if a_ in stamps and b_ in stamps:
+                    steps.setdefault(f"{a_}->{b_}", []).append(_ts(stamps[b_]) - _ts(stamps[a_]))
             job = (m["status"].get("result") or {}).get("durationSeconds")
             if job:
                 libvirt_job.append(float(job))
@@ -392,6 +406,8 @@ def e2e(runs: int) -> None:
         med_ours, med_theirs = statistics.median(ours), statistics.median(theirs)
         print(f"e2e: median kubectl create -> Succeeded {med_ours:.2f}s vs virsh migrate {med_theirs:.2f}s: "
               f"ratio {med_ours / med_theirs:.2f}x (target <= 1.15x)")
+        print("  median time between phases: " + ", ".join(f"{k} {statistics.median(v):.2f}s"
+                                                          for k, v in steps.items()))
         if libvirt_job and len(libvirt_job) == len(ours):
             overhead = statistics.median(o - j for o, j in zip(ours, libvirt_job, strict=True))
             print(f"  orchestration overhead (end-to-end minus the agent's libvirt job time): median "
