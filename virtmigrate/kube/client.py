@@ -11,8 +11,10 @@ Thread-safe: one client (one connection pool) is shared by all informers and wor
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -239,27 +241,66 @@ class KubeClient:
 
     # --- watch --------------------------------------------------------------------------------
 
-    def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
-              label_selector: str | None = None, field_selector: str | None = None,
-              timeout_seconds: int | None = None, allow_bookmarks: bool = True,
-              send_initial_events: bool | None = None) -> Iterator[WatchEvent]:
-        """Stream events until the server ends the watch. Raises Gone on a 410 (in the status line
-        or as an ERROR event), WatchError on any other ERROR event, ServerError on a broken stream.
-        Closing the generator closes the connection."""
+    def open_watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
+                   label_selector: str | None = None, field_selector: str | None = None,
+                   timeout_seconds: int | None = None, allow_bookmarks: bool = True,
+                   send_initial_events: bool | None = None) -> Watch:
+        """A watch that is sent when iteration starts and that `stop()` ends from any thread."""
         query = {"watch": True, "resourceVersion": resource_version, "labelSelector": label_selector,
                  "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                  "allowWatchBookmarks": allow_bookmarks, "sendInitialEvents": send_initial_events}
         if send_initial_events:
             query["resourceVersionMatch"] = "NotOlderThan"
-        path = res.path(namespace)
-        read_timeout = (timeout_seconds or 300) + 30  # the server ends the watch first; this catches a dead peer
+        return Watch(self, res.path(namespace), query, read_timeout=(timeout_seconds or 300) + 30)
+
+    def watch(self, res: Resource, namespace: str | None = None, **kw: Any) -> Iterator[WatchEvent]:
+        """Stream events until the server ends the watch (see `Watch`); closing the generator
+        closes the connection."""
+        yield from self.open_watch(res, namespace, **kw)
+
+
+class Watch:
+    """One watch request. Iterating sends it and yields events until the server ends the watch.
+
+    Raises Gone on a 410 (in the status line or as an ERROR event), WatchError on any other ERROR
+    event, ServerError on a broken stream — except when `stop()` broke it, which ends iteration quietly.
+    The read timeout (the server's timeout plus a margin) catches a dead peer.
+    """
+
+    def __init__(self, client: KubeClient, path: str, query: Mapping[str, Any], *, read_timeout: float) -> None:
+        self._client = client
+        self._path = path
+        self._query = query
+        self._read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._resp: urllib3.BaseHTTPResponse | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            resp = self._resp
+        if resp is not None:
+            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none
+            with contextlib.suppress(OSError, AttributeError):
+                resp.shutdown()
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        if self._stopped:
+            return
+        c, path = self._client, self._path
         try:
-            resp = self._pool.request("GET", self.host + path + self._url_query(query),
-                                      headers=self._headers(None), preload_content=False,
-                                      timeout=urllib3.Timeout(connect=10, read=read_timeout))
+            resp = c._pool.request("GET", c.host + path + c._url_query(self._query), headers=c._headers(None),
+                                   preload_content=False,
+                                   timeout=urllib3.Timeout(connect=10, read=self._read_timeout))
         except urllib3.exceptions.HTTPError as e:
             raise errors.ServerError(f"WATCH {path}: {e}") from e
+        with self._lock:
+            self._resp = resp
+            stopped = self._stopped
         try:
+            if stopped:
+                return
             if resp.status >= 300:
                 data = resp.read()
                 try:
@@ -267,30 +308,35 @@ class KubeClient:
                 except ValueError:
                     payload = data.decode(errors="replace")
                 raise _error_for(resp.status, payload, "WATCH", path)
-            yield from self._decode_stream(resp, path)
+            try:
+                yield from _decode_stream(resp, path)
+            except errors.ServerError:
+                if not self._stopped:
+                    raise
+                # stop() broke the stream on purpose: end quietly
         finally:
             resp.close()  # a watch connection is never reused: closing also stops a half-read stream
 
-    @staticmethod
-    def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
-        buf = b""
-        try:
-            for chunk in resp.stream(64 * 1024, decode_content=True):
-                buf += chunk
-                while True:
-                    nl = buf.find(b"\n")
-                    if nl < 0:
-                        break
-                    line, buf = buf[:nl], buf[nl + 1:]
-                    if not line.strip():
-                        continue
-                    ev = json.loads(line)
-                    etype, obj = ev.get("type", ""), ev.get("object") or {}
-                    if etype == "ERROR":
-                        code = obj.get("code", 0)
-                        cls = errors.Gone if code == 410 else errors.WatchError
-                        raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
-                                  reason=obj.get("reason", ""), body=obj)
-                    yield WatchEvent(etype, obj)
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
+
+def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
+    buf = b""
+    try:
+        for chunk in resp.stream(64 * 1024, decode_content=True):
+            buf += chunk
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                line, buf = buf[:nl], buf[nl + 1:]
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                etype, obj = ev.get("type", ""), ev.get("object") or {}
+                if etype == "ERROR":
+                    code = obj.get("code", 0)
+                    cls = errors.Gone if code == 410 else errors.WatchError
+                    raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
+                              reason=obj.get("reason", ""), body=obj)
+                yield WatchEvent(etype, obj)
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
