@@ -31,6 +31,7 @@ from virtmigrate.agent.steering import SteeringState
 from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.clock import Clock
+from virtmigrate.virt import quiet_libvirt, start_event_loop
 
 MIGRATE_FLAGS: int = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
@@ -38,31 +39,6 @@ PROGRESS_LOG_INTERVAL_S = 30.0  # info-level progress lines; every poll goes to 
 AUTO_CONVERGE_INITIAL_PCT = 20
 AUTO_CONVERGE_INCREMENT_PCT = 10
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-
-_event_loop_lock = threading.Lock()
-_event_loop_started = False
-
-
-def _start_event_loop() -> None:
-    """libvirt's default event loop in a daemon thread; must run before the first connection opens."""
-    global _event_loop_started
-    with _event_loop_lock:
-        if _event_loop_started:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def loop() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
-
-
-def _quiet_libvirt() -> None:
-    # libvirt-python prints every error to stderr by default; we report them ourselves.
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
 
 @dataclass
 class _MigrateCall:
@@ -144,8 +120,8 @@ class Migrator:
         return libvirt.open(uri)
 
     def run(self) -> Result:
-        _quiet_libvirt()
-        _start_event_loop()
+        quiet_libvirt()
+        start_event_loop()
         name = self.s.domain
         try:
             src = self._open(self.s.source_uri)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from virtmigrate.errors import ValidationError
 
@@ -88,3 +89,17 @@ def quantity_bytes(value: str, path: str) -> int:
     if not m:
         raise ValidationError(f"{path}: {value!r} is not a memory quantity such as 128Mi or 1Gi", field=path)
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def optional_phase(obj: Mapping[str, Any], phases: type[E]) -> E | None:
+    """`status.phase` of `obj` as one of `phases`, None when unset."""
+    raw = string(mapping(obj, "status", "status"), "phase", "status.phase")
+    if not raw:
+        return None
+    try:
+        return phases(raw)
+    except ValueError:
+        raise ValidationError(f"status.phase: unknown phase {raw!r}", field="status.phase") from None

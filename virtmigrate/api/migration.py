@@ -8,7 +8,6 @@ from typing import Any
 
 from virtmigrate.api import _parse as p
 from virtmigrate.api.constants import MigrationPhase
-from virtmigrate.errors import ValidationError
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,7 @@ class Migration:
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> Migration:
         meta = p.mapping(obj, "metadata", "metadata")
-        phase_s = p.string(p.mapping(obj, "status", "status"), "phase", "status.phase")
-        try:
-            phase = MigrationPhase(phase_s) if phase_s else None
-        except ValueError:
-            raise ValidationError(f"status.phase: unknown phase {phase_s!r}", field="status.phase") from None
+        phase = p.optional_phase(obj, MigrationPhase)
         return cls(
             namespace=p.string(meta, "namespace", "metadata.namespace"),
             name=p.string(meta, "name", "metadata.name", required=True),

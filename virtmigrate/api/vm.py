@@ -72,11 +72,7 @@ class VM:
     def parse(cls, obj: Mapping[str, Any]) -> VM:
         meta = p.mapping(obj, "metadata", "metadata")
         status = p.mapping(obj, "status", "status")
-        phase_s = p.string(status, "phase", "status.phase")
-        try:
-            phase = VMPhase(phase_s) if phase_s else None
-        except ValueError:
-            raise ValidationError(f"status.phase: unknown phase {phase_s!r}", field="status.phase") from None
+        phase = p.optional_phase(obj, VMPhase)
         return cls(
             namespace=p.string(meta, "namespace", "metadata.namespace"),
             name=p.string(meta, "name", "metadata.name", required=True),

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 from typing import Any, Protocol
 
 import libvirt
 
 from virtmigrate.errors import LibvirtError
+from virtmigrate.virt import quiet_libvirt, start_event_loop
 
-_event_loop_started = False
-libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are raised; do not also print them
-_event_loop_lock = threading.Lock()
+quiet_libvirt()
 
 
 class Node(Protocol):
@@ -50,21 +48,6 @@ class Node(Protocol):
         """Open a new connection after the daemon went away (raises LibvirtError while it is down)."""
 
 
-def _start_event_loop() -> None:
-    global _event_loop_started
-    with _event_loop_lock:
-        if _event_loop_started:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def run() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _event_loop_started = True
-
-
 def _error(e: libvirt.libvirtError, what: str) -> LibvirtError:
     return LibvirtError(f"{what}: {e.get_error_message()}", code=e.get_error_code() or 0)
 
@@ -77,7 +60,7 @@ class LibvirtNode:
         self._queue: queue.Queue[tuple[str, int, int]] = queue.Queue()
         self._with_events = with_events
         if with_events:
-            _start_event_loop()
+            start_event_loop()
         self.conn = self._open()
 
     def _open(self) -> Any:

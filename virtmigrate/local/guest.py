@@ -13,7 +13,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
+
+from virtmigrate.launcher.domainxml import GuestConfig, serial_log_path
+from virtmigrate.launcher.domainxml import domain_xml as _vm_domain_xml
 
 _REPO = Path(__file__).resolve().parent.parent.parent
 MODES = ("idle", "rewrite")
@@ -26,15 +28,8 @@ def guest_kernel() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def serial_log_path(name: str) -> str:
-    """Where the guest's serial output goes, as seen inside a libvirt host."""
-    return f"/var/log/libvirt/qemu/{name}-serial.log"
-
-
 @dataclass(frozen=True)
 class GuestSpec:
-    """What varies between test guests."""
-
     name: str
     uuid: str
     kernel: Path
@@ -43,36 +38,12 @@ class GuestSpec:
 
 
 def domain_xml(spec: GuestSpec) -> str:
-    """The libvirt domain XML: 1 vCPU, type qemu (TCG), kernel + cmdline, serial to a file, no devices
-    beyond that (no disk, no NIC, memballoon none, usb none)."""
+    """The libvirt domain XML (the launcher's, for a VM booting this kernel): 1 vCPU, type qemu (TCG),
+    kernel + cmdline, serial to `serial_log_path(name)`, no disk, no NIC, memballoon none, usb none."""
     if spec.mode not in MODES:
         raise ValueError(f"guest mode {spec.mode!r} is not one of {', '.join(MODES)}")
-    if spec.memory_mib < 16:
-        raise ValueError(f"guest memory {spec.memory_mib} MiB is below the 16 MiB the kernel needs")
-    return f"""<domain type='qemu'>
-  <name>{escape(spec.name)}</name>
-  <uuid>{escape(spec.uuid)}</uuid>
-  <memory unit='MiB'>{spec.memory_mib}</memory>
-  <currentMemory unit='MiB'>{spec.memory_mib}</currentMemory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{escape(str(spec.kernel))}</kernel>
-    <cmdline>{escape("mode=" + spec.mode)}</cmdline>
-  </os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='file'>
-      <source path={quoteattr(serial_log_path(spec.name))}/>
-      <target port='0'/>
-    </serial>
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    return _vm_domain_xml(GuestConfig(name=spec.name, uuid=spec.uuid, memory_bytes=spec.memory_mib << 20,
+                                      kernel=str(spec.kernel), cmdline="mode=" + spec.mode))
+
+
+__all__ = ["MODES", "GuestSpec", "domain_xml", "guest_kernel", "serial_log_path"]
