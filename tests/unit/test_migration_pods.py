@@ -96,3 +96,18 @@ def test_target_pod_uses_merged_constraints_and_receive_mode() -> None:
     assert {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["node0"]} in terms[0]["matchExpressions"]
     assert "--mode=receive" in pod["spec"]["containers"][0]["args"]
     assert pod["metadata"]["labels"]["virtmigrate.kubevirt.io/migration"] == "testvm-migration"
+
+
+def test_infeasibility_explanation_names_keys_and_stays_bounded() -> None:
+    from virtmigrate.controller.config import ControllerConfig
+    from virtmigrate.controller.migration_placement import explain, merge
+
+    nodes = [{"metadata": {"name": f"n{i:02d}", "labels": {"kubernetes.io/hostname": f"n{i:02d}", "zone": "a"}},
+              "status": {"allocatable": {"memory": "4Gi", "cpu": "2"}}} for i in range(30)]
+    mig = Migration.parse({**MIG_OBJ, "spec": {"selector": {"name": "testvm"}, "nodeSelector": {"disk": "ssd"}}})
+    vm = VM.parse({**VM_OBJ, "spec": {"running": True, "memory": "256Mi"}})
+    merged = merge(vm, mig, source_node="n00", config=ControllerConfig())
+    assert isinstance(merged, Merged)
+    text = explain(nodes, [], merged, vm)
+    assert text.startswith("0/30 nodes are available: 1 is the source, 29 didn't match node selector (disk)")
+    assert "... and 20 more nodes" in text

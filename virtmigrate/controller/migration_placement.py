@@ -19,6 +19,8 @@ from virtmigrate.scheduler import Contradiction, Merged, explain_infeasible, mer
 
 __all__ = ["Contradiction", "Merged", "explain", "merge"]
 
+MAX_NODES_LISTED = 10  # a condition message stays readable on big clusters; the summary counts them all
+
 
 def merge(vm: VM, migration: Migration, *, source_node: str, config: ControllerConfig) -> Merged | Contradiction:
     """The target pod's node constraints, or the contradiction naming every conflicting key."""
@@ -33,5 +35,8 @@ def explain(nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]
     """kube-scheduler's style summary plus the reasons of each node, for a condition message."""
     request = vm.spec.memory_bytes + MEMORY_OVERHEAD_BYTES
     f = explain_infeasible(nodes, pods, merged=merged, memory_request_bytes=request)
-    per_node = "; ".join(f"{n}: {', '.join(r)}" for n, r in f.reasons_by_node().items() if r)
+    reasons = [(n, r) for n, r in f.reasons_by_node().items() if r]
+    per_node = "; ".join(f"{n}: {', '.join(r)}" for n, r in reasons[:MAX_NODES_LISTED])
+    if len(reasons) > MAX_NODES_LISTED:
+        per_node += f"; ... and {len(reasons) - MAX_NODES_LISTED} more nodes"
     return f"{f.summary} {per_node}".strip()
