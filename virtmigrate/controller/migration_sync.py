@@ -4,8 +4,8 @@ Fed by: the migration controller's workers (keys `namespace/name` from the work 
 informer caches (Migrations, VMs, Pods, Nodes; read-only) and the controller configuration.
 Consumed by: migration_controller.py, which requeues on errors and after `requeue_after`.
 
-Thin by design (sample-controller's syncHandler): `_observe` turns cached objects into a pure
-`Observed`, `decide` (migration_phases.py) picks the step, `_act` performs exactly one write:
+Thin by design (sample-controller's syncHandler): `_observe` (migration_observe.py) turns cached
+objects into a pure `Observed`, `decide` (migration_phases.py) picks the step, `_act` performs exactly one write:
 a status or metadata merge patch guarded by the object's resourceVersion (a stale cache gives a
 Conflict and a quick retry, never a lost update), or a create/delete of a pod with a
 deterministic name (AlreadyExists and NotFound are normal: a retried step is idempotent).
@@ -13,23 +13,15 @@ deterministic name (AlreadyExists and NotFound are normal: a retried step is ide
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
 from virtmigrate import errors
-from virtmigrate.api.constants import (
-    FINALIZER_MIGRATION,
-    LABEL_ROLE,
-    ROLE_LAUNCHER,
-    MigrationPhase,
-)
-from virtmigrate.api.migration import Migration
+from virtmigrate.api.constants import FINALIZER_MIGRATION, MigrationPhase
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
 from virtmigrate.controller import migration_placement as placement
@@ -37,35 +29,32 @@ from virtmigrate.controller import migration_status as st
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
 from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_capacity import Candidate, decide_admission, decide_admissions
-from virtmigrate.controller.migration_phases import Action, Decision, Observed, VMState, decide, phase_age
+from virtmigrate.controller.migration_capacity import decide_admissions
+from virtmigrate.controller.migration_observe import (
+    MIGRATION_VM_INDEX,
+    POD_VM_INDEX,
+    Lister,
+    Listers,
+    Observer,
+    Seen,
+    index_migration_by_vm,
+    index_pod_by_vm,
+    vm_of,
+)
+from virtmigrate.controller.migration_phases import Action, Decision, decide
 from virtmigrate.controller.migration_pods import (
     agent_pod_name,
     compute_destination,
     compute_policy,
     new_agent_pod,
     new_target_pod,
-    target_pod_name,
 )
-from virtmigrate.controller.migration_podstate import PodView, pod_view
 from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
 
 JSON = dict[str, Any]
 P = MigrationPhase
-ADMITTED = frozenset({P.SCHEDULING, P.SCHEDULED, P.TARGET_READY, P.RUNNING})
-_PHASES = frozenset(p.value for p in MigrationPhase)
-MIGRATION_VM_INDEX = "migration-vm"   # Migrations by `namespace/spec.selector.name`
-POD_VM_INDEX = "pod-vm"               # Pods by `namespace/<label virtmigrate.kubevirt.io/vm>`
-
-
-class Lister(Protocol):
-    """The read side of an informer's store (virtmigrate.informer.Store)."""
-
-    def get_by_key(self, key: str) -> JSON | None: ...
-    def list(self) -> builtins.list[JSON]: ...
-    def by_index(self, index_name: str, value: str) -> builtins.list[JSON]: ...
 
 
 class KubeWriter(Protocol):
@@ -77,39 +66,6 @@ class KubeWriter(Protocol):
     def delete(self, res: Any, name: str, namespace: str | None = None, *,
                grace_period_seconds: int | None = None, uid: str | None = None,
                propagation_policy: str | None = None) -> JSON: ...
-
-
-def index_migration_by_vm(obj: JSON) -> list[str]:
-    ns = (obj.get("metadata") or {}).get("namespace", "")
-    name = ((obj.get("spec") or {}).get("selector") or {}).get("name")
-    return [f"{ns}/{name}"] if name else []
-
-
-def index_pod_by_vm(obj: JSON) -> list[str]:
-    meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/vm")
-    return [f"{meta.get('namespace', '')}/{name}"] if name else []
-
-
-@dataclass(frozen=True)
-class Listers:
-    migrations: Lister
-    vms: Lister
-    pods: Lister
-    nodes: Lister
-
-
-@dataclass
-class _Seen:
-    """What one sync saw; `_act` needs the objects, the decision needs only `observed`."""
-
-    raw: JSON
-    mig: Migration | None
-    vm: VM | None
-    observed: Observed
-    target_pod_name: str
-    source_pod: PodView | None
-    merged: placement.Merged | None
 
 
 class MigrationSync:
@@ -128,6 +84,7 @@ class MigrationSync:
         self._waiting: set[str] = set()           # Pending for capacity: woken when a slot frees up
         self._agent_exits: dict[str, tuple[int, str]] = {}  # last outcome of agent pods already gone
         self._exits_lock = threading.Lock()
+        self.observer = Observer(listers, config=config, clock=clock)
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
@@ -174,147 +131,22 @@ class MigrationSync:
 
     # --- observe ---------------------------------------------------------------------------------------
 
-    def _observe(self, key: str, raw: JSON) -> _Seen:
-        meta = raw.get("metadata") or {}
-        status = raw.get("status") or {}
-        ns = str(meta.get("namespace", ""))
-        vm_name = str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
-        phase_s = status.get("phase")
-        phase = MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None
-        spec_error = ""
-        mig: Migration | None = None
-        try:
-            mig = Migration.parse(raw)
-        except errors.ValidationError as e:
-            spec_error = str(e)
-        vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
-        vm: VM | None = None
-        vm_state: VMState | None = None
-        if vm_raw is not None:
-            try:
-                vm = VM.parse(vm_raw)
-            except errors.ValidationError as e:
-                spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
-            vm_state = _vm_state(vm_raw)
-        uid = str(meta.get("uid", ""))
-        target_name = str(status.get("targetPod") or "")
-        if not target_name and mig is not None and vm is not None:
-            target_name = target_pod_name(mig, vm)
-        agent_name = str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else ""))
-        target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
-        agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
-        source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
-        source_pod = self._source_pod(ns, vm_name, source_node, target_name, vm_state)
-        now = self.clock.wall()
-        observed: dict[str, Any] = dict(
-            uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
-            has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
-            phase_age_s=phase_age(st.phase_entered(status, phase_s), now), spec_error=spec_error, vm=vm_state,
-            target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
-            agent_pod=agent_pod,
-        )
-        with self._exits_lock:
-            observed["agent_exit"] = self._agent_exits.get(key)
-        merged: placement.Merged | None = None
-        pending = phase in (None, P.PENDING) and not observed["deleting"]
-        if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
-            observed["competitor"], observed["finishing"] = self._competitor(key, raw, vm_state)
-            result = placement.merge(vm, mig, source_node=source_node, config=self.config)
-            if isinstance(result, placement.Contradiction):
-                observed["contradiction"] = result.message
-            else:
-                merged = result
-            cond = st.condition(status, st.COND_WAITING_CAPACITY)
-            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
-                "status") == "True" else ""
-            adm = decide_admission(key, self._candidates(), self.config.limits)
-            observed["admit"], observed["capacity_message"] = adm.admit, adm.message
-        elif phase == P.SCHEDULING and vm is not None and mig is not None:
-            cond = st.condition(status, st.COND_UNSCHEDULABLE)
-            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
-                "status") == "True" else ""
-            if target_pod is not None and target_pod.unschedulable:
-                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
-                if isinstance(result, placement.Merged):
-                    observed["infeasible"] = placement.explain(
-                        self.listers.nodes.list(), self.listers.pods.list(), result, vm)
-            elif target_pod is None:
-                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
-                merged = result if isinstance(result, placement.Merged) else None
-        return _Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
-                     target_pod_name=target_name, source_pod=source_pod, merged=merged)
-
-    def _source_pod(self, ns: str, vm_name: str, source_node: str, target_name: str,
-                    vm_state: VMState | None) -> PodView | None:
-        """The VM's launcher pod on the source node (not the target pod)."""
-        if not vm_name:
-            return None
-        best: JSON | None = None
-        for pod in self.listers.pods.by_index(POD_VM_INDEX, f"{ns}/{vm_name}"):
-            meta = pod.get("metadata") or {}
-            if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or meta.get("name") == target_name:
-                continue
-            if source_node and (pod.get("spec") or {}).get("nodeName") != source_node:
-                continue
-            if best is None or (vm_state is not None and meta.get("name") == vm_state.launcher_pod):
-                best = pod
-        return pod_view(best)
-
-    def _competitor(self, key: str, raw: JSON, vm_state: VMState) -> tuple[str, str]:
-        """(another Migration that holds or has precedence on the VM, another one that ended but still
-        cleans up); "" where there is none."""
-        me = _order(raw)
-        ns = (raw.get("metadata") or {}).get("namespace", "")
-        finishing = ""
-        for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
-            ometa = other.get("metadata") or {}
-            if f"{ometa.get('namespace')}/{ometa.get('name')}" == key:
-                continue
-            ophase = (other.get("status") or {}).get("phase")
-            if ophase in (P.SUCCEEDED, P.FAILED):
-                if FINALIZER_MIGRATION in (ometa.get("finalizers") or []):
-                    finishing = str(ometa.get("name", ""))
-                continue
-            if ophase in ADMITTED or _order(other) < me:
-                return str(ometa.get("name", "")), finishing
-        if (vm_state.migration_uid and vm_state.migration_uid != (raw.get("metadata") or {}).get("uid")
-                and not vm_state.migration_completed):
-            for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{_vm_of(raw)}"):
-                ometa = other.get("metadata") or {}
-                if ometa.get("uid") == vm_state.migration_uid:
-                    return str(ometa.get("name", "")), finishing
-        return "", finishing
-
-    def _candidates(self) -> list[Candidate]:
-        out: list[Candidate] = []
-        with_local = self._admitted
-        served = frozenset(self.config.namespaces)
-        for m in self.listers.migrations.list():
-            meta = m.get("metadata") or {}
-            if served and meta.get("namespace") not in served:
-                continue  # another controller's Migrations
-            status = m.get("status") or {}
-            phase = status.get("phase")
-            key = f"{meta.get('namespace')}/{meta.get('name')}"
-            if phase in ADMITTED or (phase in (None, P.PENDING) and key in with_local):
-                node = str(status.get("sourceNode") or "")
-                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=True))
-            elif phase in (None, P.PENDING) and not meta.get("deletionTimestamp"):
-                vm = self.listers.vms.get_by_key(f"{meta.get('namespace')}/{_vm_of(m)}") or {}
-                node = str((vm.get("status") or {}).get("node") or "")
-                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
-        return out
-
     def admissible_pending(self) -> list[str]:
         """Pending keys that capacity would admit now (to wake them when a slot frees up)."""
         with self._admit_lock:
             if not self._waiting:
                 return []  # nobody waits: skip the O(n) look at every Migration
-            return [k for k, a in decide_admissions(self._candidates(), self.config.limits).items() if a.admit]
+            admissions = decide_admissions(self.observer.candidates(self._admitted), self.config.limits)
+            return [k for k, a in admissions.items() if a.admit]
+
+    def _observe(self, key: str, raw: JSON) -> Seen:
+        with self._exits_lock:
+            agent_exit = self._agent_exits.get(key)
+        return self.observer.observe(key, raw, agent_exit=agent_exit, admitted=self._admitted)
 
     # --- act -----------------------------------------------------------------------------------------
 
-    def _act(self, key: str, seen: _Seen, d: Decision) -> None:
+    def _act(self, key: str, seen: Seen, d: Decision) -> None:
         if d.action == Action.NOTHING:
             return
         raw = seen.raw
@@ -406,11 +238,11 @@ class MigrationSync:
         """`status` in Pending (with its timestamp and event) if the Migration has no phase yet."""
         if status.get("phase"):
             return status
-        vm_name = _vm_of(raw)
+        vm_name = vm_of(raw)
         self._event(raw, NORMAL, "Pending", f"Migration of VM {vm_name!r} accepted")
         return st.with_phase(status, P.PENDING, now)
 
-    def _create_agent(self, raw: JSON, seen: _Seen) -> None:
+    def _create_agent(self, raw: JSON, seen: Seen) -> None:
         status = raw.get("status") or {}
         assert seen.vm is not None and seen.mig is not None
         target_node = str(status.get("targetNode") or "")
@@ -431,7 +263,7 @@ class MigrationSync:
         self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                  f"{seen.vm.name!r} to {dest.libvirt_uri}")
 
-    def _finish(self, raw: JSON, d: Decision, seen: _Seen) -> None:
+    def _finish(self, raw: JSON, d: Decision, seen: Seen) -> None:
         status = raw.get("status") or {}
         phase = P.SUCCEEDED if d.action == Action.SUCCEED else P.FAILED
         result, text = st.split_result(d.result)
@@ -446,7 +278,7 @@ class MigrationSync:
         self.metrics.finished(phase.value, d.reason, duration_s=duration,
                               data_processed=r.get("dataProcessed"), downtime_ms=r.get("downtimeMs"))
 
-    def _ensure_agent_gone(self, raw: JSON, seen: _Seen) -> None:
+    def _ensure_agent_gone(self, raw: JSON, seen: Seen) -> None:
         """A cancel can race the agent's creation (the cache may not show it yet): delete by name."""
         status = raw.get("status") or {}
         entered = {e.get("phase") for e in status.get("phaseTransitionTimestamps") or []}
@@ -497,24 +329,6 @@ class MigrationSync:
     def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
         obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}
         self.recorder.event(obj, etype, reason, message)
-
-
-def _vm_state(vm_raw: Mapping[str, Any]) -> VMState:
-    status = vm_raw.get("status") or {}
-    ms = status.get("migrationState") or {}
-    running = status.get("phase") in ("Running", "Migrating") and bool(status.get("node"))
-    return VMState(running=running, node=str(status.get("node") or ""),
-                   launcher_pod=str(status.get("launcherPod") or ""),
-                   migration_uid=str(ms.get("migrationUID") or ""), migration_completed=bool(ms.get("completed")))
-
-
-def _vm_of(raw: Mapping[str, Any]) -> str:
-    return str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
-
-
-def _order(raw: Mapping[str, Any]) -> tuple[str, str]:
-    meta = raw.get("metadata") or {}
-    return (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
 
 
 def _key(raw: Mapping[str, Any]) -> str:

@@ -1,0 +1,235 @@
+"""What sync(key) observes: the Migration, its VM, the source/target launcher pods and the agent pod,
+capacity and placement, reduced to the phase machine's pure `Observed`.
+
+Fed by: the informers' caches (read-only, through `Lister`s) and the controller configuration.
+Consumed by: migration_sync.py, which decides on `Seen.observed` and acts with the other fields.
+No writes, no clock reads beyond the wall time the caller's clock gives for phase ages.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from virtmigrate import errors
+from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_ROLE, ROLE_LAUNCHER, MigrationPhase
+from virtmigrate.api.migration import Migration
+from virtmigrate.api.vm import VM
+from virtmigrate.clock import Clock
+from virtmigrate.controller import migration_placement as placement
+from virtmigrate.controller import migration_status as st
+from virtmigrate.controller.config import ControllerConfig
+from virtmigrate.controller.migration_capacity import Candidate, decide_admission
+from virtmigrate.controller.migration_phases import Observed, VMState, phase_age
+from virtmigrate.controller.migration_pods import agent_pod_name, target_pod_name
+from virtmigrate.controller.migration_podstate import PodView, pod_view
+
+JSON = dict[str, Any]
+P = MigrationPhase
+ADMITTED = frozenset({P.SCHEDULING, P.SCHEDULED, P.TARGET_READY, P.RUNNING})
+_PHASES = frozenset(p.value for p in MigrationPhase)
+MIGRATION_VM_INDEX = "migration-vm"   # Migrations by `namespace/spec.selector.name`
+POD_VM_INDEX = "pod-vm"               # Pods by `namespace/<label virtmigrate.kubevirt.io/vm>`
+
+
+class Lister(Protocol):
+    """The read side of an informer's store (virtmigrate.informer.Store)."""
+
+    def get_by_key(self, key: str) -> JSON | None: ...
+    def list(self) -> builtins.list[JSON]: ...
+    def by_index(self, index_name: str, value: str) -> builtins.list[JSON]: ...
+
+
+def index_migration_by_vm(obj: JSON) -> list[str]:
+    ns = (obj.get("metadata") or {}).get("namespace", "")
+    name = ((obj.get("spec") or {}).get("selector") or {}).get("name")
+    return [f"{ns}/{name}"] if name else []
+
+
+def index_pod_by_vm(obj: JSON) -> list[str]:
+    meta = obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/vm")
+    return [f"{meta.get('namespace', '')}/{name}"] if name else []
+
+
+@dataclass(frozen=True)
+class Listers:
+    migrations: Lister
+    vms: Lister
+    pods: Lister
+    nodes: Lister
+
+
+@dataclass
+class Seen:
+    """What one sync saw; `_act` needs the objects, the decision needs only `observed`."""
+
+    raw: JSON
+    mig: Migration | None
+    vm: VM | None
+    observed: Observed
+    target_pod_name: str
+    source_pod: PodView | None
+    merged: placement.Merged | None
+
+class Observer:
+    """Reads the caches for sync(key)."""
+
+    def __init__(self, listers: Listers, *, config: ControllerConfig, clock: Clock) -> None:
+        self.listers = listers
+        self.config = config
+        self.clock = clock
+
+    def observe(self, key: str, raw: JSON, *, agent_exit: tuple[int, str] | None,
+                admitted: Collection[str]) -> Seen:
+        """What the phase machine needs about Migration `key` (`raw`, from the cache), plus the objects
+        the actions need. `admitted`: keys this controller admitted that the cache may not show yet."""
+        meta = raw.get("metadata") or {}
+        status = raw.get("status") or {}
+        ns = str(meta.get("namespace", ""))
+        vm_name = str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
+        phase_s = status.get("phase")
+        phase = MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None
+        spec_error = ""
+        mig: Migration | None = None
+        try:
+            mig = Migration.parse(raw)
+        except errors.ValidationError as e:
+            spec_error = str(e)
+        vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
+        vm: VM | None = None
+        vm_state: VMState | None = None
+        if vm_raw is not None:
+            try:
+                vm = VM.parse(vm_raw)
+            except errors.ValidationError as e:
+                spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
+            vm_state = _vm_state(vm_raw)
+        uid = str(meta.get("uid", ""))
+        target_name = str(status.get("targetPod") or "")
+        if not target_name and mig is not None and vm is not None:
+            target_name = target_pod_name(mig, vm)
+        agent_name = str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else ""))
+        target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
+        agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
+        source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
+        source_pod = self.source_pod(ns, vm_name, source_node, target_name, vm_state)
+        now = self.clock.wall()
+        observed: dict[str, Any] = dict(
+            uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
+            has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
+            phase_age_s=phase_age(st.phase_entered(status, phase_s), now), spec_error=spec_error, vm=vm_state,
+            target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
+            agent_pod=agent_pod,
+        )
+        observed["agent_exit"] = agent_exit
+        merged: placement.Merged | None = None
+        pending = phase in (None, P.PENDING) and not observed["deleting"]
+        if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
+            observed["competitor"], observed["finishing"] = self.competitor(key, raw, vm_state)
+            result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+            if isinstance(result, placement.Contradiction):
+                observed["contradiction"] = result.message
+            else:
+                merged = result
+            cond = st.condition(status, st.COND_WAITING_CAPACITY)
+            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
+                "status") == "True" else ""
+            adm = decide_admission(key, self.candidates(admitted), self.config.limits)
+            observed["admit"], observed["capacity_message"] = adm.admit, adm.message
+        elif phase == P.SCHEDULING and vm is not None and mig is not None:
+            cond = st.condition(status, st.COND_UNSCHEDULABLE)
+            observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
+                "status") == "True" else ""
+            if target_pod is not None and target_pod.unschedulable:
+                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                if isinstance(result, placement.Merged):
+                    observed["infeasible"] = placement.explain(
+                        self.listers.nodes.list(), self.listers.pods.list(), result, vm)
+            elif target_pod is None:
+                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                merged = result if isinstance(result, placement.Merged) else None
+        return Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
+                     target_pod_name=target_name, source_pod=source_pod, merged=merged)
+
+    def source_pod(self, ns: str, vm_name: str, source_node: str, target_name: str,
+                    vm_state: VMState | None) -> PodView | None:
+        """The VM's launcher pod on the source node (not the target pod)."""
+        if not vm_name:
+            return None
+        best: JSON | None = None
+        for pod in self.listers.pods.by_index(POD_VM_INDEX, f"{ns}/{vm_name}"):
+            meta = pod.get("metadata") or {}
+            if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or meta.get("name") == target_name:
+                continue
+            if source_node and (pod.get("spec") or {}).get("nodeName") != source_node:
+                continue
+            if best is None or (vm_state is not None and meta.get("name") == vm_state.launcher_pod):
+                best = pod
+        return pod_view(best)
+
+    def competitor(self, key: str, raw: JSON, vm_state: VMState) -> tuple[str, str]:
+        """(another Migration that holds or has precedence on the VM, another one that ended but still
+        cleans up); "" where there is none."""
+        me = _order(raw)
+        ns = (raw.get("metadata") or {}).get("namespace", "")
+        finishing = ""
+        for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_of(raw)}"):
+            ometa = other.get("metadata") or {}
+            if f"{ometa.get('namespace')}/{ometa.get('name')}" == key:
+                continue
+            ophase = (other.get("status") or {}).get("phase")
+            if ophase in (P.SUCCEEDED, P.FAILED):
+                if FINALIZER_MIGRATION in (ometa.get("finalizers") or []):
+                    finishing = str(ometa.get("name", ""))
+                continue
+            if ophase in ADMITTED or _order(other) < me:
+                return str(ometa.get("name", "")), finishing
+        if (vm_state.migration_uid and vm_state.migration_uid != (raw.get("metadata") or {}).get("uid")
+                and not vm_state.migration_completed):
+            for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_of(raw)}"):
+                ometa = other.get("metadata") or {}
+                if ometa.get("uid") == vm_state.migration_uid:
+                    return str(ometa.get("name", "")), finishing
+        return "", finishing
+
+    def candidates(self, admitted: Collection[str]) -> list[Candidate]:
+        """Every served Migration as capacity sees it; `admitted` counts as active though still Pending."""
+        out: list[Candidate] = []
+        with_local = admitted
+        served = frozenset(self.config.namespaces)
+        for m in self.listers.migrations.list():
+            meta = m.get("metadata") or {}
+            if served and meta.get("namespace") not in served:
+                continue  # another controller's Migrations
+            status = m.get("status") or {}
+            phase = status.get("phase")
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            if phase in ADMITTED or (phase in (None, P.PENDING) and key in with_local):
+                node = str(status.get("sourceNode") or "")
+                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=True))
+            elif phase in (None, P.PENDING) and not meta.get("deletionTimestamp"):
+                vm = self.listers.vms.get_by_key(f"{meta.get('namespace')}/{vm_of(m)}") or {}
+                node = str((vm.get("status") or {}).get("node") or "")
+                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
+        return out
+
+
+def _vm_state(vm_raw: Mapping[str, Any]) -> VMState:
+    status = vm_raw.get("status") or {}
+    ms = status.get("migrationState") or {}
+    running = status.get("phase") in ("Running", "Migrating") and bool(status.get("node"))
+    return VMState(running=running, node=str(status.get("node") or ""),
+                   launcher_pod=str(status.get("launcherPod") or ""),
+                   migration_uid=str(ms.get("migrationUID") or ""), migration_completed=bool(ms.get("completed")))
+
+
+def vm_of(raw: Mapping[str, Any]) -> str:
+    return str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
+
+
+def _order(raw: Mapping[str, Any]) -> tuple[str, str]:
+    meta = raw.get("metadata") or {}
+    return (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
