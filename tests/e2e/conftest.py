@@ -22,7 +22,9 @@ import pytest
 from tests.conftest import Cluster
 
 T = TypeVar("T")
-E2E_FIRST_ADDRESS = 30  # nodes migrate on 127.0.0.30+: apart from a dev cluster (20+) and the agent tests (10+)
+# Nodes migrate on 127.0.0.30+: apart from a dev cluster (20+) and the agent tests (40+); two e2e runs at once
+# on one machine need different values.
+E2E_FIRST_ADDRESS = int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "30"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
