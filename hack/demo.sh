@@ -87,8 +87,9 @@ YAML
 run cat "$STATE_TMP/slow.yaml"
 run kubectl create -f "$STATE_TMP/slow.yaml"
 wait_phase testvm-slow Running
-for _ in $(seq 1 50); do  # the agent reports progress every 2 s
-  [[ -n $(kubectl get migration testvm-slow -o jsonpath='{.status.progress.percentText}') ]] && break; sleep 0.2
+for _ in $(seq 1 75); do  # the agent reports progress every 2 s; wait for some data to have moved
+  pct=$(kubectl get migration testvm-slow -o jsonpath='{.status.progress.percent}')
+  [[ -n $pct && $pct != 0 ]] && break; sleep 0.2
 done
 run kubectl get migrations
 run kubectl delete migrations testvm-slow

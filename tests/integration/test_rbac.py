@@ -65,6 +65,7 @@ ALLOWED: dict[str, list[Access]] = {
         *_each("update", "vms.kubevirt.io", "finalizers"),          # blockOwnerDeletion on launcher pods
         *_each("get list watch create delete", "pods"),
         *_each("get list watch", "nodes"),
+        *_each("get", "serviceaccounts"),                           # agent account exists in the namespace?
         *_each("create patch", "events"),
         *_each("get create update", "leases.coordination.k8s.io", scope="install"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from virtmigrate.api.constants import MigrationPhase as P
+from virtmigrate.controller import migration_status as st
 from virtmigrate.controller.migration_status import (
     agent_result,
     phase_entered,
@@ -85,3 +86,12 @@ def test_vm_status_through_a_migration() -> None:
     assert (back["phase"], back["node"], back["launcherPod"]) == ("Running", "node0", "src")
     assert back["migrationState"]["result"] == "Cancelled"
     assert running == {"phase": "Running", "node": "node0", "launcherPod": "src"}
+
+
+def test_completed_progress_is_100_percent_with_the_results_figures() -> None:
+    running = {"percent": 37, "percentText": "37%", "dataRemaining": 80, "transferRate": 5, "mode": "pre-copy"}
+    out = st.completed_progress(running, {"dataTotal": 128, "dataProcessed": 130, "mode": "post-copy"})
+    assert out == {"percent": 100, "percentText": "100%", "dataRemaining": 0, "transferRate": 5,
+                   "dataTotal": 128, "dataProcessed": 130, "mode": "post-copy"}
+    assert running["percent"] == 37  # input untouched
+    assert st.completed_progress(None, None)["percentText"] == "100%"

@@ -39,6 +39,13 @@ class FakeWriter:
     def __init__(self) -> None:
         self.actions: list[tuple[Any, ...]] = []
         self.fail_create_with: type[errors.KubeError] | None = None
+        self.existing: set[tuple[str, str | None, str]] = set()  # (plural, namespace, name) that GET finds
+
+    def get(self, res: Any, name: str, namespace: str | None = None) -> JSON:
+        self.actions.append(("get", res.plural, namespace, name))
+        if (res.plural, namespace, name) not in self.existing:
+            raise errors.NotFound(f"{res.plural} {name} not found")
+        return {"metadata": {"name": name, "namespace": namespace}}
 
     def create(self, res: Any, obj: JSON, namespace: str | None = None) -> JSON:
         self.actions.append(("create", res.plural, namespace, obj["metadata"]["name"]))
@@ -99,7 +106,7 @@ def pod(name: str, node_name: str = "", *, role: str = "launcher", vm_name: str 
 
 
 class World:
-    def __init__(self, *, limits: Limits | None = None) -> None:
+    def __init__(self, *, limits: Limits | None = None, agent_service_account: str = "") -> None:
         self.migrations = Store({MIGRATION_VM_INDEX: index_migration_by_vm})
         self.vms = Store()
         self.pods = Store({POD_VM_INDEX: index_pod_by_vm})
@@ -110,7 +117,9 @@ class World:
         self.recorder = RecordingEventRecorder()
         self.clock = FakeClock(wall_start=NOW)
         self.sync = MigrationSync(Listers(self.migrations, self.vms, self.pods, self.nodes), self.writer,
-                                  config=ControllerConfig(limits=limits or Limits()), clock=self.clock,
+                                  config=ControllerConfig(limits=limits or Limits(),
+                                                         agent_service_account=agent_service_account),
+                                  clock=self.clock,
                                   recorder=self.recorder, metrics=MigrationMetrics(CollectorRegistry()))
 
     def run(self, key: str = "default/testvm-migration") -> list[tuple[Any, ...]]:
@@ -350,3 +359,17 @@ def test_capacity_holds_with_eight_and_a_stale_cache() -> None:
 def test_deleted_migration_is_a_quiet_no_op() -> None:
     w = World()
     assert w.run("default/gone") == []
+
+
+@pytest.mark.parametrize("exists", [pytest.param(True, id="sa-exists"), pytest.param(False, id="sa-missing")])
+def test_agent_gets_its_service_account_only_where_it_exists(exists: bool) -> None:
+    w = _running_world(None, phase="TargetReady")
+    w.sync.config = ControllerConfig(agent_service_account="virtmigrate-agent")
+    if exists:
+        w.writer.existing.add(("serviceaccounts", "default", "virtmigrate-agent"))
+    assert w.run() == [("get", "serviceaccounts", "default", "virtmigrate-agent"),
+                       ("create", "pods", "default", agent_name(w))]
+    spec = w.writer.last_created["spec"]
+    assert spec.get("serviceAccountName", "") == ("virtmigrate-agent" if exists else "")
+    warnings = [e for e in w.recorder.events if "AgentWithoutAPIAccess" in str(e)]
+    assert bool(warnings) is (not exists)

@@ -40,7 +40,8 @@ def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressRepo
     from virtmigrate.kube import KubeClient
 
     try:
-        client = KubeClient.from_kubeconfig(settings.kubeconfig) if settings.kubeconfig else KubeClient.in_cluster()
+        # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
+        client = KubeClient.auto(settings.kubeconfig or None)
     except Exception as e:  # no API access: the agent still migrates, it only logs progress
         log.warning("progress_disabled", error=str(e))  # type: ignore[attr-defined]
         return None

@@ -192,3 +192,13 @@ def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime
                  result="Cancelled" if reason == "Cancelled" else f"Failed: {reason}")
     out["migrationState"] = state
     return out
+
+
+def completed_progress(progress: Mapping[str, Any] | None, result: Mapping[str, Any] | None) -> JSON:
+    """status.progress of a Succeeded migration: everything sent (100 %), with the result's data figures."""
+    out: JSON = dict(progress or {})
+    out.update(percent=100, percentText="100%", dataRemaining=0)
+    for k in ("dataTotal", "dataProcessed", "mode"):
+        if result and k in result:
+            out[k] = result[k]
+    return out

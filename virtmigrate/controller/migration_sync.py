@@ -49,7 +49,7 @@ from virtmigrate.controller.migration_pods import (
     new_agent_pod,
     new_target_pod,
 )
-from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
+from virtmigrate.kube.resources import MIGRATIONS, PODS, SERVICEACCOUNTS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
 
@@ -58,8 +58,9 @@ P = MigrationPhase
 
 
 class KubeWriter(Protocol):
-    """The writes the migration controller makes (virtmigrate.kube.KubeClient)."""
+    """The calls the migration controller makes past its caches (virtmigrate.kube.KubeClient)."""
 
+    def get(self, res: Any, name: str, namespace: str | None = None) -> JSON: ...
     def create(self, res: Any, obj: JSON, namespace: str | None = None) -> JSON: ...
     def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
               subresource: str | None = None, patch_type: str = ...) -> JSON: ...
@@ -257,19 +258,38 @@ class MigrationSync:
             return
         policy = compute_policy(self.config.policy, seen.mig.spec.policy)
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
-                            dest=dest, policy=policy, service_account=self.config.agent_service_account,
+                            dest=dest, policy=policy, service_account=self._agent_service_account(raw),
                             image=self.config.agent_image)
         self._create_pod(pod, seen.mig.namespace)
         self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                  f"{seen.vm.name!r} to {dest.libvirt_uri}")
+
+    def _agent_service_account(self, raw: JSON) -> str:
+        """The configured agent ServiceAccount if it exists in the Migration's namespace; else "" and a
+        Warning event (the agent then migrates without API access and cannot report status.progress)."""
+        sa = self.config.agent_service_account
+        ns = (raw.get("metadata") or {}).get("namespace") or ""
+        if not sa:
+            return ""
+        try:
+            self.client.get(SERVICEACCOUNTS, sa, ns)
+            return sa
+        except errors.NotFound:
+            self._event(raw, WARNING, "AgentWithoutAPIAccess",
+                        f"ServiceAccount {sa!r} not found in namespace {ns!r}: the agent runs without API access "
+                        f"and cannot report status.progress; create it and bind it to ClusterRole "
+                        f"virtmigrate-agent (see docs/install.md)")
+            return ""
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen) -> None:
         status = raw.get("status") or {}
         phase = P.SUCCEEDED if d.action == Action.SUCCEED else P.FAILED
         result, text = st.split_result(d.result)
         message = d.message if not text or text in d.message else f"{d.message}: {text}"
-        new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message,
-                            **({"result": result} if result is not None else {}))
+        extra: JSON = {} if result is None else {"result": result}
+        if phase == P.SUCCEEDED:
+            extra["progress"] = st.completed_progress(status.get("progress"), result)
+        new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message, **extra)
         self._transition(raw, new, phase, message, etype=NORMAL if phase == P.SUCCEEDED else WARNING,
                          reason=d.reason if phase == P.FAILED else "Succeeded")
         created = st.parse_time((raw.get("metadata") or {}).get("creationTimestamp"))

@@ -26,11 +26,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.clock import RealClock
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import NODES
+from virtmigrate.kube.resources import NODES, SERVICEACCOUNTS, Resource
 from virtmigrate.local import procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
@@ -41,6 +42,9 @@ MANIFESTS = REPO / "manifests"
 # Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
 CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml")
 NODE_RUNNER = "noderunner"
+DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
+AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
+ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", kind="RoleBinding")
 CONTROLLER = "controller"
 # Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
 # (127.0.0.10, .11), so both can run on one machine at once.
@@ -111,6 +115,7 @@ class LocalCluster:
 
         t = time.monotonic()
         self._apply_manifests()
+        self.grant_agent_progress(DEMO_NAMESPACE)
         rep.seconds["manifests"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -169,6 +174,22 @@ class LocalCluster:
         self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
                       "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
 
+    def grant_agent_progress(self, namespace: str) -> None:
+        """What docs/install.md asks of an operator for each namespace with VMs: the virtmigrate-agent
+        ServiceAccount bound to ClusterRole virtmigrate-agent, so agent pods report status.progress."""
+        client = self.client()
+        objs: list[tuple[Resource, dict[str, Any]]] = [(SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                   "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace}}),
+                (ROLEBINDINGS, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                                "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace},
+                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                            "name": AGENT_SERVICE_ACCOUNT},
+                                "subjects": [{"kind": "ServiceAccount", "name": AGENT_SERVICE_ACCOUNT,
+                                              "namespace": namespace}]})]
+        for res, obj in objs:
+            with contextlib.suppress(errors.AlreadyExists):  # up is idempotent
+                client.create(res, obj, namespace)
+
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
         running it as a pod of the node runner needs the Deployment's pod template)."""
@@ -179,7 +200,8 @@ class LocalCluster:
             port = procs.free_port()
             f.write_text(json.dumps({"metrics_port": port}))
         procs.start(CONTROLLER, [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
-                                 f"--metrics-address=127.0.0.1:{port}", "--log-format=console"],
+                                 f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
+                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
     def nodes_ready(self, *, since: str = "") -> dict[str, bool]:
