@@ -193,6 +193,24 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return prev_le
 
 
+def api_request_counts(client: KubeClient) -> dict[str, float]:
+    """The API server's request counters (verb resource/subresource code) for our kinds of objects."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(errors.KubeError):
+        text = str(client.request("GET", "/metrics"))
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.rindex("}")].split(","))
+            res = labels.get("resource", '""').strip('"')
+            if res not in ("pods", "migrations", "vms", "events", "serviceaccounts"):
+                continue
+            sub = labels.get("subresource", '""').strip('"')
+            key = f"{labels['verb'].strip(chr(34))} {res}{'/' + sub if sub else ''} {labels['code'].strip(chr(34))}"
+            out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -256,6 +274,7 @@ def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
             spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(proc.pid), "-f", "raw", "-o",
                                     os.environ["VIRTMIGRATE_BENCH_PYSPY"], "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api0 = api_request_counts(client)
         cpu0 = proc_cpu_s(proc.pid)
         t0 = time.monotonic()
         with cf.ThreadPoolExecutor(8) as pool:
@@ -274,6 +293,14 @@ def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
                 break
             time.sleep(0.5)
         wall = time.monotonic() - t0
+        # Events are written behind the workers: count the CPU until the controller is idle again.
+        settle_end, last = time.monotonic() + 30, proc_cpu_s(proc.pid)
+        while time.monotonic() < settle_end:
+            time.sleep(0.5)
+            cur = proc_cpu_s(proc.pid)
+            if cur - last < 0.02:
+                break
+            last = cur
         cpu = proc_cpu_s(proc.pid) - cpu0
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -289,6 +316,13 @@ def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
         print(f"  controller CPU: {cpu:.2f}s total = {cpu / n * 1000:.2f} ms per migration (target <= 10 ms)")
         print(f"  event-to-action latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (target p99 <= 200 ms)")
         print(f"  controller peak RSS: {proc_hwm_mib(proc.pid):.0f} MiB")
+        syncs = {line.split('outcome="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+                 for line in text.splitlines() if line.startswith("virtmigrate_controller_syncs_total{")
+                 and 'controller="migration"' in line}
+        api1 = api_request_counts(client)
+        print("  API requests per migration (controller and harness): " + ", ".join(
+            f"{k} {(v - api0.get(k, 0.0)) / n:.2f}" for k, v in sorted(api1.items()) if v > api0.get(k, 0.0)))
+        print("  syncs per migration: " + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(syncs.items())))
         if failed:
             print("  first failure:", (failed[0].get("status") or {}).get("message"))
     finally:

@@ -6,19 +6,26 @@ and every transport failure is mapped here, once, to the tree in virtmigrate.err
 above this module sees urllib3's exceptions.
 
 Thread-safe: one client (one connection pool) is shared by all informers and workers.
+
+Requests (everything but watches) go over kept-alive `http.client` connections that share one
+TLS context (so TLS sessions are resumed when a connection is replaced): urllib3's per-request
+URL parsing, pool-key normalisation and liveness poll cost more CPU than the request itself on
+a busy controller. Watches, which stream, keep urllib3.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import http.client
 import json
 import os
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -81,6 +88,8 @@ class KubeClient:
                 kwargs["cert_file"] = configuration.cert_file
                 kwargs["key_file"] = configuration.key_file
         self._pool = urllib3.PoolManager(**kwargs)
+        self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize)
+        self._static_headers: dict[str | None, dict[str, str]] = {}
 
     # --- construction -------------------------------------------------------------------------
 
@@ -120,6 +129,14 @@ class KubeClient:
     # --- transport ----------------------------------------------------------------------------
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
+        if self._cfg.refresh_api_key_hook is None:  # the credentials cannot change: compute them once
+            cached = self._static_headers.get(content_type)
+            if cached is None:
+                cached = self._static_headers[content_type] = self._compute_headers(content_type)
+            return cached
+        return self._compute_headers(content_type)
+
+    def _compute_headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "virtmigrate/0.1"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -148,20 +165,17 @@ class KubeClient:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             content_type = content_type or "application/json"
-        url = self.host + path + self._url_query(query)
-        try:
-            resp = self._pool.request(method, url, body=data, headers=self._headers(content_type),
-                                      timeout=timeout or self._timeout, preload_content=True)
-        except urllib3.exceptions.HTTPError as e:
-            raise errors.ServerError(f"{method} {path}: {e}") from e
+        target = self._conns.prefix + path + self._url_query(query)
+        status, raw = self._conns.round_trip(method, target, data, self._headers(content_type),
+                                             timeout or self._timeout)
         payload: Any = None
-        if resp.data:
+        if raw:
             try:
-                payload = json.loads(resp.data)
+                payload = json.loads(raw)
             except ValueError:
-                payload = resp.data.decode(errors="replace")
-        if resp.status >= 300:
-            raise _error_for(resp.status, payload, method, path)
+                payload = raw.decode(errors="replace")
+        if status >= 300:
+            raise _error_for(status, payload, method, path)
         return payload
 
     # --- verbs --------------------------------------------------------------------------------
@@ -257,6 +271,73 @@ class KubeClient:
         """Stream events until the server ends the watch (see `Watch`); closing the generator
         closes the connection."""
         yield from self.open_watch(res, namespace, **kw)
+
+
+class _ConnectionPool:
+    """Idle kept-alive HTTP(S) connections to one server, taken and returned by request threads."""
+
+    def __init__(self, host: str, cfg: k8s_client.Configuration, *, maxsize: int) -> None:
+        parts = urlsplit(host)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._https else 80)
+        self.prefix = parts.path.rstrip("/")
+        self._maxsize = maxsize
+        self._idle: builtins.list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._ctx: ssl.SSLContext | None = None
+        if self._https:
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+            if not cfg.verify_ssl:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if cfg.cert_file:
+                ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+            self._ctx = ctx
+
+    def _new(self, timeout: float) -> http.client.HTTPConnection:
+        if self._ctx is not None:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ctx)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def round_trip(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str],
+                   timeout: float) -> tuple[int, bytes]:
+        """Send one request and read the whole answer: (status, body). A kept-alive connection the
+        server closed while idle fails before any byte of an answer: that one is retried once, fresh."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        for attempt in (0, 1):
+            reused = conn is not None
+            if conn is None:
+                conn = self._new(timeout)
+            try:
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                else:
+                    conn.timeout = timeout
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                conn = None
+                if reused and attempt == 0:
+                    continue
+                raise errors.ServerError(f"{method} {target}: {e}") from e
+            except (OSError, http.client.HTTPException) as e:
+                conn.close()
+                raise errors.ServerError(f"{method} {target}: {e}") from e
+            if resp.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    if len(self._idle) < self._maxsize:
+                        self._idle.append(conn)
+                        conn = None
+                if conn is not None:
+                    conn.close()
+            return resp.status, data
+        raise AssertionError("unreachable")
 
 
 class Watch:
