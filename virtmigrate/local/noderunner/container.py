@@ -2,7 +2,9 @@
 
 Used by podworker.py. Each process runs `nsenter -t <libvirtd pid> -m -- argv` (nsenter execs argv, so the
 pid we hold is the container's), in a session of its own so that SIGTERM/SIGKILL reach its children too.
-Output goes to the container's log file. The runner is the parent, so `poll()` sees the exit at once.
+Output goes to the container's log file. The runner is the parent, so `poll()` sees the exit at once;
+`notify_exit` has a waiter thread call back the moment a process ends, so the runner's sync loop wakes
+then instead of noticing at its next period (a finished agent or probe is reported without delay).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from virtmigrate.clock import Clock
@@ -41,6 +44,17 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], ns_pid: int | None, wo
     finally:
         if log is not None:
             log.close()
+
+
+def notify_exit(proc: subprocess.Popen[bytes], on_exit: Callable[[], None]) -> None:
+    """Call `on_exit` (from a daemon thread) as soon as `proc` has exited and been reaped. The owner keeps
+    using `poll()`/`wait()`: Popen serialises the reaping, so both see the same return code."""
+    def wait() -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown; the owner's poll still sees the exit
+            proc.wait()
+        on_exit()
+
+    threading.Thread(target=wait, name=f"wait-{proc.pid}", daemon=True).start()
 
 
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -98,6 +98,7 @@ class PodWorker:
     credentials_ready: bool = False
     reported: JSON = field(default_factory=dict)
     start_time: str = ""
+    wake: Callable[[], None] = lambda: None  # asks the node's sync loop for a step now (a process exited)
 
     def __post_init__(self) -> None:
         self.runs = [_Run(spec=c) for c in (self.pod.get("spec") or {}).get("containers") or []]
@@ -217,6 +218,7 @@ class PodWorker:
             workdir = str(r.spec.get("workingDir") or self.dir)
             proc = ctr.spawn(argv, env=env, ns_pid=ns_pid, workdir=workdir, log_path=self.dir / f"{r.name}.log")
             ctr.record_pid(self.dir / f"{r.name}.pid", proc.pid, node=self.deps.node)
+            ctr.notify_exit(proc, self.wake)
         except (errors.VirtMigrateError, OSError) as e:
             # Not startable (yet): report why and try again on a later sync, as the kubelet does.
             r.waiting_reason = "CreateContainerConfigError" if isinstance(e, errors.VirtMigrateError) \
@@ -278,6 +280,7 @@ class PodWorker:
             r.probe = ctr.spawn(argv, env=env, ns_pid=self.deps.ns_pid(), workdir=self.dir,
                                 log_path=self.dir / f"{r.name}.probe.log")
             r.probe_started = now
+            ctr.notify_exit(r.probe, self.wake)
         except (errors.VirtMigrateError, OSError):
             r.failures += 1
             r.ready = False

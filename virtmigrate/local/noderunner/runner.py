@@ -109,7 +109,7 @@ class NodeRunner:
         if (item.get("status") or {}).get("phase") in ("Succeeded", "Failed") \
                 and not item["metadata"].get("deletionTimestamp"):
             return  # finished before this runner started: nothing to run
-        w = PodWorker(item, self.deps)
+        w = PodWorker(item, self.deps, wake=self.wake.set)
         _adopt_lost_containers(w)
         self.workers[uid] = w
 
