@@ -3,23 +3,18 @@
 Parses the command line, connects to the node's libvirt, runs the launcher (virtmigrate.launcher.holder)
 until the domain leaves, stops or is shut down on SIGTERM, writes the termination message
 (`<Reason>: <message>`) to $VIRTMIGRATE_TERMINATION_LOG (the node runner's) or /dev/termination-log,
-and exits with the code of virtmigrate.launcher.exitcodes. `--probe` is the readiness probe.
+and exits with the code of virtmigrate.launcher.exitcodes. `--probe` is the readiness probe: a process
+the node runner starts every probe period, so it imports only argparse, libvirt and the probe itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import sys
-import threading
-from pathlib import Path
-from types import FrameType
+from typing import TYPE_CHECKING
 
-from virtmigrate.clock import RealClock
-from virtmigrate.errors import LibvirtError
-from virtmigrate.launcher.exitcodes import ExitCode, Outcome, Reason
+if TYPE_CHECKING:
+    from types import FrameType
 
 CONNECT_TIMEOUT_S = 30.0
 
@@ -42,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _write_termination_message(text: str) -> None:
+    import contextlib
+    import os
+    from pathlib import Path
+
     path = Path(os.environ.get("VIRTMIGRATE_TERMINATION_LOG") or "/dev/termination-log")
     with contextlib.suppress(OSError):  # no termination-log file (run by hand): the log still has it
         path.write_text(text + "\n")
@@ -54,10 +53,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return 0 if probe(args.mode, args.domain_name, uri=args.uri) else 1
 
+    import signal
+    import threading
+
     import structlog
 
+    from virtmigrate.clock import RealClock
+    from virtmigrate.errors import LibvirtError
     from virtmigrate.launcher.domain import LibvirtNode
     from virtmigrate.launcher.domainxml import GuestConfig
+    from virtmigrate.launcher.exitcodes import ExitCode, Outcome, Reason
     from virtmigrate.launcher.holder import Launcher, LauncherConfig
 
     log = structlog.get_logger("launcher")

@@ -12,9 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from virtmigrate.launcher.exitcodes import Outcome, Reason
+from virtmigrate.launcher.readiness import CRASHED as CRASHED  # virDomainState, and the probe's rule:
+from virtmigrate.launcher.readiness import PAUSED as PAUSED  # re-exported from readiness.py
+from virtmigrate.launcher.readiness import RUNNING as RUNNING
+from virtmigrate.launcher.readiness import SHUTDOWN as SHUTDOWN
+from virtmigrate.launcher.readiness import SHUTOFF as SHUTOFF
+from virtmigrate.launcher.readiness import is_ready as is_ready
 
-# virDomainState
-RUNNING, PAUSED, SHUTDOWN, SHUTOFF, CRASHED = 1, 3, 4, 5, 6
 # virDomainShutoffReason
 SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_CRASHED, SHUTOFF_MIGRATED, SHUTOFF_FAILED = 1, 2, 3, 4, 6
 # virDomainEventType and virDomainEventStoppedDetailType
@@ -101,12 +105,3 @@ def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Deci
         return _exit(Reason.RECEIVE_TIMEOUT, f"no domain {o.name} arrived within {timeout_s:.0f}s")
     return Decision(Action.WAIT)
 
-
-def is_ready(mode: str, *, reachable: bool, present: bool, state: int) -> bool:
-    """The readiness probe's answer: start mode is ready while the domain runs; receive mode while the
-    node's libvirt answers and the domain has not failed (absent, arriving, or running)."""
-    if not reachable:
-        return False
-    if mode == "start":
-        return present and state == RUNNING
-    return not present or state in (RUNNING, PAUSED)

@@ -9,8 +9,8 @@ can take the guest.
 from __future__ import annotations
 
 from virtmigrate.errors import LibvirtError
-from virtmigrate.launcher.decide import is_ready
 from virtmigrate.launcher.domain import LibvirtNode
+from virtmigrate.launcher.readiness import is_ready
 
 
 def probe(mode: str, name: str, *, uri: str = "qemu:///system") -> bool:
