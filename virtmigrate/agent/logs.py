@@ -8,13 +8,14 @@ migration instead of delaying it (the agent must add nothing measurable to libvi
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from typing import Any
 
 
 def configure_logging(level: str = "info") -> None:
+    import logging  # with structlog, on the first log call: neither delays the migration's start
+
     import structlog
 
     structlog.configure(

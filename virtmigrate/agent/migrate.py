@@ -181,11 +181,11 @@ class Migrator:
         done = threading.Event()
         thread = threading.Thread(target=self._migrate_thread, args=(mig_conn, uuid, call, done),
                                   name="migrate", daemon=True)
+        thread.start()  # first, then the first log line (which imports structlog) overlaps the migration
         self.log.info("migration_started", destination=self.s.destination_uri,
                       migration_uri=self.s.migration_uri or None, bandwidth_mibps=policy.bandwidth_mibps,
                       memory_bytes=memory, downtime_ms=initial_downtime, post_copy=policy.allow_post_copy,
                       auto_converge=policy.allow_auto_converge, pause=policy.allow_pause)
-        thread.start()
         try:
             state = run_monitor(LibvirtDomain(dom), policy, clock=self.clock, done=done, cancel=self.cancel,
                                 initial_downtime_ms=initial_downtime, on_stats=self._stats_hook, log=self.log)

@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from virtmigrate.agent.logs import agent_logger
 from virtmigrate.agent.migrate import Migrator
@@ -22,6 +23,9 @@ from virtmigrate.agent.settings import Settings, parse_settings
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.clock import RealClock
 from virtmigrate.errors import ConfigError, VirtMigrateError
+
+if TYPE_CHECKING:
+    from virtmigrate.kube import KubeClient
 
 # structlog's dev console imports `rich` when it is installed (~0.1 s); the agent renders JSON only.
 sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
@@ -37,15 +41,14 @@ def _write_termination_message(path: str, result: Result, log: object) -> None:
 def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressReporter | None:
     if not settings.migration:
         return None  # no Migration named: progress goes to the log only
-    from virtmigrate.kube import KubeClient
 
-    try:
+    def connect() -> KubeClient:  # on the reporter's thread, while the migration starts
+        from virtmigrate.kube import KubeClient
+
         # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
-        client = KubeClient.auto(settings.kubeconfig or None)
-    except Exception as e:  # no API access: the agent still migrates, it only logs progress
-        log.warning("progress_disabled", error=str(e))  # type: ignore[attr-defined]
-        return None
-    return ProgressReporter(client, settings.migration, settings.namespace, wall=clock.wall, log=log)
+        return KubeClient.auto(settings.kubeconfig or None)
+
+    return ProgressReporter(connect, settings.migration, settings.namespace, wall=clock.wall, log=log)
 
 
 def _termination_path_of(argv: list[str]) -> str:
