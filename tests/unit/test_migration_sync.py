@@ -39,6 +39,7 @@ class FakeWriter:
     def __init__(self) -> None:
         self.actions: list[tuple[Any, ...]] = []
         self.fail_create_with: type[errors.KubeError] | None = None
+        self.fail_patch_with: type[errors.KubeError] | None = None
         self.existing: set[tuple[str, str | None, str]] = set()  # (plural, namespace, name) that GET finds
 
     def get(self, res: Any, name: str, namespace: str | None = None) -> JSON:
@@ -57,6 +58,8 @@ class FakeWriter:
     def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
               subresource: str | None = None, patch_type: str = "") -> JSON:
         self.actions.append(("patch", res.plural + (f"/{subresource}" if subresource else ""), namespace, name, patch))
+        if self.fail_patch_with:
+            raise self.fail_patch_with("stale")
         return {}
 
     def delete(self, res: Any, name: str, namespace: str | None = None, *, grace_period_seconds: int | None = None,
@@ -354,6 +357,37 @@ def test_capacity_holds_with_eight_and_a_stale_cache() -> None:
         elif acts:
             assert acts[0][4]["status"]["conditions"][0]["type"] == "WaitingForCapacity"
     assert admitted == ["m0", "m1", "m2", "m3", "m4"]
+
+
+def test_an_admission_that_was_not_written_frees_its_slot() -> None:
+    w = World(limits=Limits(max_running=1, max_per_node=1))
+    for i in range(2):
+        w.vms.add(vm(f"vm{i}", f"node{i}"))
+        w.migrations.add(migration(f"m{i}", f"vm{i}", created=f"2026-01-01T00:00:0{i}Z", phase="Pending",
+                                   phaseTransitionTimestamps=phases("Pending")))
+    w.writer.fail_patch_with = errors.Conflict
+    with pytest.raises(errors.Conflict):
+        w.run("default/m0")
+    w.writer.fail_patch_with = None
+    w.migrations.delete_key("default/m0")  # m0 went away: its failed admission must not hold the only slot
+    [(_, _, _, _, body)] = w.run("default/m1")
+    assert body["status"]["phase"] == "Scheduling"
+
+
+def test_limits_that_cannot_bind_admit_without_waiting() -> None:
+    w = World(limits=Limits(max_running=3, max_per_node=3))
+    for i in range(3):
+        w.vms.add(vm(f"vm{i}", "node0"))
+        w.migrations.add(migration(f"m{i}", f"vm{i}", created=f"2026-01-01T00:00:0{i}Z", phase="Pending",
+                                   phaseTransitionTimestamps=phases("Pending")))
+    for i in range(3):
+        [(_, _, _, _, body)] = w.run(f"default/m{i}")
+        assert body["status"]["phase"] == "Scheduling"
+    w.vms.add(vm("vm3", "node0"))
+    w.migrations.add(migration("m3", "vm3", created="2026-01-01T00:00:03Z", phase="Pending",
+                               phaseTransitionTimestamps=phases("Pending")))
+    [(_, _, _, _, body)] = w.run("default/m3")
+    assert body["status"]["conditions"][0]["type"] == "WaitingForCapacity"
 
 
 def test_deleted_migration_is_a_quiet_no_op() -> None:

@@ -126,7 +126,9 @@ class Observer:
         )
         observed["agent_exit"] = agent_exit
         merged: placement.Merged | None = None
-        pending = phase in (None, P.PENDING) and not observed["deleting"]
+        # Selection, placement and capacity matter only where the phase machine reaches _decide_pending:
+        # a Migration without our finalizer first gets it (and capacity is O(all Migrations)).
+        pending = phase in (None, P.PENDING) and not observed["deleting"] and observed["has_finalizer"]
         if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
             observed["competitor"], observed["finishing"] = self.competitor(key, raw, vm_state)
             result = placement.merge(vm, mig, source_node=source_node, config=self.config)
@@ -137,8 +139,11 @@ class Observer:
             cond = st.condition(status, st.COND_WAITING_CAPACITY)
             observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
                 "status") == "True" else ""
-            adm = decide_admission(key, self.candidates(admitted), self.config.limits)
-            observed["admit"], observed["capacity_message"] = adm.admit, adm.message
+            if not self.limits_can_bind():
+                observed["admit"] = True
+            else:
+                adm = decide_admission(key, self.candidates(admitted), self.config.limits)
+                observed["admit"], observed["capacity_message"] = adm.admit, adm.message
         elif phase == P.SCHEDULING and vm is not None and mig is not None:
             cond = st.condition(status, st.COND_UNSCHEDULABLE)
             observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
@@ -194,6 +199,12 @@ class Observer:
                 if ometa.get("uid") == vm_state.migration_uid:
                     return str(ometa.get("name", "")), finishing
         return "", finishing
+
+    def limits_can_bind(self) -> bool:
+        """False when there are fewer Migrations in the cache than either limit allows: every one can run
+        at once, so capacity admits without looking at them (the O(n) look costs ms at 1000)."""
+        limits = self.config.limits
+        return len(self.listers.migrations.list()) > min(limits.max_running, limits.max_per_node)
 
     def candidates(self, admitted: Collection[str]) -> list[Candidate]:
         """Every served Migration as capacity sees it; `admitted` counts as active though still Pending."""

@@ -119,10 +119,22 @@ class MigrationSync:
             with self._admit_lock:  # capacity is decided and taken atomically across workers
                 seen = self._observe(key, raw)  # again, under the lock: another worker may have admitted
                 d = decide(seen.observed, self.config.timeouts)
+                if d.action != Action.ADMIT:
+                    self._act(key, seen, d)
+                    return d
+                # The slot is taken before the write, which runs unlocked: admissions of other
+                # Migrations do not queue behind this one's API round trip.
+                was_waiting = key in self._waiting
+                self._admitted.add(key)
+                self._waiting.discard(key)
+            try:
                 self._act(key, seen, d)
-                if d.action == Action.ADMIT:
-                    self._admitted.add(key)
-                    self._waiting.discard(key)
+            except BaseException:
+                with self._admit_lock:  # not written: the slot is free again, as if never taken
+                    self._admitted.discard(key)
+                    if was_waiting:
+                        self._waiting.add(key)
+                raise
             return d
         self._act(key, seen, d)
         if d.action == Action.WAIT_CAPACITY or d.reason == "waiting for capacity":
