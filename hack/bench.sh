@@ -4,6 +4,14 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 bash "$REPO/hack/setup.sh"
 cd "$REPO"
-for b in bench/bench_*.py; do
-  say "$b"; python "$b"
+benches=(
+  "bench/bench_workqueue.py"
+  "bench/bench_informer.py"
+  "bench/bench_agent.py"
+  "bench/bench_cluster.py"
+  "bench/bench_controller.py e2e"
+  "bench/bench_controller.py scale"
+)
+for b in "${benches[@]}"; do
+  say "$b"; python $b
 done
