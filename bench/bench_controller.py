@@ -272,7 +272,8 @@ def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
         spy = None
         if os.environ.get("VIRTMIGRATE_BENCH_PYSPY"):  # a flame profile of the controller while it works
             spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(proc.pid), "-f", "raw", "-o",
-                                    os.environ["VIRTMIGRATE_BENCH_PYSPY"], "--nonblocking"],
+                                    os.environ["VIRTMIGRATE_BENCH_PYSPY"], "--nonblocking",
+                                    *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         api0 = api_request_counts(client)
         cpu0 = proc_cpu_s(proc.pid)

@@ -261,6 +261,34 @@ def test_agent_success_sets_succeeded_with_result() -> None:
                            "dataProcessed": 100}
 
 
+def test_agent_that_exited_before_seen_running_gives_running_and_succeeded_in_one_write() -> None:
+    w = _running_world(None, phase="TargetReady")
+    w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Succeeded", exit_code=0,
+                   message='{"outcome": "SUCCEEDED", "duration_s": 1.25}'))
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    s = body["status"]
+    assert (s["phase"], s["reason"]) == ("Succeeded", "Migrated")
+    assert [p["phase"] for p in s["phaseTransitionTimestamps"]][-2:] == ["Running", "Succeeded"]
+    assert [(reason, etype) for _, etype, reason, _ in w.recorder.events] == [("Running", "Normal"),
+                                                                              ("Succeeded", "Normal")]
+
+
+def test_target_bound_and_ready_gives_scheduled_and_target_ready_in_one_write() -> None:
+    w = World()
+    w.vms.add(vm(phase="Migrating", migrationState={"migrationUID": "testvm-migration-uid", "completed": False}))
+    w.migrations.add(migration(phase="Scheduling", sourceNode="node0",
+                               phaseTransitionTimestamps=phases("Pending", "Scheduling")))
+    w.pods.add(pod(target_name(w), "node1", phase="Running", ready=True))
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    s = body["status"]
+    assert (s["phase"], s["targetNode"]) == ("TargetReady", "node1")
+    assert [p["phase"] for p in s["phaseTransitionTimestamps"]] == ["Pending", "Scheduling", "Scheduled",
+                                                                     "TargetReady"]
+    assert [reason for _, _, reason, _ in w.recorder.events] == ["Scheduled", "TargetReady"]
+
+
 def test_success_cleanup_sequence() -> None:
     w = _running_world(None, phase="Succeeded")
     w.pods.add(pod("placeholder", role="other"))

@@ -14,8 +14,9 @@ deterministic name (AlreadyExists and NotFound are normal: a retried step is ide
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -213,12 +214,7 @@ class MigrationSync:
             self._patch_status(raw, {**status, "conditions": conds})
             self._event(raw, WARNING, d.reason, d.message)
         elif a == Action.SET_PHASE:
-            assert d.phase is not None
-            fields: dict[str, Any] = {"targetNode": d.target_node} if d.target_node else {}
-            text = {P.SCHEDULED: f"target launcher pod bound to node {d.target_node}",
-                    P.TARGET_READY: "target launcher is ready to receive the VM",
-                    P.RUNNING: "migration agent is running on the source node"}.get(d.phase, d.phase.value)
-            self._transition(raw, st.with_phase(status, d.phase, now, **fields), d.phase, text)
+            self._set_phases(raw, seen, d, now)
         elif a == Action.CREATE_AGENT_POD:
             self._create_agent(raw, seen)
         elif a in (Action.SUCCEED, Action.FAIL):
@@ -246,6 +242,26 @@ class MigrationSync:
                 self._event(raw, NORMAL, "Cancelling", f"stopping agent pod {ap.name}: the agent aborts the "
                                                        "migration and checks the VM still runs on its source")
         bound.debug("migration_acted", reason=d.reason)
+
+    def _set_phases(self, raw: JSON, seen: Seen, d: Decision, now: Any) -> None:
+        """SET_PHASE, folding in the transitions the same cache already decides: the phase machine is asked
+        again as if the new phase were recorded, and every further SET_PHASE (and the outcome of an agent
+        that has already exited) joins the same status write. Each phase keeps its timestamp and Event."""
+        status = raw.get("status") or {}
+        steps: list[tuple[MigrationPhase, str]] = []
+        observed = seen.observed
+        new: JSON = dict(status)
+        while d.action == Action.SET_PHASE and d.phase is not None and len(steps) < 4:
+            fields: dict[str, Any] = {"targetNode": d.target_node} if d.target_node else {}
+            new = st.with_phase(new, d.phase, now, **fields)
+            steps.append((d.phase, _phase_text(d)))
+            observed = dataclasses.replace(observed, phase=d.phase, phase_age_s=0.0,
+                                           target_node=d.target_node or observed.target_node)
+            d = decide(observed, self.config.timeouts)
+        if d.action in (Action.SUCCEED, Action.FAIL) and steps[-1][0] == P.RUNNING:
+            self._finish(raw, d, seen, via=(new, steps))  # the agent exited before we saw it run
+            return
+        self._transition(raw, new, steps[-1][0], steps[-1][1], via=steps[:-1])
 
     def _enter_pending(self, raw: JSON, status: JSON, now: Any) -> JSON:
         """`status` in Pending (with its timestamp and event) if the Migration has no phase yet."""
@@ -293,8 +309,10 @@ class MigrationSync:
                         f"virtmigrate-agent (see docs/install.md)")
             return ""
 
-    def _finish(self, raw: JSON, d: Decision, seen: Seen) -> None:
-        status = raw.get("status") or {}
+    def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
+                via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:
+        """-> Succeeded/Failed; `via`: the status and phases entered on the way, written in the same patch."""
+        status = (raw.get("status") or {}) if via is None else via[0]
         phase = P.SUCCEEDED if d.action == Action.SUCCEED else P.FAILED
         result, text = st.split_result(d.result)
         message = d.message if not text or text in d.message else f"{d.message}: {text}"
@@ -303,7 +321,7 @@ class MigrationSync:
             extra["progress"] = st.completed_progress(status.get("progress"), result)
         new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message, **extra)
         self._transition(raw, new, phase, message, etype=NORMAL if phase == P.SUCCEEDED else WARNING,
-                         reason=d.reason if phase == P.FAILED else "Succeeded")
+                         reason=d.reason if phase == P.FAILED else "Succeeded", via=via[1] if via else ())
         created = st.parse_time((raw.get("metadata") or {}).get("creationTimestamp"))
         duration = (self.clock.wall() - created).total_seconds() if created else None
         r = result or {}
@@ -321,14 +339,23 @@ class MigrationSync:
     # --- API writes --------------------------------------------------------------------------------
 
     def _transition(self, raw: JSON, new: JSON, phase: MigrationPhase, message: str, *,
-                    etype: str = NORMAL, reason: str = "") -> None:
+                    etype: str = NORMAL, reason: str = "",
+                    via: Sequence[tuple[MigrationPhase, str]] = ()) -> None:
+        """One status write to `new` in `phase`, after passing through the phases `via` (each with its
+        message): the metrics, logs and Events are those of one transition per phase."""
         old = raw.get("status") or {}
         self._patch_status(raw, new)
         entered = st.phase_entered(old, old.get("phase"))
         if entered is not None and old.get("phase"):
             self.metrics.phase_seconds.labels(phase=old["phase"]).observe(
                 max((self.clock.wall() - entered).total_seconds(), 0.0))
-        log.info("migration_phase", migration=_key(raw), old=old.get("phase"), new=phase.value,
+        prior = old.get("phase")
+        for step, text in via:
+            log.info("migration_phase", migration=_key(raw), old=prior, new=step.value, reason=None)
+            self._event(raw, NORMAL, step.value, text)
+            self.metrics.phase_seconds.labels(phase=step.value).observe(0.0)
+            prior = step.value
+        log.info("migration_phase", migration=_key(raw), old=prior, new=phase.value,
                  reason=reason or None)
         self._event(raw, etype, reason or phase.value, message)
 
@@ -361,6 +388,13 @@ class MigrationSync:
     def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
         obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}
         self.recorder.event(obj, etype, reason, message)
+
+
+def _phase_text(d: Decision) -> str:
+    assert d.phase is not None
+    return {P.SCHEDULED: f"target launcher pod bound to node {d.target_node}",
+            P.TARGET_READY: "target launcher is ready to receive the VM",
+            P.RUNNING: "migration agent is running on the source node"}.get(d.phase, d.phase.value)
 
 
 def _key(raw: Mapping[str, Any]) -> str:
