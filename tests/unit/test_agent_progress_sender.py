@@ -1,0 +1,83 @@
+"""The agent's progress sender: it connects to the API on its own thread, so the migration never waits
+for the kubernetes client; a sender still connecting when the migration ends is not waited for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+from virtmigrate.agent.jobstats import MIB, JobStats, Mode
+from virtmigrate.agent.progress import ProgressReporter
+
+STATS = JobStats(job_type=2, data_total=256 * MIB, data_processed=64 * MIB, data_remaining=192 * MIB, iteration=1)
+
+
+def _wall() -> dt.datetime:
+    return dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.patches: list[tuple[str, dict[str, Any], str]] = []
+        self.patched = threading.Event()
+
+    def patch(self, res: Any, name: str, patch: dict[str, Any], namespace: str, **kw: Any) -> dict[str, Any]:
+        self.patches.append((name, patch, namespace))
+        self.patched.set()
+        return {}
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.warned = threading.Event()
+
+    def warning(self, event: str, **kw: Any) -> None:
+        self.warnings.append(event)
+        self.warned.set()
+
+
+def test_progress_is_patched_once_connected_and_stop_sends_the_pending_payload() -> None:
+    client, log = _Client(), _Log()
+    r = ProgressReporter(lambda: client, "m1", "ns", wall=_wall, log=log)  # type: ignore[arg-type,return-value]
+    r(STATS, Mode.PRE_COPY, 10.0)
+    assert client.patched.wait(5)
+    r(STATS, Mode.PRE_COPY, 12.0)  # the next report, 2 s later
+    r.stop()
+    assert [(n, ns) for n, _, ns in client.patches] == [("m1", "ns"), ("m1", "ns")]
+    assert client.patches[0][1]["status"]["progress"]["percent"] == 25
+    assert log.warnings == []
+
+
+def test_a_connect_failure_disables_progress_and_is_logged() -> None:
+    log = _Log()
+
+    def connect() -> Any:
+        raise OSError("no kubeconfig")
+
+    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log)
+    assert log.warned.wait(5)
+    r(STATS, Mode.PRE_COPY, 10.0)
+    r.stop()
+    assert log.warnings == ["progress_disabled"]
+
+
+def test_stop_does_not_wait_for_a_sender_still_connecting_and_nothing_is_sent_late() -> None:
+    client, log = _Client(), _Log()
+    connecting, stop_returned = threading.Event(), threading.Event()
+    saw: list[bool] = []
+
+    def connect() -> Any:  # connects only once stop() has returned (or gives up after 5 s)
+        connecting.set()
+        saw.append(stop_returned.wait(5))
+        return client
+
+    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log)
+    assert connecting.wait(5)
+    r(STATS, Mode.PRE_COPY, 10.0)
+    r.stop(timeout_s=30)
+    stop_returned.set()
+    r._thread.join(10)
+    assert saw == [True]  # stop() returned while the sender was still connecting
+    assert client.patches == []  # and the payload pending at the end was not sent late
