@@ -1,5 +1,6 @@
 """The agent's progress sender: it connects to the API on its own thread, so the migration never waits
-for the kubernetes client; a sender still connecting when the migration ends is not waited for."""
+for the kubernetes client, and only once the migration has run a while; a sender still connecting when
+the migration ends is not waited for."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class _Log:
 
 def test_progress_is_patched_once_connected_and_stop_sends_the_pending_payload() -> None:
     client, log = _Client(), _Log()
-    r = ProgressReporter(lambda: client, "m1", "ns", wall=_wall, log=log)  # type: ignore[arg-type,return-value]
+    r = ProgressReporter(lambda: client, "m1", "ns", wall=_wall, log=log,  # type: ignore[arg-type,return-value]
+                         connect_after_s=0)
     r(STATS, Mode.PRE_COPY, 10.0)
     assert client.patched.wait(5)
     r(STATS, Mode.PRE_COPY, 12.0)  # the next report, 2 s later
@@ -56,9 +58,9 @@ def test_a_connect_failure_disables_progress_and_is_logged() -> None:
     def connect() -> Any:
         raise OSError("no kubeconfig")
 
-    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log)
-    assert log.warned.wait(5)
+    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log, connect_after_s=0)
     r(STATS, Mode.PRE_COPY, 10.0)
+    assert log.warned.wait(5)
     r.stop()
     assert log.warnings == ["progress_disabled"]
 
@@ -73,11 +75,34 @@ def test_stop_does_not_wait_for_a_sender_still_connecting_and_nothing_is_sent_la
         saw.append(stop_returned.wait(5))
         return client
 
-    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log)
-    assert connecting.wait(5)
+    r = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log, connect_after_s=0)
     r(STATS, Mode.PRE_COPY, 10.0)
+    assert connecting.wait(5)
     r.stop(timeout_s=30)
     stop_returned.set()
     r._thread.join(10)
     assert saw == [True]  # stop() returned while the sender was still connecting
     assert client.patches == []  # and the payload pending at the end was not sent late
+
+
+def test_a_short_migration_never_connects_and_a_longer_one_reports_from_connect_after() -> None:
+    client, log = _Client(), _Log()
+    connects: list[float] = []
+
+    def connect() -> Any:
+        connects.append(1)
+        return client
+
+    short = ProgressReporter(connect, "m1", "ns", wall=_wall, log=log, connect_after_s=1.0)
+    short(STATS, Mode.PRE_COPY, 10.0)
+    short(STATS, Mode.PRE_COPY, 10.5)
+    short.stop()
+    assert connects == [] and client.patches == []
+
+    longer = ProgressReporter(connect, "m2", "ns", wall=_wall, log=log, connect_after_s=1.0)
+    longer(STATS, Mode.PRE_COPY, 10.0)
+    longer(STATS, Mode.PRE_COPY, 10.5)
+    longer(STATS, Mode.PRE_COPY, 11.0)
+    assert client.patched.wait(5)
+    longer.stop()
+    assert connects == [1] and [n for n, _, _ in client.patches] == ["m2"]

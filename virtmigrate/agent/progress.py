@@ -1,10 +1,11 @@
 """Live progress of a migration, patched into the Migration's status.progress at most every 2 s.
 
 Fed by the monitor loop's stats hook (`ProgressReporter.__call__(stats, mode, now_s)`); the payload
-is computed purely (`compute_progress`); a background thread connects to the API (importing the
-kubernetes client costs 0.3-0.6 s: it overlaps the migration instead of delaying its start) and sends
-the latest payload, so a slow API server never delays the monitor. Without API access the agent only
-logs (see migrate.py).
+is computed purely (`compute_progress`); a background thread connects to the API and sends the latest
+payload, so a slow API server never delays the monitor. Importing the kubernetes client costs 0.3-0.6 s
+of CPU, which the migration's QEMUs would feel: the thread starts only once the migration has run
+`connect_after_s` (1 s), so a short migration never loads it and a long one reports from then on.
+Without API access the agent only logs (see migrate.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # the kubernetes client costs ~0.3 s to import: only when pro
     from virtmigrate.kube import KubeClient
 
 REPORT_INTERVAL_S = 2.0
+CONNECT_AFTER_S = 1.0  # the sender starts once the migration has run this long
 
 
 def compute_progress(stats: JobStats, mode: Mode, wall: _dt.datetime) -> dict[str, Any]:
@@ -45,7 +47,7 @@ class ProgressReporter:
     progress (logged as progress_disabled); the agent migrates all the same."""
 
     def __init__(self, connect: Callable[[], KubeClient], migration: str, namespace: str, *, wall: Any, log: Any,
-                 interval_s: float = REPORT_INTERVAL_S) -> None:
+                 interval_s: float = REPORT_INTERVAL_S, connect_after_s: float = CONNECT_AFTER_S) -> None:
         self._connect = connect
         self._name = migration
         self._ns = namespace
@@ -57,10 +59,17 @@ class ProgressReporter:
         self._cond = threading.Condition()
         self._stopped = False
         self._connected = False  # under _cond: the sender has a client (stop() then waits for its last patch)
+        self._connect_after = connect_after_s
+        self._first: float | None = None  # the first observation's time
         self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
-        self._thread.start()
 
     def __call__(self, stats: JobStats, mode: Mode, now_s: float) -> None:
+        if self._first is None:
+            self._first = now_s
+        if self._thread.ident is None:  # the sender has not been started
+            if now_s - self._first < self._connect_after:
+                return  # too early: a migration this short needs no progress
+            self._thread.start()
         if not should_report_progress(now_s, self._last, self._interval):
             return
         self._last = now_s
