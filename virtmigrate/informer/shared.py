@@ -85,15 +85,22 @@ class HandlerRegistration:
     def _start(self) -> None:
         self._thread.start()
 
+    # The one consumer thread waits only on an empty buffer, so only the push that makes the buffer
+    # non-empty needs to wake it: later ones join the batch it is about to take (fewer thread wake-ups).
+
     def _push_many(self, notes: list[Notification]) -> None:
         with self._cond:
+            was_empty = not self._buf
             self._buf.extend(notes)
-            self._cond.notify()
+            if was_empty:
+                self._cond.notify()
 
     def _push(self, note: Notification) -> None:
         with self._cond:
+            was_empty = not self._buf
             self._buf.append(note)
-            self._cond.notify()
+            if was_empty:
+                self._cond.notify()
 
     def _stop(self) -> None:
         with self._cond:
