@@ -23,7 +23,8 @@ if [[ ! -f "$stamp" ]]; then
   say "creating the venv in $VENV"
   [[ -x "$PY" ]] || python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q -e "$REPO[dev]"
+  # compat mode: a plain path entry instead of an import finder, ~20 ms less start-up per process
+  "$PY" -m pip install -q -e "$REPO[dev]" --config-settings editable_mode=compat
   touch "$stamp"
 fi
 
