@@ -36,7 +36,9 @@ def pin_label(local_cluster: Any) -> Iterator[None]:
 
 def _cancel_and_check(kube: Any, kubectl: Any, ns: str, lc: Any, source: str, name: str = "testvm-migration",
                       vm: str = "testvm") -> dict[str, Any]:
-    kubectl("delete", "migration", name, "--wait=false")
+    # --ignore-not-found: a caller may have deleted it already, and a cancel before the agent runs can
+    # release the finalizer before this second delete arrives.
+    kubectl("delete", "migration", name, "--wait=false", "--ignore-not-found")
     wait_gone(kube, ns, name, timeout=120)
     assert_runs_only_on(lc, kube, ns, source, vm)
     assert domains_on(lc, ns, vm) == {source: "running"}

@@ -39,6 +39,8 @@ def test_without_api_access_the_agent_still_migrates(
     g = guests.start(memory_mib=32, mode="idle")
     run = run_agent(libvirt_hosts, g.name, tmp_path,
                     extra=["--migration", "move-it", "--namespace", "nowhere",
-                           "--kubeconfig", str(tmp_path / "missing.kubeconfig")])
+                           "--kubeconfig", str(tmp_path / "missing.kubeconfig"),
+                           # 32 MiB at 8 MiB/s: long enough for the progress sender to start (after 1 s)
+                           "--bandwidth", "8"])
     assert run.returncode == ExitCode.SUCCEEDED, run.stderr
     assert any(e.get("event") == "progress_disabled" for e in run.logs())
