@@ -38,6 +38,7 @@ from virtmigrate.controller.migration_sync import (
     index_migration_by_vm,
     index_pod_by_vm,
 )
+from virtmigrate.controller.workers import Workers
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import MIGRATIONS, NODES, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
@@ -73,7 +74,7 @@ class MigrationController:
         self._namespaces = frozenset(config.namespaces)
         self._event_at: dict[str, float] = {}   # key -> when the first unprocessed event for it arrived
         self._event_lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
+        self._pool = Workers("migration", self.process_next_work_item, self.queue, log=log)
         metrics.watch_phases(self.migrations.indexer.list)
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
@@ -180,29 +181,12 @@ class MigrationController:
             self.queue.done(key)
         return True
 
-    def _worker(self) -> None:
-        while self.process_next_work_item():
-            pass
-
     def start_workers(self, workers: int) -> None:
-        for i in range(workers):
-            t = threading.Thread(target=self._worker, name=f"migration-worker-{i}", daemon=True)
-            t.start()
-            self._workers.append(t)
+        self._pool.start(workers)
 
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return."""
-        log.info("migration_controller_starting", workers=workers)
-        for inf in (self.migrations, self.vms, self.pods, self.nodes):
-            if not inf.wait_for_cache_sync(stop):
-                return
-        log.info("migration_controller_synced")
-        self.start_workers(workers)
-        stop.wait()
-        self.queue.shut_down()
-        for t in self._workers:
-            t.join(timeout=30)
-        log.info("migration_controller_stopped")
+        self._pool.run((self.migrations, self.vms, self.pods, self.nodes), workers, stop)
 
     def healthy(self) -> bool:
-        return all(t.is_alive() for t in self._workers) or self.queue.shutting_down()
+        return self._pool.healthy()

@@ -41,6 +41,7 @@ from virtmigrate.controller.events import EventRecorder
 from virtmigrate.controller.migration_podstate import pod_view
 from virtmigrate.controller.migration_sync import POD_VM_INDEX, KubeWriter, index_pod_by_vm
 from virtmigrate.controller.vmpods import launcher_pod_name, new_launcher_pod
+from virtmigrate.controller.workers import Workers
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
@@ -72,7 +73,7 @@ class VMController:
             config=QueueConfig(name="vms", clock=self.clock, registry=registry))
         self._removed: dict[str, tuple[str, str]] = {}  # vm key -> (pod, how it ended), seen on its deletion
         self._removed_lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
+        self._pool = Workers("vm", self.process_next_work_item, self.queue, log=log)
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self.queue.add(_key(o)), update=lambda _o, n: self.queue.add(_key(n)),
             delete=lambda o: self.queue.add(_key(object_of(o)))))
@@ -206,30 +207,10 @@ class VMController:
             self.queue.done(key)
         return True
 
-    def _worker(self) -> None:
-        while self.process_next_work_item():
-            pass
-
-    def has_synced(self) -> bool:
-        return self.vms.has_synced() and self.pods.has_synced()
-
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return.
         The caller starts the factory (`factory.start(stop)`) before or after calling this."""
-        log.info("vm_controller_starting", workers=workers)
-        for inf in (self.vms, self.pods):
-            if not inf.wait_for_cache_sync(stop):
-                return
-        log.info("vm_controller_synced")
-        for i in range(workers):
-            t = threading.Thread(target=self._worker, name=f"vm-worker-{i}", daemon=True)
-            t.start()
-            self._workers.append(t)
-        stop.wait()
-        self.queue.shut_down()
-        for t in self._workers:
-            t.join(timeout=30)
-        log.info("vm_controller_stopped")
+        self._pool.run((self.vms, self.pods), workers, stop)
 
     def healthy(self) -> bool:
-        return all(t.is_alive() for t in self._workers) or self.queue.shutting_down()
+        return self._pool.healthy()
