@@ -10,11 +10,11 @@ watch reads etcd directly and etcd compaction produces a real 410 Gone):
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import shutil
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fakes_listwatch import Recorder
+from tests.waiting import eventually as _eventually
 from virtmigrate.informer import DeletedFinalStateUnknown, InformerConfig, SharedInformer
 from virtmigrate.kube import CONFIGMAPS, KubeClient
 from virtmigrate.kube.client import WatchEvent
@@ -117,14 +118,7 @@ def cached(inf: SharedInformer) -> dict[str, dict[str, str]]:
             if o["metadata"]["name"].startswith("t-")}
 
 
-def eventually(pred: object, timeout: float = 60.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
-
+eventually = functools.partial(_eventually, timeout=60.0, interval=0.1)
 
 @pytest.fixture
 def client(cp: ControlPlane) -> Iterator[KubeClient]:

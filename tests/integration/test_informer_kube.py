@@ -3,13 +3,14 @@ pods reach the handlers, the caches and their indexes follow, and selectors filt
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes_listwatch import Recorder
+from tests.waiting import eventually as _eventually
 from virtmigrate.api.constants import LABEL_VM
 from virtmigrate.informer import VM_INDEX, SharedInformerFactory, index_by_vm
 from virtmigrate.kube import MIGRATIONS, PODS, KubeClient
@@ -36,14 +37,7 @@ def pod(name: str, labels: dict[str, str]) -> dict:  # type: ignore[type-arg]
             "spec": {"containers": [{"name": "c", "image": "virtmigrate/none:0"}]}}
 
 
-def eventually(pred: object, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
+eventually = functools.partial(_eventually, timeout=20.0, interval=0.05)
 
 def test_custom_objects_reach_handlers_and_cache(kube: KubeClient, namespace: str,
                                                  factory: tuple[SharedInformerFactory, threading.Event]) -> None:

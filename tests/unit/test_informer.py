@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fakes_listwatch import FakeListerWatcher, Recorder, obj
+from tests.waiting import eventually as _eventually
 from virtmigrate.clock import FakeClock
 from virtmigrate.informer import (
     NODE_INDEX,
@@ -146,13 +147,3 @@ def test_factory_shares_one_informer_per_collection(lw: FakeListerWatcher, stop:
     assert len(a.indexer.by_index("namespace", "default")) == 3
     stop.set()
     f.shutdown()
-
-
-def _eventually(pred: object, timeout: float = 5.0) -> bool:
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.001)
-    return False

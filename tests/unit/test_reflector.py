@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.fakes_listwatch import FakeListerWatcher, Recorder, obj
+from tests.waiting import eventually as _eventually
 from virtmigrate import errors
 from virtmigrate.clock import FakeClock
 from virtmigrate.informer import DeletedFinalStateUnknown, InformerConfig, SharedInformer
@@ -210,13 +211,3 @@ def test_list_failures_back_off_on_the_clock() -> None:
     finally:
         stop.set()
         t.join(5)
-
-
-def _eventually(pred: object, timeout: float = 5.0) -> bool:
-    import time
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.001)
-    return False

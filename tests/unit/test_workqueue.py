@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.waiting import eventually
 from virtmigrate.clock import FakeClock
 from virtmigrate.workqueue import (
     DelayingQueue,
@@ -18,16 +18,6 @@ from virtmigrate.workqueue import (
     QueueConfig,
     RateLimitingQueue,
 )
-
-
-def eventually(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Bounded real-time wait for another thread's progress (no fixed sleeps)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.001)
-    return pred()
 
 
 def get_within(q: Queue[str], timeout: float = 5.0) -> tuple[str | None, bool]:
