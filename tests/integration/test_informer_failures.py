@@ -10,13 +10,12 @@ watch reads etcd directly and etcd compaction produces a real 410 Gone):
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import shutil
 import tempfile
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -118,7 +117,8 @@ def cached(inf: SharedInformer) -> dict[str, dict[str, str]]:
             if o["metadata"]["name"].startswith("t-")}
 
 
-eventually = functools.partial(_eventually, timeout=60.0, interval=0.1)
+def eventually(pred: Callable[[], object], timeout: float = 60.0) -> bool:
+    return _eventually(pred, timeout, interval=0.1)
 
 @pytest.fixture
 def client(cp: ControlPlane) -> Iterator[KubeClient]:

@@ -3,9 +3,8 @@ pods reach the handlers, the caches and their indexes follow, and selectors filt
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -37,7 +36,8 @@ def pod(name: str, labels: dict[str, str]) -> dict:  # type: ignore[type-arg]
             "spec": {"containers": [{"name": "c", "image": "virtmigrate/none:0"}]}}
 
 
-eventually = functools.partial(_eventually, timeout=20.0, interval=0.05)
+def eventually(pred: Callable[[], object], timeout: float = 20.0) -> bool:
+    return _eventually(pred, timeout, interval=0.05)
 
 def test_custom_objects_reach_handlers_and_cache(kube: KubeClient, namespace: str,
                                                  factory: tuple[SharedInformerFactory, threading.Event]) -> None:
