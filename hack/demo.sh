@@ -50,17 +50,8 @@ sleep 2
 run virtmigrate cluster serial testvm --tail 3
 
 step "The seed's session, verbatim: migrate testvm off $SRC"
-cat > "$STATE_TMP/migration.yaml" <<'YAML'
-apiVersion: kubevirt.io/v1alpha1
-kind: Migration
-metadata:
-  name: testvm-migration
-spec:
-  selector:
-    name: testvm
-YAML
-run cat "$STATE_TMP/migration.yaml"
-run kubectl create -f "$STATE_TMP/migration.yaml"
+run cat examples/migration.yaml
+run kubectl create -f examples/migration.yaml
 run kubectl get migrations
 wait_phase testvm-migration Succeeded Failed
 run kubectl get migrations

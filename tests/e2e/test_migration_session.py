@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import REPO
 from tests.e2e.conftest import serial_lines, wait_for
 from tests.e2e.test_migration_support import (
     assert_runs_only_on,
@@ -15,14 +16,7 @@ from tests.e2e.test_migration_support import (
     wait_gone,
 )
 
-SEED_MIGRATION = """apiVersion: kubevirt.io/v1alpha1
-kind: Migration
-metadata:
-  name: testvm-migration
-spec:
-  selector:
-    name: testvm
-"""
+SEED_MIGRATION = (REPO / "examples" / "migration.yaml").read_text()  # the seed's file, verbatim
 
 
 def test_seed_session_moves_the_guest(kube: Any, kubectl: Any, namespace: str, guest_kernel: Path,

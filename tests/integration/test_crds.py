@@ -6,19 +6,11 @@ import json
 
 import pytest
 
-from tests.conftest import Kubectl
+from tests.conftest import REPO, Kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 
-SEED = """\
-apiVersion: kubevirt.io/v1alpha1
-kind: Migration
-metadata:
-  name: testvm-migration
-spec:
-  selector:
-    name: testvm
-"""
+SEED = (REPO / "examples" / "migration.yaml").read_text()  # the seed's file, verbatim
 
 
 def test_seed_session_verbatim(kubectl: Kubectl, tmp_path) -> None:  # type: ignore[no-untyped-def]
