@@ -25,22 +25,21 @@ from prometheus_client import CollectorRegistry
 from virtmigrate.workqueue import Queue, QueueConfig, RateLimitingQueue
 
 
-def run_ours(q: Queue[int], items: int, workers: int, producers: int) -> tuple[float, int]:
+def _drive(workers: int, producers: int, items: int, *, get_one: Callable[[], bool], put: Callable[[int], None],
+           finish: Callable[[], None]) -> tuple[float, int]:
+    """Start `workers` consumers (each calls `get_one` until it returns False) and `producers` that put
+    `items` keys between them; once the producers are done, `finish` ends the consumers. (seconds, processed)"""
     processed = [0] * workers
 
     def worker(i: int) -> None:
         n = 0
-        while True:
-            item, shutdown = q.get()
-            if shutdown:
-                break
+        while get_one():
             n += 1
-            q.done(item)  # type: ignore[arg-type]
         processed[i] = n
 
     def producer(p: int) -> None:
         for k in range(p, items, producers):
-            q.add(k)
+            put(k)
 
     ws = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
     ps = [threading.Thread(target=producer, args=(p,)) for p in range(producers)]
@@ -49,44 +48,37 @@ def run_ours(q: Queue[int], items: int, workers: int, producers: int) -> tuple[f
         t.start()
     for t in ps:
         t.join()
-    q.shut_down_with_drain()
+    finish()
     for t in ws:
         t.join()
     return time.perf_counter() - t0, sum(processed)
+
+
+def run_ours(q: Queue[int], items: int, workers: int, producers: int) -> tuple[float, int]:
+    def get_one() -> bool:
+        item, shutdown = q.get()
+        if shutdown:
+            return False
+        q.done(item)  # type: ignore[arg-type]
+        return True
+
+    return _drive(workers, producers, items, get_one=get_one, put=q.add, finish=q.shut_down_with_drain)
 
 
 def run_stdlib(items: int, workers: int, producers: int) -> tuple[float, int]:
     q: queue.Queue[int | None] = queue.Queue()
-    processed = [0] * workers
 
-    def worker(i: int) -> None:
-        n = 0
-        while True:
-            item = q.get()
-            if item is None:
-                q.task_done()
-                break
-            n += 1
-            q.task_done()
-        processed[i] = n
+    def get_one() -> bool:
+        item = q.get()
+        q.task_done()
+        return item is not None
 
-    def producer(p: int) -> None:
-        for k in range(p, items, producers):
-            q.put(k)
+    def finish() -> None:
+        for _ in range(workers):
+            q.put(None)
+        q.join()
 
-    ws = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
-    ps = [threading.Thread(target=producer, args=(p,)) for p in range(producers)]
-    t0 = time.perf_counter()
-    for t in ws + ps:
-        t.start()
-    for t in ps:
-        t.join()
-    for _ in ws:
-        q.put(None)
-    q.join()
-    for t in ws:
-        t.join()
-    return time.perf_counter() - t0, sum(processed)
+    return _drive(workers, producers, items, get_one=get_one, put=q.put, finish=finish)
 
 
 def best(fn: Callable[[], tuple[float, int]], repeats: int, items: int) -> float:
