@@ -5,8 +5,8 @@
 #
 # One build, three tags, one per Containerfile target (same layers, different ENTRYPOINT):
 #   ${IMAGE_PREFIX}controller:${TAG}   the Deployment in manifests/deployment.yaml
-#   ${IMAGE_PREFIX}agent:${TAG}        agent pods (virtmigrate/controller/migration_pods.py AGENT_IMAGE)
-#   ${IMAGE_PREFIX}launcher:${TAG}     launcher pods (virtmigrate/controller/vmpods.py LAUNCHER_IMAGE)
+#   ${IMAGE_PREFIX}agent:${TAG}        agent pods (virtmigrate/controller/migration/pods.py AGENT_IMAGE)
+#   ${IMAGE_PREFIX}launcher:${TAG}     launcher pods (virtmigrate/controller/vm/pods.py LAUNCHER_IMAGE)
 #
 # Environment:
 #   IMAGE_PREFIX      repository prefix (default "virtmigrate/"; e.g. "registry.example.com/virtmigrate/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from virtmigrate.controller.migration_capacity import Candidate, Limits, decide_admission, decide_admissions
+from virtmigrate.controller.migration.capacity import Candidate, Limits, decide_admission, decide_admissions
 
 
 def c(key: str, created: str, node: str, active: bool = False) -> Candidate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from virtmigrate.controller.config import parse_config
-from virtmigrate.controller.migration_capacity import Limits
+from virtmigrate.controller.migration.capacity import Limits
 from virtmigrate.errors import ConfigError
 
 

@@ -13,8 +13,8 @@ from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import RecordingEventRecorder
 from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_controller import MigrationController
-from virtmigrate.controller.migration_phases import Action, Decision
+from virtmigrate.controller.migration.controller import MigrationController
+from virtmigrate.controller.migration.decide import Action, Decision
 from virtmigrate.informer import DeletedFinalStateUnknown, FactoryConfig, SharedInformerFactory
 
 JSON = dict[str, Any]

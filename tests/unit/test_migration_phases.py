@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from virtmigrate.api.constants import MigrationPhase as P
-from virtmigrate.controller.migration_phases import (
+from virtmigrate.controller.migration.decide import (
     Action,
     Observed,
     Timeouts,
     VMState,
     decide,
 )
-from virtmigrate.controller.migration_podstate import PodView
+from virtmigrate.controller.podstate import PodView
 
 UID = "mig-uid"
 VM_RUNNING = VMState(running=True, node="node0", launcher_pod="virt-launcher-testvm-aaaaa")

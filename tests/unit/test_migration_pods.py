@@ -6,7 +6,7 @@ import pytest
 
 from virtmigrate.api.migration import Migration, MigrationPolicy
 from virtmigrate.api.vm import VM
-from virtmigrate.controller.migration_pods import (
+from virtmigrate.controller.migration.pods import (
     Destination,
     PolicyDefaults,
     agent_pod_name,
@@ -100,7 +100,7 @@ def test_target_pod_uses_merged_constraints_and_receive_mode() -> None:
 
 def test_infeasibility_explanation_names_keys_and_stays_bounded() -> None:
     from virtmigrate.controller.config import ControllerConfig
-    from virtmigrate.controller.migration_placement import explain, merge
+    from virtmigrate.controller.migration.placement import explain, merge
 
     nodes = [{"metadata": {"name": f"n{i:02d}", "labels": {"kubernetes.io/hostname": f"n{i:02d}", "zone": "a"}},
               "status": {"allocatable": {"memory": "4Gi", "cpu": "2"}}} for i in range(30)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from virtmigrate.api.constants import MigrationPhase as P
-from virtmigrate.controller import migration_status as st
-from virtmigrate.controller.migration_status import (
+from virtmigrate.controller.migration import status as st
+from virtmigrate.controller.migration.status import (
     agent_result,
     phase_entered,
     status_patch,

@@ -17,16 +17,10 @@ from virtmigrate import errors
 from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import RecordingEventRecorder
+from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX, index_migration_by_vm, index_pod_by_vm
 from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_capacity import Limits
-from virtmigrate.controller.migration_sync import (
-    MIGRATION_VM_INDEX,
-    POD_VM_INDEX,
-    Listers,
-    MigrationSync,
-    index_migration_by_vm,
-    index_pod_by_vm,
-)
+from virtmigrate.controller.migration.capacity import Limits
+from virtmigrate.controller.migration.execute import Listers, MigrationSync
 from virtmigrate.informer.store import Store
 
 JSON = dict[str, Any]
@@ -138,7 +132,7 @@ def phases(*names: str) -> list[JSON]:
 def target_name(w: World) -> str:
     from virtmigrate.api.migration import Migration
     from virtmigrate.api.vm import VM
-    from virtmigrate.controller.migration_pods import target_pod_name
+    from virtmigrate.controller.migration.pods import target_pod_name
 
     m = w.migrations.get_by_key("default/testvm-migration")
     v = w.vms.get_by_key("default/testvm")
@@ -233,7 +227,7 @@ def _running_world(agent: JSON | None, *, deleting: bool = False, phase: str = "
 
 def agent_name(w: World) -> str:
     from virtmigrate.api.migration import Migration
-    from virtmigrate.controller.migration_pods import agent_pod_name
+    from virtmigrate.controller.migration.pods import agent_pod_name
 
     m = w.migrations.get_by_key("default/testvm-migration")
     assert m

@@ -10,12 +10,12 @@ from prometheus_client import CollectorRegistry
 from virtmigrate import errors
 from virtmigrate.api import VM
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
-from virtmigrate.controller import vm_decide
 from virtmigrate.controller.events import RecordingEventRecorder
-from virtmigrate.controller.migration_podstate import PodView
-from virtmigrate.controller.vm_controller import VMController
-from virtmigrate.controller.vm_decide import LauncherPod, decide_vm
-from virtmigrate.controller.vmpods import launcher_pod_name
+from virtmigrate.controller.podstate import PodView
+from virtmigrate.controller.vm import decide as vm_decide
+from virtmigrate.controller.vm.controller import VMController
+from virtmigrate.controller.vm.decide import LauncherPod, decide_vm
+from virtmigrate.controller.vm.pods import launcher_pod_name
 from virtmigrate.informer import FactoryConfig, SharedInformerFactory
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from virtmigrate.api import VM, Migration
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
-from virtmigrate.controller import vmpods
+from virtmigrate.controller.vm import pods as vmpods
 
 
 def _vm(**spec: Any) -> VM:

@@ -29,7 +29,7 @@ from virtmigrate.controller.config import ControllerConfig, parse_config
 from virtmigrate.controller.events import KubeEventRecorder
 from virtmigrate.controller.leaderelection import KubeLeaseLock, LeaderElectionConfig, LeaderElector
 from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_controller import MigrationController
+from virtmigrate.controller.migration.controller import MigrationController
 from virtmigrate.controller.server import OpsServer
 from virtmigrate.informer import FactoryConfig, InformerConfig, SharedInformerFactory
 from virtmigrate.kube.client import KubeClient
@@ -53,11 +53,11 @@ def configure_logging(fmt: str, level: str) -> None:
 def _start_vm_controller(client: KubeClient, factory: SharedInformerFactory, cfg: ControllerConfig,
                          recorder: KubeEventRecorder, registry: CollectorRegistry,
                          stop: threading.Event) -> threading.Thread | None:
-    """Run the VM controller (virtmigrate/controller/vm_controller.py) on the same factory.
+    """Run the VM controller (virtmigrate/controller/vm/controller.py) on the same factory.
 
     The one place that knows its constructor; returns its thread, or None when it is not installed."""
     try:
-        mod = importlib.import_module("virtmigrate.controller.vm_controller")
+        mod = importlib.import_module("virtmigrate.controller.vm.controller")
     except ImportError:
         log.warning("vm_controller_missing")
         return None

@@ -1,4 +1,4 @@
-"""`virtmigrate-launcher`: the process of a VM's launcher pod (contract: virtmigrate.controller.vmpods).
+"""`virtmigrate-launcher`: the process of a VM's launcher pod (contract: virtmigrate.controller.vm.pods).
 
 Parses the command line, connects to the node's libvirt, runs the launcher (virtmigrate.launcher.holder)
 until the domain leaves, stops or is shut down on SIGTERM, writes the termination message

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from virtmigrate.controller.migration_capacity import Limits
-from virtmigrate.controller.migration_phases import Timeouts
-from virtmigrate.controller.migration_pods import PolicyDefaults
+from virtmigrate.controller.migration.capacity import Limits
+from virtmigrate.controller.migration.decide import Timeouts
+from virtmigrate.controller.migration.pods import PolicyDefaults
 from virtmigrate.errors import ConfigError
 
 ENV_PREFIX = "VIRTMIGRATE_"

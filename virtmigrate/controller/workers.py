@@ -7,10 +7,67 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from virtmigrate import errors
+
 
 class _Queue(Protocol):
     def shut_down(self) -> None: ...
     def shutting_down(self) -> bool: ...
+
+
+class _WorkQueue(Protocol):
+    """The rate-limiting queue as one work item's handling uses it (virtmigrate.workqueue)."""
+
+    def get(self) -> tuple[str | None, bool]: ...
+    def done(self, key: str) -> None: ...
+    def forget(self, key: str) -> None: ...
+    def add_rate_limited(self, key: str) -> None: ...
+    def add_after(self, key: str, delay: float) -> None: ...
+    def num_requeues(self, key: str) -> int: ...
+
+
+class _Result(Protocol):
+    @property
+    def requeue_after(self) -> float | None: ...
+
+
+OUTCOME_OK, OUTCOME_CONFLICT, OUTCOME_ERROR = "ok", "conflict", "error"
+
+
+def process_next_work_item(queue: _WorkQueue, sync: Callable[[str], _Result | None], *, name: str, log: Any,
+                           observe: Callable[[str, str, _Result | None], None] | None = None) -> bool:
+    """Take one key from `queue`, `sync` it, and requeue as client-go's processNextWorkItem does: a
+    Conflict (stale cache) or any error is retried rate-limited, success forgets the key's failures and
+    honours the result's `requeue_after`. `observe(key, outcome, result)` sees every outcome (metrics).
+    Returns False once the queue is shut down."""
+    key, shutdown = queue.get()
+    if shutdown or key is None:
+        return False
+    try:
+        result = sync(key)
+    except errors.Conflict:
+        queue.add_rate_limited(key)  # our cache was stale: look again soon
+        if observe is not None:
+            observe(key, OUTCOME_CONFLICT, None)
+    except errors.VirtMigrateError as e:
+        log.warning(f"{name}_sync_failed", key=key, error=str(e), retries=queue.num_requeues(key))
+        queue.add_rate_limited(key)
+        if observe is not None:
+            observe(key, OUTCOME_ERROR, None)
+    except Exception:
+        log.exception(f"{name}_sync_crashed", key=key)
+        queue.add_rate_limited(key)
+        if observe is not None:
+            observe(key, OUTCOME_ERROR, None)
+    else:
+        queue.forget(key)
+        if observe is not None:
+            observe(key, OUTCOME_OK, result)
+        if result is not None and result.requeue_after is not None:
+            queue.add_after(key, max(result.requeue_after, 0.05))
+    finally:
+        queue.done(key)
+    return True
 
 
 class _Informer(Protocol):

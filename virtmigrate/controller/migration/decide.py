@@ -1,6 +1,6 @@
 r"""The Migration phase machine: one pure decision per sync, from what the controller observed.
 
-Fed by: migration_sync.py, which gathers an `Observed` from the informers' stores (the Migration,
+Fed by: migration/execute.py, which gathers an `Observed` from the informers' stores (the Migration,
 its VM, the source/target launcher pods and the agent pod, the capacity decision and the
 placement check) and executes the returned `Decision` with exactly one API write.
 Consumed by: nothing else; tested with literals in tests/unit/test_migration_phases.py.
@@ -29,8 +29,8 @@ from typing import Any
 
 from virtmigrate.api.constants import MigrationPhase
 from virtmigrate.api.exitcodes import PHASE_SUCCEEDED, ExitCode, phase_for_exit_code
-from virtmigrate.controller.migration_podstate import PodView
-from virtmigrate.controller.migration_status import agent_result
+from virtmigrate.controller.migration.status import agent_result
+from virtmigrate.controller.podstate import PodView
 
 P = MigrationPhase
 

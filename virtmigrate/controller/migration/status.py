@@ -1,7 +1,7 @@
 """Pure builders of the status the migration controller writes: Migration status and VM status.
 
-Fed by: migration_sync.py (the current status from the store, the decision, the clock's wall time).
-Consumed by: migration_sync.py, which sends the result as a merge patch guarded by resourceVersion.
+Fed by: migration/execute.py (the current status from the store, the decision, the clock's wall time).
+Consumed by: migration/execute.py, which sends the result as a merge patch guarded by resourceVersion.
 Builders never modify their inputs; they return new dicts.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from virtmigrate.api.constants import MigrationPhase, VMPhase
 from virtmigrate.api.exitcodes import phase_for_exit_code
-from virtmigrate.controller.migration_podstate import parse_termination_message
+from virtmigrate.controller.podstate import parse_termination_message
 
 JSON = dict[str, Any]
 

@@ -1,8 +1,8 @@
 """Pure builders of a Migration's pods: child names, the agent pod, the target launcher pod.
 
-Fed by: migration_sync.py with the Migration and VM views, the target Node object, the merged node
+Fed by: migration/execute.py with the Migration and VM views, the target Node object, the merged node
 constraints (virtmigrate.scheduler) and the controller's policy defaults (config.py).
-Consumed by: migration_sync.py, which creates the returned objects (AlreadyExists is normal: names
+Consumed by: migration/execute.py, which creates the returned objects (AlreadyExists is normal: names
 are deterministic, derived from the Migration's uid, so a restarted controller finds its own pods).
 
 The agent's command-line contract is virtmigrate/agent/settings.py (`virtmigrate-agent --help`).
@@ -28,7 +28,7 @@ from virtmigrate.api.constants import (
 )
 from virtmigrate.api.migration import Migration, MigrationPolicy
 from virtmigrate.api.vm import VM
-from virtmigrate.controller import vmpods
+from virtmigrate.controller.vm import pods as vmpods
 from virtmigrate.scheduler import Merged
 
 JSON = dict[str, Any]

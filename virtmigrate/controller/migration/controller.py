@@ -21,24 +21,22 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from virtmigrate import errors
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_AGENT
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import EventRecorder
-from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_phases import Action
-from virtmigrate.controller.migration_podstate import pod_view
-from virtmigrate.controller.migration_sync import (
+from virtmigrate.controller.indexes import (
     MIGRATION_VM_INDEX,
     POD_VM_INDEX,
-    KubeWriter,
-    Listers,
-    MigrationSync,
     index_migration_by_vm,
     index_pod_by_vm,
+    object_key,
 )
-from virtmigrate.controller.workers import Workers
+from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration.decide import Action, Decision
+from virtmigrate.controller.migration.execute import KubeWriter, Listers, MigrationSync
+from virtmigrate.controller.podstate import pod_view
+from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import MIGRATIONS, NODES, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
@@ -49,10 +47,6 @@ JSON = dict[str, Any]
 TERMINAL = ("Succeeded", "Failed")
 POD_SELECTOR = LABEL_ROLE  # only our pods: launchers and agents carry the role label
 
-
-def _key(obj: JSON) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 class MigrationController:
@@ -95,7 +89,7 @@ class MigrationController:
         self.queue.add(key)
 
     def _on_migration(self, old: JSON | None, new: JSON) -> None:
-        key = _key(new)
+        key = object_key(new)
         phase = (new.get("status") or {}).get("phase")
         if phase not in (None, "Pending"):
             self.syncer.seen_admitted(key)
@@ -105,7 +99,7 @@ class MigrationController:
             self._wake_pending()
 
     def _on_migration_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
-        self.enqueue(_key(object_of(obj)))
+        self.enqueue(object_key(object_of(obj)))
         self._wake_pending()
 
     def _wake_pending(self) -> None:
@@ -117,7 +111,7 @@ class MigrationController:
         for m in self.migrations.indexer.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm}"):
             meta = m.get("metadata") or {}
             if (m.get("status") or {}).get("phase") not in TERMINAL or meta.get("finalizers"):
-                self.enqueue(_key(m))
+                self.enqueue(object_key(m))
 
     def _on_pod(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}
@@ -152,34 +146,18 @@ class MigrationController:
 
     def process_next_work_item(self) -> bool:
         """Handle one key; False once the queue is shut down."""
-        key, shutdown = self.queue.get()
-        if shutdown or key is None:
-            return False
+        return process_next_work_item(self.queue, self._sync_key, name="migration", log=log, observe=self._observe)
+
+    def _sync_key(self, key: str) -> Decision | None:
         with self._event_lock:
             t0 = self._event_at.pop(key, None)
-        try:
-            d = self.syncer.sync(key)
-        except errors.Conflict:
-            self.metrics.syncs.labels(controller="migration", outcome="conflict").inc()
-            self.queue.add_rate_limited(key)  # our cache was stale: look again soon
-        except errors.VirtMigrateError as e:
-            self.metrics.syncs.labels(controller="migration", outcome="error").inc()
-            log.warning("migration_sync_failed", migration=key, error=str(e), retries=self.queue.num_requeues(key))
-            self.queue.add_rate_limited(key)
-        except Exception:
-            self.metrics.syncs.labels(controller="migration", outcome="error").inc()
-            log.exception("migration_sync_crashed", migration=key)
-            self.queue.add_rate_limited(key)
-        else:
-            self.metrics.syncs.labels(controller="migration", outcome="ok").inc()
-            self.queue.forget(key)
-            if d is not None and d.action != Action.NOTHING and t0 is not None:
-                self.metrics.event_to_action.labels(controller="migration").observe(self.clock.now() - t0)
-            if d is not None and d.requeue_after is not None:
-                self.queue.add_after(key, max(d.requeue_after, 0.05))
-        finally:
-            self.queue.done(key)
-        return True
+        d = self.syncer.sync(key)
+        if d is not None and d.action != Action.NOTHING and t0 is not None:
+            self.metrics.event_to_action.labels(controller="migration").observe(self.clock.now() - t0)
+        return d
+
+    def _observe(self, key: str, outcome: str, result: object) -> None:
+        self.metrics.syncs.labels(controller="migration", outcome=outcome).inc()
 
     def start_workers(self, workers: int) -> None:
         self._pool.start(workers)

@@ -36,12 +36,13 @@ from virtmigrate import errors
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
-from virtmigrate.controller import vm_decide
 from virtmigrate.controller.events import EventRecorder
-from virtmigrate.controller.migration_podstate import pod_view
-from virtmigrate.controller.migration_sync import POD_VM_INDEX, KubeWriter, index_pod_by_vm
-from virtmigrate.controller.vmpods import launcher_pod_name, new_launcher_pod
-from virtmigrate.controller.workers import Workers
+from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
+from virtmigrate.controller.migration.execute import KubeWriter
+from virtmigrate.controller.podstate import pod_view
+from virtmigrate.controller.vm import decide as vm_decide
+from virtmigrate.controller.vm.pods import launcher_pod_name, new_launcher_pod
+from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
@@ -51,10 +52,6 @@ log = structlog.get_logger("virtmigrate.vm")
 JSON = dict[str, Any]
 POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
 
-
-def _key(obj: JSON) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 class VMController:
@@ -75,8 +72,8 @@ class VMController:
         self._removed_lock = threading.Lock()
         self._pool = Workers("vm", self.process_next_work_item, self.queue, log=log)
         self.vms.add_event_handler(FuncHandler(
-            add=lambda o, _initial: self.queue.add(_key(o)), update=lambda _o, n: self.queue.add(_key(n)),
-            delete=lambda o: self.queue.add(_key(object_of(o)))))
+            add=lambda o, _initial: self.queue.add(object_key(o)), update=lambda _o, n: self.queue.add(object_key(n)),
+            delete=lambda o: self.queue.add(object_key(object_of(o)))))
         self.pods.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n),
             delete=self._on_pod_delete))
@@ -186,26 +183,8 @@ class VMController:
     # --- workers ------------------------------------------------------------------------------
 
     def process_next_work_item(self) -> bool:
-        key, shutdown = self.queue.get()
-        if shutdown or key is None:
-            return False
-        try:
-            plan = self.sync(key)
-        except errors.Conflict:
-            self.queue.add_rate_limited(key)  # our cache was stale: look again soon
-        except errors.VirtMigrateError as e:
-            log.warning("vm_sync_failed", vm=key, error=str(e), retries=self.queue.num_requeues(key))
-            self.queue.add_rate_limited(key)
-        except Exception:
-            log.exception("vm_sync_crashed", vm=key)
-            self.queue.add_rate_limited(key)
-        else:
-            self.queue.forget(key)
-            if plan is not None and plan.requeue_after is not None:
-                self.queue.add_after(key, plan.requeue_after)
-        finally:
-            self.queue.done(key)
-        return True
+        """Handle one key; False once the queue is shut down."""
+        return process_next_work_item(self.queue, self.sync, name="vm", log=log)
 
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return.

@@ -2,10 +2,10 @@
 
 Fed by: the migration controller's workers (keys `namespace/name` from the work queue), the four
 informer caches (Migrations, VMs, Pods, Nodes; read-only) and the controller configuration.
-Consumed by: migration_controller.py, which requeues on errors and after `requeue_after`.
+Consumed by: migration/controller.py, which requeues on errors and after `requeue_after`.
 
-Thin by design (sample-controller's syncHandler): `_observe` (migration_observe.py) turns cached
-objects into a pure `Observed`, `decide` (migration_phases.py) picks the step, `_act` performs exactly one write:
+Thin by design (sample-controller's syncHandler): `_observe` (migration/observe.py) turns cached
+objects into a pure `Observed`, `decide` (migration/decide.py) picks the step, `_act` performs exactly one write:
 a status or metadata merge patch guarded by the object's resourceVersion (a stale cache gives a
 Conflict and a quick retry, never a lost update), or a create/delete of a pod with a
 deterministic name (AlreadyExists and NotFound are normal: a retried step is idempotent).
@@ -25,25 +25,16 @@ from virtmigrate import errors
 from virtmigrate.api.constants import FINALIZER_MIGRATION, MigrationPhase
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
-from virtmigrate.controller import migration_placement as placement
-from virtmigrate.controller import migration_status as st
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
+from virtmigrate.controller.indexes import object_key
 from virtmigrate.controller.metrics import MigrationMetrics
-from virtmigrate.controller.migration_capacity import decide_admissions
-from virtmigrate.controller.migration_observe import (
-    MIGRATION_VM_INDEX,
-    POD_VM_INDEX,
-    Lister,
-    Listers,
-    Observer,
-    Seen,
-    index_migration_by_vm,
-    index_pod_by_vm,
-    vm_of,
-)
-from virtmigrate.controller.migration_phases import Action, Decision, decide
-from virtmigrate.controller.migration_pods import (
+from virtmigrate.controller.migration import placement as placement
+from virtmigrate.controller.migration import status as st
+from virtmigrate.controller.migration.capacity import decide_admissions
+from virtmigrate.controller.migration.decide import Action, Decision, decide
+from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
+from virtmigrate.controller.migration.pods import (
     agent_pod_name,
     compute_destination,
     compute_policy,
@@ -351,11 +342,11 @@ class MigrationSync:
                 max((self.clock.wall() - entered).total_seconds(), 0.0))
         prior = old.get("phase")
         for step, text in via:
-            log.info("migration_phase", migration=_key(raw), old=prior, new=step.value, reason=None)
+            log.info("migration_phase", migration=object_key(raw), old=prior, new=step.value, reason=None)
             self._event(raw, NORMAL, step.value, text)
             self.metrics.phase_seconds.labels(phase=step.value).observe(0.0)
             prior = step.value
-        log.info("migration_phase", migration=_key(raw), old=prior, new=phase.value,
+        log.info("migration_phase", migration=object_key(raw), old=prior, new=phase.value,
                  reason=reason or None)
         self._event(raw, etype, reason or phase.value, message)
 
@@ -397,10 +388,5 @@ def _phase_text(d: Decision) -> str:
             P.RUNNING: "migration agent is running on the source node"}.get(d.phase, d.phase.value)
 
 
-def _key(raw: Mapping[str, Any]) -> str:
-    meta = raw.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
-
-__all__ = ["MIGRATION_VM_INDEX", "POD_VM_INDEX", "KubeWriter", "Lister", "Listers", "MigrationSync",
-           "index_migration_by_vm", "index_pod_by_vm"]
+__all__ = ["KubeWriter", "Lister", "Listers", "MigrationSync"]

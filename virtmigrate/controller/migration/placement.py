@@ -1,7 +1,7 @@
 """Where a migration's target may go: the scheduler module's merge and explanation, for our views.
 
-Fed by: migration_sync.py (VM and Migration views, the source node, the controller configuration,
-the Node and Pod caches). Consumed by: migration_sync.py (the target pod's constraints, the
+Fed by: migration/execute.py (VM and Migration views, the source node, the controller configuration,
+the Node and Pod caches). Consumed by: migration/execute.py (the target pod's constraints, the
 contradiction message that fails a Migration, the per-node explanation of an unschedulable target).
 This is the only module of the controller that calls virtmigrate.scheduler.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from virtmigrate.api.migration import Migration
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.config import ControllerConfig
-from virtmigrate.controller.vmpods import MEMORY_OVERHEAD_BYTES
+from virtmigrate.controller.vm.pods import MEMORY_OVERHEAD_BYTES
 from virtmigrate.scheduler import Contradiction, Merged, explain_infeasible, merge_constraints
 
 __all__ = ["Contradiction", "Merged", "explain", "merge"]

@@ -2,7 +2,7 @@
 capacity and placement, reduced to the phase machine's pure `Observed`.
 
 Fed by: the informers' caches (read-only, through `Lister`s) and the controller configuration.
-Consumed by: migration_sync.py, which decides on `Seen.observed` and acts with the other fields.
+Consumed by: migration/execute.py, which decides on `Seen.observed` and acts with the other fields.
 No writes, no clock reads beyond the wall time the caller's clock gives for phase ages.
 """
 
@@ -18,20 +18,19 @@ from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_ROLE, ROLE_LAUN
 from virtmigrate.api.migration import Migration
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
-from virtmigrate.controller import migration_placement as placement
-from virtmigrate.controller import migration_status as st
 from virtmigrate.controller.config import ControllerConfig
-from virtmigrate.controller.migration_capacity import Candidate, decide_admission
-from virtmigrate.controller.migration_phases import Observed, VMState, phase_age
-from virtmigrate.controller.migration_pods import agent_pod_name, target_pod_name
-from virtmigrate.controller.migration_podstate import PodView, pod_view
+from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX
+from virtmigrate.controller.migration import placement as placement
+from virtmigrate.controller.migration import status as st
+from virtmigrate.controller.migration.capacity import Candidate, decide_admission
+from virtmigrate.controller.migration.decide import Observed, VMState, phase_age
+from virtmigrate.controller.migration.pods import agent_pod_name, target_pod_name
+from virtmigrate.controller.podstate import PodView, pod_view
 
 JSON = dict[str, Any]
 P = MigrationPhase
 ADMITTED = frozenset({P.SCHEDULING, P.SCHEDULED, P.TARGET_READY, P.RUNNING})
 _PHASES = frozenset(p.value for p in MigrationPhase)
-MIGRATION_VM_INDEX = "migration-vm"   # Migrations by `namespace/spec.selector.name`
-POD_VM_INDEX = "pod-vm"               # Pods by `namespace/<label virtmigrate.kubevirt.io/vm>`
 
 
 class Lister(Protocol):
@@ -42,16 +41,6 @@ class Lister(Protocol):
     def by_index(self, index_name: str, value: str) -> builtins.list[JSON]: ...
 
 
-def index_migration_by_vm(obj: JSON) -> list[str]:
-    ns = (obj.get("metadata") or {}).get("namespace", "")
-    name = ((obj.get("spec") or {}).get("selector") or {}).get("name")
-    return [f"{ns}/{name}"] if name else []
-
-
-def index_pod_by_vm(obj: JSON) -> list[str]:
-    meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/vm")
-    return [f"{meta.get('namespace', '')}/{name}"] if name else []
 
 
 @dataclass(frozen=True)

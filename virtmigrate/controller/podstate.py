@@ -1,7 +1,7 @@
 """Read-only views of the pods a Migration involves: source launcher, target launcher, agent.
 
 Fed by: the migration controller's sync, from pods in the informer's store (never modified).
-Consumed by: the pure phase machine (migration_phases.py), which only ever sees these views.
+Consumed by: the pure phase machine (migration/decide.py), which only ever sees these views.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Pure decisions of the VM controller: from a VM and its launcher pods, the writes that converge them.
 
-Fed by vm_controller.py with the VM (virtmigrate.api.VM) and read-only views of the launcher pods that
+Fed by vm/controller.py with the VM (virtmigrate.api.VM) and read-only views of the launcher pods that
 carry its label (from the informer's cache); returns a Plan the controller executes in order: delete
 pods, create one pod, patch the VM's status, record an event. No I/O, no clock.
 
-The contract with the migration controller (see vm_controller.py) is enforced here:
+The contract with the migration controller (see vm/controller.py) is enforced here:
   * a VM whose status.phase is Migrating is not touched at all;
   * status.launcherPod is authoritative: the pod it names is the VM's pod, whatever its labels;
   * launcher pods carrying a Migration label (targets) are left alone unless they are the current pod;
@@ -20,8 +20,8 @@ from typing import Any
 
 from virtmigrate.api.constants import VMPhase
 from virtmigrate.api.vm import VM
-from virtmigrate.controller.migration_podstate import PodView
-from virtmigrate.controller.vmpods import launcher_pod_name
+from virtmigrate.controller.podstate import PodView
+from virtmigrate.controller.vm.pods import launcher_pod_name
 
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
