@@ -33,10 +33,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
-from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.constants import LABEL_ROLE, ROLE_LAUNCHER
+from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.events import EventRecorder
+from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.podstate import pod_view
@@ -57,12 +59,13 @@ POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
 class VMController:
     def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None,
-                 reader: Any = None) -> None:
+                 reader: Any = None, identities: Identities | None = None) -> None:
         """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
         without one the cache is trusted."""
         self.client = client
         self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
         self.recorder = recorder
+        self.identities = identities or Identities(client)
         self.clock = clock or RealClock()
         self.vms = factory.informer_for(VMS)
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
@@ -82,10 +85,10 @@ class VMController:
 
     def _vm_key_of_pod(self, pod: JSON) -> str | None:
         meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(LABEL_ROLE) != ROLE_LAUNCHER or not labels.get(LABEL_VM):
+        vm = pod_vm_name(pod)
+        if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or not vm:
             return None
-        return f"{meta.get('namespace')}/{labels[LABEL_VM]}"
+        return f"{meta.get('namespace')}/{vm}"
 
     def _on_pod(self, pod: JSON) -> None:
         key = self._vm_key_of_pod(pod)
@@ -122,7 +125,7 @@ class VMController:
             self.recorder.event(raw, "Warning", "InvalidSpec", str(e))
             return None  # a bad spec is not retried; the next edit of the VM queues it again
         launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
-                                           migration=str((p["metadata"].get("labels") or {}).get(LABEL_MIGRATION, "")))
+                                           migration=pod_migration_name(p))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
                      for v in [pod_view(p)] if v is not None]
         with self._removed_lock:
@@ -167,6 +170,7 @@ class VMController:
             self._delete_pod(vm.namespace, name, uid)
         if plan.create_attempt is not None:
             pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt))
+            self.identities.ensure(vm.namespace)  # the launcher's ServiceAccount, to report its domain
             # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
             with contextlib.suppress(errors.AlreadyExists):
                 self.client.create(PODS, pod, vm.namespace)
