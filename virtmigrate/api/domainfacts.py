@@ -19,6 +19,12 @@ from dataclasses import asdict, dataclass
 
 ANNOTATION_DOMAIN = "virtmigrate.kubevirt.io/domain"
 
+# Launcher termination reasons (virtmigrate.launcher.exitcodes.Reason) that prove the domain is gone from
+# the node: the launcher exits with these only once libvirt said so. Any other end (the launcher killed,
+# libvirt unreachable, an internal error) leaves the domain's fate unknown: QEMU is libvirtd's child.
+LAUNCHER_GONE_REASONS = frozenset({"Migrated", "StoppedOnRequest", "NothingReceived", "DomainStartFailed",
+                                   "GuestCrashed", "GuestStopped", "DomainVanished", "ReceiveTimeout"})
+
 
 class DomainState(enum.StrEnum):
     ABSENT = "absent"        # no domain of that name on the node

@@ -29,7 +29,7 @@ from typing import Any
 
 from virtmigrate.api.constants import FINALIZER_AGENT, MigrationPhase
 from virtmigrate.api.exitcodes import PHASE_SUCCEEDED, ExitCode, phase_for_exit_code
-from virtmigrate.controller.migration.locate import Claim, Location, Where, claim_of, leftover, locate
+from virtmigrate.controller.migration.locate import Location, Where, claim_of, confirms, leftover, locate
 from virtmigrate.controller.migration.status import agent_result
 from virtmigrate.controller.podstate import PodView
 
@@ -321,9 +321,9 @@ def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *,
     the reason, never the proof. A claim the facts confirm decides at once; otherwise the reports get
     `settle_s` to catch up with the agent's end, an orphaned job is aborted after `orphan_job_s`, and facts
     still unsettled after `resolve_s` fail the Migration as GuestLocationUnknown."""
-    claim = claim_of(code)
-    loc = locate(o.source_where, o.target_where)
-    confirmed = (claim, loc) in ((Claim.TARGET, Location.TARGET), (Claim.SOURCE, Location.SOURCE))
+    confirmed_at = confirms(claim_of(code), o.source_where, o.target_where)
+    confirmed = confirmed_at is not None
+    loc = confirmed_at or locate(o.source_where, o.target_where)
     if not confirmed:
         if o.agent_end_age_s < t.settle_s:
             return Decision(Action.NOTHING, reason="agent ended: waiting for the launchers' reports to settle",

@@ -14,15 +14,9 @@ from __future__ import annotations
 
 import enum
 
-from virtmigrate.api.domainfacts import DomainState, Job
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.controller.podstate import PodView
-
-# Launcher termination reasons (virtmigrate.launcher.exitcodes.Reason) that prove the domain is gone from
-# the node: the launcher exits on these only once libvirt said so. Others (a killed launcher, libvirt
-# unreachable, an internal error) leave the domain's fate unknown: QEMU is libvirtd's child, not ours.
-_GONE_REASONS = ("Migrated", "StoppedOnRequest", "NothingReceived", "DomainStartFailed", "GuestCrashed",
-                 "GuestStopped", "DomainVanished", "ReceiveTimeout")
 
 
 class Where(enum.StrEnum):
@@ -71,7 +65,7 @@ def guest_on(pod: PodView | None, *, missing: Where = Where.UNKNOWN) -> Where:
     if pod is None:
         return missing
     if pod.terminated:
-        return Where.ABSENT if _termination_reason(pod) in _GONE_REASONS else Where.UNKNOWN
+        return Where.ABSENT if _termination_reason(pod) in LAUNCHER_GONE_REASONS else Where.UNKNOWN
     f = pod.domain
     if f is None or not f.reachable:
         return Where.UNKNOWN
@@ -99,6 +93,18 @@ def locate(source: Where, target: Where) -> Location:
     if source == Where.ABSENT and target == Where.ABSENT:
         return Location.NEITHER
     return Location.UNSETTLED
+
+
+def confirms(claim: Claim, source: Where, target: Where) -> Location | None:
+    """The location an agent's claim and one node's facts establish together, or None. The claim names the
+    side; that side's launcher must report the guest running, and the other side must not: a node whose
+    libvirt is down (UNKNOWN) cannot run the guest too, since libvirt runs a migrated guest on one side only
+    once the source has stopped it — and the side that runs it said so after the job ended."""
+    if claim == Claim.TARGET and target == Where.RUNNING and source != Where.RUNNING:
+        return Location.TARGET
+    if claim == Claim.SOURCE and source == Where.RUNNING and target != Where.RUNNING:
+        return Location.SOURCE
+    return None
 
 
 def leftover(location: Location, source: Where, target: Where) -> str:

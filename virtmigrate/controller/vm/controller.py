@@ -169,7 +169,8 @@ class VMController:
             log.info("launcher_pod_delete", vm=vm.key, pod=name)
             self._delete_pod(vm.namespace, name, uid)
         if plan.create_attempt is not None:
-            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt))
+            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
+                                   node_name=plan.on_node)
             self.identities.ensure(vm.namespace)  # the launcher's ServiceAccount, to report its domain
             # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
             with contextlib.suppress(errors.AlreadyExists):

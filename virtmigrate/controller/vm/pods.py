@@ -98,12 +98,13 @@ def _node_affinity(terms: Sequence[Mapping[str, Any]]) -> JSON | None:
 def new_launcher_pod(vm: VM, *, mode: LauncherMode = "start", node_selector: Mapping[str, str] | None = None,
                      affinity: Mapping[str, Any] | None = None,
                      tolerations: Sequence[Mapping[str, Any]] | None = None,
-                     name: str | None = None, migration: Migration | None = None) -> JSON:
+                     name: str | None = None, migration: Migration | None = None, node_name: str = "") -> JSON:
     """The desired launcher pod for `vm` (pure; the caller creates it).
 
     Placement defaults to the VM's own nodeSelector, required node affinity and tolerations; a migration
     passes its merged constraints instead (`affinity` is a whole pod `affinity` object). With `migration`
     the pod carries the Migration's label and, by default, a name derived from the Migration's uid.
+    `node_name` binds the pod to that node without scheduling (to adopt a guest that runs there).
     """
     labels = child_labels(vm, migration, ROLE_LAUNCHER)
     if name is None:
@@ -132,9 +133,12 @@ def new_launcher_pod(vm: VM, *, mode: LauncherMode = "start", node_selector: Map
         "automountServiceAccountToken": True,
         "containers": [container],
     }
-    if sel:
+    if node_name:
+        spec["nodeName"] = node_name
+        tols = [*tols, {"operator": "Exists"}]  # it must go where the guest is, whatever the node's taints
+    elif sel:
         spec["nodeSelector"] = sel
-    if aff:
+    if aff and not node_name:
         spec["affinity"] = aff
     if tols:
         spec["tolerations"] = tols
