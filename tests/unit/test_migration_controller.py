@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
+from virtmigrate.api.names import label_value
 from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import RecordingEventRecorder
@@ -46,6 +47,18 @@ def test_pod_events_queue_their_migration() -> None:
     c = make()
     c._on_pod(pod("t", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m"}))
     assert drain(c) == ["ns/m"]
+
+
+def test_pods_of_long_named_objects_queue_the_full_migration_name() -> None:
+    """Labels carry shortened names past 63 characters; the queue key comes from the full-name annotation."""
+    long_vm, long_mig = "v" * 70, "m" * 80
+    p = pod("t", {"virtmigrate.kubevirt.io/vm": label_value(long_vm),
+                  "virtmigrate.kubevirt.io/migration": label_value(long_mig)})
+    p["metadata"]["annotations"] = {"virtmigrate.kubevirt.io/vm-name": long_vm,
+                                    "virtmigrate.kubevirt.io/migration-name": long_mig}
+    c = make()
+    c._on_pod(p)
+    assert drain(c) == [f"ns/{long_mig}"]
 
 
 def test_source_launcher_events_queue_unfinished_migrations_of_its_vm() -> None:
