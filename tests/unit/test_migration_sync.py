@@ -484,6 +484,33 @@ def test_contradiction_fails_naming_the_key() -> None:
     assert w.recorder.events[-1][1:3] == ("Warning", "ConstraintContradiction")
 
 
+def test_a_contradiction_found_when_the_target_pod_is_made_fails_without_creating_it() -> None:
+    """The VM's constraints changed after admission: the decision fails the Migration, nothing is created."""
+    w = World()
+    v = vm(phase="Migrating", migrationState={"migrationUID": "testvm-migration-uid", "completed": False})
+    v["spec"]["nodeSelector"] = {"zone": "a"}
+    w.vms.add(v)
+    m = migration(phase="Scheduling", sourceNode="node0", phaseTransitionTimestamps=phases("Pending", "Scheduling"))
+    m["spec"]["nodeSelector"] = {"zone": "b"}
+    w.migrations.add(m)
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    assert (body["status"]["phase"], body["status"]["reason"]) == ("Failed", "ConstraintContradiction")
+    assert "zone" in body["status"]["message"]
+
+
+def test_a_target_node_without_a_libvirt_uri_fails_as_no_destination() -> None:
+    w = _running_world(None, phase="TargetReady")
+    bare = node("node1", "b", 16602)
+    bare["metadata"]["annotations"] = {}
+    w.nodes.add(bare)  # no libvirt-uri annotation and no InternalIP
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    s = body["status"]
+    assert (s["phase"], s["reason"]) == ("Failed", "NoDestinationURI")
+    assert "node1" in s["message"] and "virtmigrate.kubevirt.io/libvirt-uri" in s["message"]
+
+
 def test_second_migration_for_a_busy_vm_fails() -> None:
     w = World()
     w.vms.add(vm(phase="Migrating", migrationState={"migrationUID": "first-uid", "completed": False}))
