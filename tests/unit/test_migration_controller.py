@@ -97,7 +97,7 @@ def test_a_vanished_agent_pod_leaves_its_exit_code_behind() -> None:
     uid) must never inherit the outcome of the old one's agent."""
     c = make()
     c._on_pod_delete(DeletedFinalStateUnknown("ns/a", _agent()))
-    assert c.syncer._agent_exits == {"uid-of-m": (23, "{}")}
+    assert c.syncer._agent_exits == {"uid-of-m": ("ns/m", 23, "{}")}
     assert drain(c) == ["ns/m"]
 
 
@@ -107,8 +107,6 @@ def test_an_agent_pod_not_owned_by_a_migration_leaves_nothing() -> None:
     assert c.syncer._agent_exits == {}
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: sync() calls forget(key) without the uid, so the exit codes "
-                                       "remembered by uid are never dropped (memory grows by one per Migration)")
 def test_the_remembered_exit_is_dropped_when_its_migration_is_gone() -> None:
     c = make()
     c._on_pod_delete(DeletedFinalStateUnknown("ns/a", _agent()))

@@ -140,9 +140,6 @@ def test_a_failure_claim_with_the_guest_on_the_target_is_a_success() -> None:
     assert "the migration completed" in d.message
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: a SUCCEEDED exit the facts contradict fails the Migration "
-                                       "with status.reason 'Migrated' (the success reason), from "
-                                       "phase_for_exit_code(0) in decide._by_location")
 def test_a_success_claim_the_facts_contradict_fails_with_a_failure_reason() -> None:
     d = decide(ended("source", agent=agent_exited(0), age=T.settle_s), T)
     assert d.action == Action.FAIL
@@ -199,9 +196,6 @@ def test_an_agent_deleted_by_someone_else_is_waited_for_not_deleted_again() -> N
     assert d.action == Action.NOTHING
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: an agent pod force-deleted on an unreachable node stays (held "
-                                       "by the agent-outcome finalizer, which only cleanup removes, and cleanup "
-                                       "needs a terminal phase): the Migration stays Running, force-deleting forever")
 def test_a_force_deleted_agent_that_never_goes_still_resolves() -> None:
     stop_age = T.agent_grace_s + T.resolve_s + 60  # force-deleted long ago; the node never answered
     o = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=STOPPING, phase_age_s=T.running_s + stop_age,

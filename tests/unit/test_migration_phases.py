@@ -308,9 +308,6 @@ def test_cleanup_never_removes_a_launcher_whose_node_runs_the_guest(o: Observed,
     assert decide(o).action == action
 
 
-@pytest.mark.xfail(strict=True, reason="product hazard: cleanup deletes a target launcher whose node's libvirt "
-                                       "does not answer (Where.UNKNOWN) after GuestLocationUnknown; its SIGTERM "
-                                       "may shut the guest down if it does run there")
 def test_cleanup_keeps_a_target_launcher_that_cannot_say_where_the_guest_is() -> None:
     d = decide(obs(phase=P.FAILED, vm=VM_BACK, source_pod=src(UNREACHABLE), target_pod=tgt(UNREACHABLE),
                    status_reason="GuestLocationUnknown"))

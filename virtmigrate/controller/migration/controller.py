@@ -129,12 +129,14 @@ class MigrationController:
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)
         meta = pod.get("metadata") or {}
-        owner = next((r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Migration"), "")
+        ref: JSON = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Migration"), {})
+        owner, owner_name = ref.get("uid", ""), ref.get("name", "")
         if (meta.get("labels") or {}).get(LABEL_ROLE) == ROLE_AGENT and owner:
             view = pod_view(pod)
             if view is not None and view.exit_code is not None:
                 # Keyed by the owning Migration's uid: a new Migration of the same name never inherits it.
-                self.syncer.remember_agent_exit(str(owner), view.exit_code, view.termination_message)
+                self.syncer.remember_agent_exit(str(owner), view.exit_code, view.termination_message,
+                                                key=f"{meta.get('namespace')}/{owner_name}")
         self._on_pod(pod)
 
     def _on_vm(self, vm: JSON) -> None:

@@ -22,6 +22,7 @@ resumes each Migration where it stands. Three regimes:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import enum
 from dataclasses import dataclass
@@ -360,6 +361,8 @@ def _by_location(o: Observed, loc: Location, code: int | None, message: str, *, 
     if loc == Location.SOURCE:
         if cancelled:
             reason = REASON_CANCELLED
+        elif code == ExitCode.SUCCEEDED:
+            reason = phase_for_exit_code(ExitCode.VERIFICATION_FAILED).reason  # claimed success, facts disagree
         elif code is None:
             reason = REASON_AGENT_GONE if o.agent_pod is None else phase_for_exit_code(-1).reason
         else:
@@ -393,8 +396,13 @@ def _stop_stuck_agent(o: Observed, t: Timeouts, *, cancelling: bool) -> Decision
         return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_STUCK,
                         message=f"the agent ran for {int(o.phase_age_s)}s, over the {int(t.running_s)}s bound: "
                                 "stopping it (it aborts the job)")
+    if o.agent_stop_age_s >= 2 * t.agent_grace_s:
+        # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
+        # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
+        return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - 2 * t.agent_grace_s),
+                               t, None, "", cancelled=cancelling)
     if o.agent_stop_age_s >= t.agent_grace_s:
-        return Decision(Action.FORCE_DELETE_AGENT_POD,
+        return Decision(Action.FORCE_DELETE_AGENT_POD, requeue_after=t.agent_grace_s,
                         message=f"agent pod {ap.name} did not stop within {int(t.agent_grace_s)}s: force-deleting it")
     return Decision(Action.NOTHING, reason="waiting for the agent to stop",
                     requeue_after=t.agent_grace_s - o.agent_stop_age_s)
@@ -456,6 +464,8 @@ def _decide_cleanup(o: Observed) -> Decision:
         gone = None  # the pod the VM runs in now is never ours to remove
     if gone is not None and where in (Where.RUNNING, Where.MIGRATING):
         gone = None  # whatever the phase says, a pod whose node runs the guest is never removed
+    if o.status_reason in LOST_REASONS:
+        gone = None  # where the guest is was not established: no launcher is removed, an admin decides
     if gone is not None:
         if not gone.deleting:
             return Decision(Action.DELETE_SOURCE_POD if o.phase == P.SUCCEEDED else Action.DELETE_TARGET_POD)

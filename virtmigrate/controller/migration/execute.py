@@ -87,19 +87,20 @@ class MigrationSync:
         # Outcomes of agent pods already gone, by the owning Migration's uid (never by name: a new Migration
         # of the same name must not inherit one). A fallback only: the agent pod's finalizer keeps its
         # outcome readable in the API until it is recorded, so a restart that forgets this loses nothing.
-        self._agent_exits: dict[str, tuple[int, str]] = {}
+        self._agent_exits: dict[str, tuple[str, int, str]] = {}  # uid -> (key, exit code, message)
         self._exits_lock = threading.Lock()
         self.observer = Observer(listers, config=config, clock=clock)
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
-    def remember_agent_exit(self, migration_uid: str, code: int, message: str) -> None:
+    def remember_agent_exit(self, migration_uid: str, code: int, message: str, *, key: str = "") -> None:
         with self._exits_lock:
-            self._agent_exits[migration_uid] = (code, message)
+            self._agent_exits[migration_uid] = (key, code, message)
 
-    def forget(self, key: str, uid: str = "") -> None:
+    def forget(self, key: str) -> None:
         with self._exits_lock:
-            self._agent_exits.pop(uid, None)
+            for uid in [u for u, (k, _, _) in self._agent_exits.items() if k == key]:
+                del self._agent_exits[uid]
         with self._admit_lock:
             self._admitted.discard(key)
             self._waiting.discard(key)
@@ -158,7 +159,8 @@ class MigrationSync:
 
     def _observe(self, key: str, raw: JSON) -> Seen:
         with self._exits_lock:
-            agent_exit = self._agent_exits.get(str((raw.get("metadata") or {}).get("uid", "")))
+            known = self._agent_exits.get(str((raw.get("metadata") or {}).get("uid", "")))
+        agent_exit = (known[1], known[2]) if known is not None else None
         return self.observer.observe(key, raw, agent_exit=agent_exit, admitted=self._admitted)
 
     # --- act -----------------------------------------------------------------------------------------
@@ -240,9 +242,9 @@ class MigrationSync:
                     f for f in ap.finalizers if f != FINALIZER_AGENT]}}, ns)
         elif a == Action.CREATE_ABORT_POD:
             assert seen.vm is not None and seen.mig is not None
-            self._create_pod(raw, seen, new_abort_pod(seen.vm, seen.mig, source_node=seen.observed.source_node,
-                                                      image=self.config.agent_image))
-            self._event(raw, WARNING, d.reason, d.message)
+            if self._create_pod(raw, seen, new_abort_pod(seen.vm, seen.mig, source_node=seen.observed.source_node,
+                                                         image=self.config.agent_image)):
+                self._event(raw, WARNING, d.reason, d.message)
         elif a == Action.DELETE_ABORT_POD:
             assert seen.observed.abort_pod is not None
             self._delete_pod(ns, seen.observed.abort_pod.name)

@@ -22,6 +22,7 @@ from virtmigrate.api.constants import (
     ANNOTATION_MIGRATION_ADDRESS,
     API_VERSION,
     FINALIZER_AGENT,
+    ROLE_ABORT,
     ROLE_AGENT,
 )
 from virtmigrate.api.migration import Migration, MigrationPolicy
@@ -176,7 +177,7 @@ def new_abort_pod(vm: VM, migration: Migration, *, source_node: str, image: str 
                   "tolerations": [{"operator": "Exists"}], "automountServiceAccountToken": False,
                   "containers": [container]}
     meta: JSON = {"name": abort_pod_name(migration), "namespace": migration.namespace,
-                  "labels": child_labels(vm, migration, ROLE_AGENT),
+                  "labels": child_labels(vm, migration, ROLE_ABORT),
                   "annotations": child_annotations(vm, migration),
                   "ownerReferences": [owner_reference(migration)]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
