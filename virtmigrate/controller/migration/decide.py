@@ -462,8 +462,11 @@ def _decide_cleanup(o: Observed) -> Decision:
             gone = None  # both run the guest: an admin chooses
     if gone is not None and o.vm is not None and gone.name == o.vm.launcher_pod:
         gone = None  # the pod the VM runs in now is never ours to remove
-    if gone is not None and where in (Where.RUNNING, Where.MIGRATING):
-        gone = None  # whatever the phase says, a pod whose node runs the guest is never removed
+    if gone is not None and where == Where.RUNNING:
+        # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still shown on
+        # the losing side is a leftover: the outcome was established with the guest running elsewhere, and a
+        # launcher stopped mid-job waits for the job's end before it exits.)
+        gone = None
     if o.status_reason in LOST_REASONS:
         gone = None  # where the guest is was not established: no launcher is removed, an admin decides
     if gone is not None:
