@@ -15,10 +15,10 @@ from tests.e2e.test_migration_support import (
     assert_runs_only_on,
     create_migration,
     domains_on,
-    events_for,
     mig,
     running_vm,
     vm_status,
+    wait_events,
     wait_gone,
     wait_phase,
 )
@@ -82,7 +82,7 @@ def test_agent_killed_mid_job_the_orphaned_job_is_aborted_and_the_guest_stays(
     assert kill_agent(namespace)
     status = assert_truthful_end(local_cluster, kube, namespace, st["node"], target)
     assert (status["phase"], status["reason"]) == ("Failed", "AgentFailed"), status
-    assert "OrphanedJob" in [r for r, _ in events_for(kube, namespace, "testvm-migration")]
+    wait_events(kube, namespace, "testvm-migration", "OrphanedJob")
     kubectl("delete", "migration", "testvm-migration")
     wait_gone(kube, namespace)
 

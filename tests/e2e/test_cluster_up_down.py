@@ -40,7 +40,8 @@ def state() -> Iterator[Path]:
 def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Path) -> None:
     up = _virtmigrate(state, "up", "--nodes", "2")
     assert up.returncode == 0, up.stderr
-    assert up.stdout.strip() == f"export KUBECONFIG={state / 'controlplane' / 'admin.kubeconfig'}"
+    kc = state / "controlplane" / "admin.kubeconfig"
+    assert up.stdout.strip() == f"export KUBECONFIG={kc} KUBECACHEDIR={kc.parent / 'kubectl-cache'}"
     again = _virtmigrate(state, "up")
     assert again.returncode == 0 and again.stdout == up.stdout
     status = _virtmigrate(state, "status")

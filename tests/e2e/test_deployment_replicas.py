@@ -23,8 +23,8 @@ from tests.e2e.conftest import wait_for
 from tests.e2e.test_migration_support import (
     assert_runs_only_on,
     create_migration,
-    events_for,
     running_vm,
+    wait_events,
     wait_phase,
 )
 from tests.manifests_support import BASE_NAMESPACE, CONTROLLER_SA, controller_container, controller_environment, render
@@ -116,6 +116,6 @@ def test_two_replicas_from_the_manifests_one_acts_and_the_other_takes_over(
     assert m["status"]["phase"] == "Succeeded", m["status"]
     assert_runs_only_on(local_cluster, kube, namespace, m["status"]["targetNode"])
     assert m["status"]["targetNode"] != st["node"]
-    reasons = [r for r, _ in events_for(kube, namespace, "testvm-migration")]
+    reasons = wait_events(kube, namespace, "testvm-migration", "AgentCreated", "Succeeded")
     assert reasons.count("AgentCreated") == 1 and reasons.count("Succeeded") == 1, reasons
     assert "virtmigrate_migrations{" in _metrics(replicas[standby][1])
