@@ -39,7 +39,7 @@ from virtmigrate.controller.migration.decide import (
 )
 from virtmigrate.controller.podstate import PodView
 
-SUCCESS_MSG = '{"outcome": "SUCCEEDED", "duration_s": 1.5, "downtime_ms": 12, "mode": "pre-copy"}'
+SUCCESS_MSG = '{"outcome": "succeeded", "durationSeconds": 1.5, "downtimeMs": 12, "mode": "pre-copy"}'
 T = Timeouts()
 
 
@@ -190,7 +190,7 @@ def test_success_result_carries_agent_figures() -> None:
     agent = agent_exited(0, SUCCESS_MSG)
     d = decide(obs(phase=P.RUNNING, vm=VM_OURS, source_pod=SRC_LEFT, target_pod=TGT_RUNS, agent_pod=agent))
     assert d.action == Action.SUCCEED
-    assert d.result == {"exitCode": 0, "outcome": "SUCCEEDED", "durationSeconds": 1.5, "downtimeMs": 12,
+    assert d.result == {"exitCode": 0, "outcome": "succeeded", "durationSeconds": 1.5, "downtimeMs": 12,
                         "mode": "pre-copy", "message": ""}
 
 

@@ -308,19 +308,19 @@ def test_target_ready_creates_agent_on_source_with_destination_from_node() -> No
 def test_agent_success_sets_succeeded_with_result() -> None:
     w = _running_world(None, guest="target")
     w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Succeeded", exit_code=0,
-                   message='{"outcome": "SUCCEEDED", "duration_s": 1.25, "downtime_ms": 40, "data_processed": 100}'))
+                   message='{"outcome": "succeeded", "durationSeconds": 1.25, "downtimeMs": 40, "dataProcessed": 100}'))
     [(verb, res, _, _, body)] = w.run()
     assert (verb, res) == ("patch", "migrations/status")
     s = body["status"]
     assert (s["phase"], s["reason"]) == ("Succeeded", "Migrated")
-    assert s["result"] == {"exitCode": 0, "outcome": "SUCCEEDED", "durationSeconds": 1.25, "downtimeMs": 40,
+    assert s["result"] == {"exitCode": 0, "outcome": "succeeded", "durationSeconds": 1.25, "downtimeMs": 40,
                            "dataProcessed": 100}
 
 
 def test_agent_that_exited_before_seen_running_gives_running_and_succeeded_in_one_write() -> None:
     w = _running_world(None, phase="TargetReady", guest="target")
     w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Succeeded", exit_code=0,
-                   message='{"outcome": "SUCCEEDED", "duration_s": 1.25}'))
+                   message='{"outcome": "succeeded", "durationSeconds": 1.25}'))
     [(verb, res, _, _, body)] = w.run()
     assert (verb, res) == ("patch", "migrations/status")
     s = body["status"]
@@ -385,7 +385,7 @@ def test_cancel_agent_reports_cancelled_then_vm_back_on_source() -> None:
 
 def test_cancel_completed_just_before_is_a_success() -> None:
     w = _running_world(None, deleting=True, guest="target")
-    w.sync.remember_agent_exit("testvm-migration-uid", 0, '{"outcome": "SUCCEEDED"}')
+    w.sync.remember_agent_exit("testvm-migration-uid", 0, '{"outcome": "succeeded"}')
     [(_, _, _, _, body)] = w.run()
     assert body["status"]["phase"] == "Succeeded"
 
@@ -393,7 +393,7 @@ def test_cancel_completed_just_before_is_a_success() -> None:
 def test_a_remembered_exit_belongs_to_its_migration_uid_only() -> None:
     """A new Migration of the same name (another uid) must not take the old one's agent outcome."""
     w = _running_world(None, guest="source")  # its agent pod vanished; the guest is still on the source
-    w.sync.remember_agent_exit("an-older-migration-of-that-name-uid", 0, '{"outcome": "SUCCEEDED"}')
+    w.sync.remember_agent_exit("an-older-migration-of-that-name-uid", 0, '{"outcome": "succeeded"}')
     [(_, _, _, _, body)] = w.run()
     s = body["status"]
     assert (s["phase"], s["reason"]) == ("Failed", "AgentPodGone")
@@ -455,7 +455,7 @@ def test_a_paused_copy_left_on_the_source_is_told_in_a_warning() -> None:
     w.pods.add(pod("virt-launcher-testvm-aaaaa", "node0", phase="Running",
                    domain=DomainFacts(reachable=True, present=True, state=DomainState.PAUSED, mode=LauncherMode.HOLD)))
     w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Succeeded", exit_code=0,
-                   message='{"outcome": "SUCCEEDED"}', finalizers=(AGENT_FIN,)))
+                   message='{"outcome": "succeeded"}', finalizers=(AGENT_FIN,)))
     [(_, _, _, _, body)] = w.run()
     assert body["status"]["phase"] == "Succeeded"
     assert [e[1:3] for e in w.recorder.events] == [("Normal", "Succeeded"), ("Warning", "GuestLeftover")]

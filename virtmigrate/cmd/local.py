@@ -2,7 +2,8 @@
 
 `up [--nodes 3]` starts the control plane, one libvirt host per node, the node runner and the
 controller (virtmigrate.local.cluster), waits until every node is Ready and prints
-`export KUBECONFIG=... KUBECACHEDIR=...` on stdout (progress goes to stderr), so `eval "$(virtmigrate cluster up)"` works.
+`export KUBECONFIG=... KUBECACHEDIR=...` on stdout (progress goes to stderr), so
+`eval "$(virtmigrate cluster up)"` works.
 `down` stops everything and checks that no process, mount or listener of the cluster is left (exit 1
 and a list if something is). `status` prints what runs (exit 0 when all of it does, 3 otherwise).
 `serial VM [-n NS] [--tail N]` prints the last lines of a VM's serial console on the node it runs on

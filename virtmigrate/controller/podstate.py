@@ -6,7 +6,6 @@ Consumed by: the pure phase machine (migration/decide.py), which only ever sees 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -79,14 +78,3 @@ def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:
         finalizers=tuple(meta.get("finalizers") or ()),
         domain=DomainFacts.parse((meta.get("annotations") or {}).get(ANNOTATION_DOMAIN)),
     )
-
-
-def parse_termination_message(text: str) -> dict[str, Any]:
-    """The agent's JSON result, or {} when the message is absent or not ours (e.g. a crash)."""
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
