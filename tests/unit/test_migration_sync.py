@@ -18,7 +18,14 @@ from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, DomainSt
 from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import RecordingEventRecorder
-from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX, index_migration_by_vm, index_pod_by_vm
+from virtmigrate.controller.indexes import (
+    MIGRATION_VM_INDEX,
+    POD_MIGRATION_INDEX,
+    POD_VM_INDEX,
+    index_migration_by_vm,
+    index_pod_by_migration,
+    index_pod_by_vm,
+)
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.capacity import Limits
 from virtmigrate.controller.migration.execute import Listers, MigrationSync
@@ -134,7 +141,7 @@ class World:
     def __init__(self, *, limits: Limits | None = None, agent_service_account: str = "") -> None:
         self.migrations = Store({MIGRATION_VM_INDEX: index_migration_by_vm})
         self.vms = Store()
-        self.pods = Store({POD_VM_INDEX: index_pod_by_vm})
+        self.pods = Store({POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
         self.nodes = Store()
         for i, zone in enumerate(("a", "b", "b")):
             self.nodes.add(node(f"node{i}", zone, 16601 + i))
@@ -600,3 +607,25 @@ def test_agent_created_event_only_when_this_sync_created_it() -> None:
     w.writer.fail_create_with = errors.AlreadyExists  # made by an earlier sync whose status write failed
     assert w.run()[-1] == ("create", "pods", "default", agent_name(w))
     assert [e[2] for e in w.recorder.events] == []
+
+
+def test_an_agent_pod_whose_migration_is_gone_is_deleted_and_its_finalizer_released() -> None:
+    """An agent pod that appears after its Migration's cleanup (a create the cache had not shown) must not
+    migrate a guest nobody governs, nor hang Terminating on our finalizer."""
+    w = World()
+    late = pod("virt-migration-testvm-migration-ab73c", "node0", role="agent", phase="Running",
+               finalizers=(AGENT_FIN,), owner_uid="gone-uid")
+    late["metadata"]["annotations"] = {"virtmigrate.kubevirt.io/migration-name": "testvm-migration"}
+    w.pods.add(late)
+    actions = w.run()
+    assert ("delete", "pods", "default", "virt-migration-testvm-migration-ab73c") in actions
+    patches = [a for a in actions if a[0] == "patch" and a[1] == "pods"]
+    assert patches and patches[0][-1]["metadata"]["finalizers"] == []
+
+
+def test_a_launcher_of_a_gone_migration_is_not_an_orphan_to_sweep() -> None:
+    w = World()
+    target = pod("virt-launcher-testvm-abcde", "node1", role="launcher", phase="Running")
+    target["metadata"]["annotations"] = {"virtmigrate.kubevirt.io/migration-name": "testvm-migration"}
+    w.pods.add(target)
+    assert w.run() == []

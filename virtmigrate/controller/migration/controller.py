@@ -28,8 +28,10 @@ from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import EventRecorder
 from virtmigrate.controller.indexes import (
     MIGRATION_VM_INDEX,
+    POD_MIGRATION_INDEX,
     POD_VM_INDEX,
     index_migration_by_vm,
+    index_pod_by_migration,
     index_pod_by_vm,
     object_key,
 )
@@ -59,7 +61,8 @@ class MigrationController:
         self.metrics = metrics
         self.migrations = factory.informer_for(MIGRATIONS, indexers={MIGRATION_VM_INDEX: index_migration_by_vm})
         self.vms = factory.informer_for(VMS)
-        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
+        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={
+            POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
         self.nodes = factory.informer_for(NODES)
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             config=QueueConfig(name="migrations", clock=self.clock, registry=registry))

@@ -98,6 +98,7 @@ class Decision:
     result: dict[str, Any] | None = None    # for SUCCEED / FAIL after the agent ran
     requeue_after: float | None = None      # look again after this many seconds
     warning: str = ""                       # for SUCCEED / FAIL: an extra Warning Event (REASON_LEFTOVER)
+    delete_first: str = ""                  # for REMOVE_FINALIZER: delete this pod by name first
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ class Observed:
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
+    agent_name: str = ""                 # status.agentPod
+    entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
 
 def decide(o: Observed, t: Timeouts = Timeouts()) -> Decision:
@@ -473,7 +476,23 @@ def _decide_cleanup(o: Observed) -> Decision:
         if not gone.deleting:
             return Decision(Action.DELETE_SOURCE_POD if o.phase == P.SUCCEEDED else Action.DELETE_TARGET_POD)
         return Decision(Action.NOTHING, reason="waiting for a pod to go")
+    if (o.agent_name and P.TARGET_READY.value in o.entered and P.RUNNING.value not in o.entered
+            and o.phase == P.FAILED):
+        # Failed (e.g. cancelled) right after the agent's create: the cache may not show the pod yet.
+        return Decision(Action.REMOVE_FINALIZER, delete_first=o.agent_name)
     return Decision(Action.REMOVE_FINALIZER)
+
+
+def decide_orphans(pods: list[PodView]) -> list[tuple[Action, PodView]]:
+    """The agent and abort pods of a Migration that no longer exists (they appeared after its cleanup, or
+    it was force-removed): delete each, and let the agent-outcome finalizer go — nobody will read it."""
+    out: list[tuple[Action, PodView]] = []
+    for pod in pods:
+        if not pod.deleting:
+            out.append((Action.DELETE_AGENT_POD, pod))
+        if FINALIZER_AGENT in pod.finalizers:
+            out.append((Action.REMOVE_AGENT_FINALIZER, pod))
+    return out
 
 
 def phase_age(entered: _dt.datetime | None, now: _dt.datetime) -> float:

@@ -22,13 +22,20 @@ from typing import Any, Protocol
 import structlog
 
 from virtmigrate import errors
-from virtmigrate.api.constants import FINALIZER_AGENT, FINALIZER_MIGRATION, MigrationPhase
+from virtmigrate.api.constants import (
+    FINALIZER_AGENT,
+    FINALIZER_MIGRATION,
+    LABEL_ROLE,
+    ROLE_ABORT,
+    ROLE_AGENT,
+    MigrationPhase,
+)
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
 from virtmigrate.controller.identities import Identities
-from virtmigrate.controller.indexes import object_key
+from virtmigrate.controller.indexes import POD_MIGRATION_INDEX, object_key
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
@@ -40,6 +47,7 @@ from virtmigrate.controller.migration.decide import (
     Action,
     Decision,
     decide,
+    decide_orphans,
 )
 from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
 from virtmigrate.controller.migration.pods import (
@@ -49,6 +57,7 @@ from virtmigrate.controller.migration.pods import (
     new_agent_pod,
     new_target_pod,
 )
+from virtmigrate.controller.podstate import PodView, pod_view
 from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
@@ -117,6 +126,7 @@ class MigrationSync:
         raw = self.listers.migrations.get_by_key(key)
         if raw is None:
             self.forget(key)
+            self._sweep_orphans(key)
             return None  # deleted: the finalizer guaranteed cleanup was finished
         seen = self._observe(key, raw)
         d = decide(seen.observed, self.config.timeouts)
@@ -146,6 +156,19 @@ class MigrationSync:
             with self._admit_lock:
                 self._waiting.add(key)
         return d
+
+    def _sweep_orphans(self, key: str) -> None:
+        """Agent and abort pods of Migration `key`, which no longer exists, as decide_orphans says."""
+        ns = key.partition("/")[0]
+        views = [v for p in self.listers.pods.by_index(POD_MIGRATION_INDEX, key)
+                 if (p.get("metadata") or {}).get("labels", {}).get(LABEL_ROLE) in (ROLE_AGENT, ROLE_ABORT)
+                 for v in [pod_view(p)] if v is not None]
+        for action, pod in decide_orphans(views):
+            log.info("orphan_agent_pod", migration=key, pod=pod.name, action=action.value)
+            if action == Action.DELETE_AGENT_POD:
+                self._delete_pod(ns, pod.name)
+            else:
+                self._remove_agent_finalizer(ns, pod)
 
     # --- observe ---------------------------------------------------------------------------------------
 
@@ -178,7 +201,8 @@ class MigrationSync:
         if a == Action.ADD_FINALIZER:
             self._patch_meta(raw, [*(meta.get("finalizers") or []), FINALIZER_MIGRATION])
         elif a == Action.REMOVE_FINALIZER:
-            self._ensure_agent_gone(raw, seen)
+            if d.delete_first:
+                self._delete_pod(ns, d.delete_first)
             self._patch_meta(raw, [f for f in meta.get("finalizers") or [] if f != FINALIZER_MIGRATION])
             bound.info("migration_released", phase=status.get("phase"))
         elif a == Action.WAIT_CAPACITY:
@@ -235,11 +259,8 @@ class MigrationSync:
             self._delete_pod(ns, ap.name, grace_period_seconds=0)
             self._event(raw, WARNING, "AgentForceDeleted", d.message)
         elif a == Action.REMOVE_AGENT_FINALIZER:
-            ap = seen.observed.agent_pod
-            assert ap is not None
-            with contextlib.suppress(errors.NotFound):  # already gone
-                self.client.patch(PODS, ap.name, {"metadata": {"uid": ap.uid, "finalizers": [
-                    f for f in ap.finalizers if f != FINALIZER_AGENT]}}, ns)
+            assert seen.observed.agent_pod is not None
+            self._remove_agent_finalizer(ns, seen.observed.agent_pod)
         elif a == Action.CREATE_ABORT_POD:
             assert seen.vm is not None and seen.mig is not None
             if self._create_pod(raw, seen, new_abort_pod(seen.vm, seen.mig, source_node=seen.observed.source_node,
@@ -325,14 +346,6 @@ class MigrationSync:
         self.metrics.finished(phase.value, d.reason, duration_s=duration,
                               data_processed=r.get("dataProcessed"), downtime_ms=r.get("downtimeMs"))
 
-    def _ensure_agent_gone(self, raw: JSON, seen: Seen) -> None:
-        """A cancel can race the agent's creation (the cache may not show it yet): delete by name."""
-        status = raw.get("status") or {}
-        entered = {e.get("phase") for e in status.get("phaseTransitionTimestamps") or []}
-        if (P.TARGET_READY.value in entered and P.RUNNING.value not in entered and status.get("agentPod")
-                and status.get("phase") == P.FAILED):
-            self._delete_pod(str((raw.get("metadata") or {}).get("namespace", "")), str(status["agentPod"]))
-
     # --- API writes --------------------------------------------------------------------------------
 
     def _transition(self, raw: JSON, new: JSON, phase: MigrationPhase, message: str, *,
@@ -390,6 +403,11 @@ class MigrationSync:
                                        message=f"the API server refused pod {pod['metadata']['name']}: {e}"), seen)
             return False
         return True
+
+    def _remove_agent_finalizer(self, namespace: str, pod: PodView) -> None:
+        with contextlib.suppress(errors.NotFound):  # already gone
+            self.client.patch(PODS, pod.name, {"metadata": {"uid": pod.uid, "finalizers": [
+                f for f in pod.finalizers if f != FINALIZER_AGENT]}}, namespace)
 
     def _delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> None:
         with contextlib.suppress(errors.NotFound):  # already gone

@@ -126,6 +126,8 @@ class Observer:
         abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
         observed.update(
             status_reason=str(status.get("reason") or ""), source_node=source_node, abort_pod=abort_pod,
+            agent_name=str(status.get("agentPod") or ""),
+            entered=frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or []),
             source_where=guest_on(source_pod, missing=Where.UNKNOWN),
             target_where=guest_on(target_pod, missing=Where.ABSENT),
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
