@@ -18,6 +18,7 @@ from tests.waiting import eventually
 from virtmigrate import errors
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.events import KubeEventRecorder
+from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm.controller import VMController
 from virtmigrate.informer import SharedInformerFactory
 from virtmigrate.kube import KubeClient
@@ -26,6 +27,7 @@ from virtmigrate.kube.resources import VMS
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 
 KERNEL = "/var/lib/virtmigrate/images/guest"
+IMAGE_DIRS = ImageDirs(cluster=("/var/lib/virtmigrate/images",))  # as virtmigrate-controller's default
 
 
 def _vm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +78,7 @@ def vm_controller(kube: KubeClient) -> Iterator[VMController]:
     """The VM controller on the test's API server, with two workers, until the test ends."""
     factory = SharedInformerFactory(kube)
     recorder = KubeEventRecorder(kube)
-    ctl = VMController(kube, factory, recorder=recorder, registry=CollectorRegistry())
+    ctl = VMController(kube, factory, recorder=recorder, registry=CollectorRegistry(), image_dirs=IMAGE_DIRS)
     stop = threading.Event()
     factory.start(stop)
     t = threading.Thread(target=ctl.run, args=(2, stop), daemon=True)
@@ -162,13 +164,34 @@ def test_every_vm_the_api_server_accepts_gets_a_phase(kube: KubeClient, kubectl:
         assert not missing, "accepted VMs without a phase: " + "; ".join(
             f"{n}: {accepted[n]}" for n in missing[:5])
         statuses = phases()
+        invalid = 0
         for name, spec in accepted.items():
             try:
-                VM.parse(_vm(name, spec))
+                vm = VM.parse({**_vm(name, spec), "metadata": {"name": name, "namespace": namespace}})
+                paths = image_path_problem(namespace, vm.spec.kernel, vm.spec.disk, IMAGE_DIRS)
+                if paths:
+                    raise errors.ValidationError(paths, field=paths.partition(":")[0])
             except errors.ValidationError as e:
+                invalid += 1
                 st = statuses[name]
                 assert (st["phase"], st["reason"]) == ("Failed", "InvalidSpec"), (name, spec, st)
                 assert e.field.split("[")[0] in st["message"], (name, st["message"])
+        assert invalid >= 5, f"the fuzz exercises too few VMs the controller must refuse ({invalid})"
     finally:
         kubectl.run("delete", "vms", "--all", "--wait=false", check=False)
         kubectl.run("delete", "pods", "--all", "--wait=false", "--grace-period=0", "--force", check=False)
+
+
+def test_a_vm_outside_the_allowed_directories_fails_naming_field_and_directories(
+        kubectl: Kubectl, vm_controller: VMController) -> None:
+    kubectl("create", "-f", "-", input=json.dumps(_vm("escape", {**GOOD, "kernel": "/etc/shadow"})))
+    assert eventually(lambda: kubectl("get", "vm", "escape", "-o", "jsonpath={.status.phase}") == "Failed", 30,
+                      interval=0.2)
+    st = json.loads(kubectl("get", "vm", "escape", "-o", "jsonpath={.status}"))
+    assert st["reason"] == "InvalidSpec"
+    assert "spec.kernel" in st["message"] and "/var/lib/virtmigrate/images" in st["message"]
+    assert kubectl("get", "vms").splitlines()[1].split()[1] == "Failed"  # PHASE column, no longer empty
+    # Fixing the spec starts it.
+    kubectl("patch", "vm", "escape", "--type=merge", "-p", json.dumps({"spec": {"kernel": KERNEL}}))
+    assert eventually(lambda: kubectl("get", "vm", "escape", "-o", "jsonpath={.status.phase}") == "Scheduling", 30,
+                      interval=0.2)

@@ -35,7 +35,9 @@ from virtmigrate.controller.podstate import PodView
 P = MigrationPhase
 
 # Reasons written to status.reason and Events (CamelCase, one line each).
-REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse
+REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse (or its VM's: e.g. a disallowed path)
+REASON_POLICY_VIOLATION = "PolicyViolation"            # the spec asks for more than the cluster's policy limits
+REASON_INVALID_DESTINATION = "InvalidDestination"      # the target Node's libvirt URI annotations are refused
 REASON_VM_NOT_FOUND = "VMNotFound"                     # no VM of that name in the namespace
 REASON_VM_NOT_RUNNING = "VMNotRunning"                 # the VM exists but no guest runs
 REASON_VM_BUSY = "VMBusy"                              # another Migration is moving the VM
@@ -110,6 +112,8 @@ class Observed:
     has_finalizer: bool = False
     phase_age_s: float = 0.0             # seconds since the current phase was entered
     spec_error: str = ""                 # non-empty when the spec is invalid
+    policy_violation: str = ""           # the spec's fields beyond the cluster's limits (controller/policy.py)
+    destination_error: str = ""          # the target Node's libvirt URI annotations are refused (policy.py)
     vm: VMState | None = None
     competitor: str = ""                 # another active Migration of the same VM
     finishing: str = ""                  # another Migration of the VM that ended but still cleans up
@@ -158,6 +162,8 @@ def decide_selection(o: Observed) -> Decision | None:
     """Fail fast on a request that can never succeed; None when the selection is fine."""
     if o.spec_error:
         return _fail(REASON_INVALID_SPEC, o.spec_error)
+    if o.policy_violation:
+        return _fail(REASON_POLICY_VIOLATION, o.policy_violation)
     if o.vm is None:
         return _fail(REASON_VM_NOT_FOUND, f"VM {o.vm_name!r} not found in the Migration's namespace: "
                                           "spec.selector.name must name an existing VM")
@@ -245,6 +251,8 @@ def _decide_target_ready(o: Observed, t: Timeouts) -> Decision:
     if broken is not None and ap is None:
         return broken  # once the agent exists its outcome decides: it fails if the target is gone
     if ap is None:
+        if o.destination_error:
+            return _fail(REASON_INVALID_DESTINATION, o.destination_error)
         return Decision(Action.CREATE_AGENT_POD)
     return _pending_timeout(o, t, f"the agent pod {ap.name} did not start", REASON_AGENT_NOT_STARTED)
 

@@ -26,6 +26,7 @@ from virtmigrate.controller.migration.capacity import Candidate, decide_admissio
 from virtmigrate.controller.migration.decide import Observed, VMState, phase_age
 from virtmigrate.controller.migration.pods import agent_pod_name, target_pod_name
 from virtmigrate.controller.podstate import PodView, pod_view
+from virtmigrate.controller.policy import compute_effective_policy, destination_problem, image_path_problem
 
 JSON = dict[str, Any]
 P = MigrationPhase
@@ -93,6 +94,9 @@ class Observer:
         if vm_raw is not None:
             try:
                 vm = VM.parse(vm_raw)
+                paths = image_path_problem(ns, vm.spec.kernel, vm.spec.disk, self.config.image_dirs)
+                if paths:
+                    raise errors.ValidationError(paths)
             except errors.ValidationError as e:
                 spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
             vm_state = _vm_state(vm_raw)
@@ -114,6 +118,13 @@ class Observer:
             agent_pod=agent_pod,
         )
         observed["agent_exit"] = agent_exit
+        if mig is not None:
+            violations = compute_effective_policy(self.config.policy, self.config.policy_limits,
+                                                  mig.spec.policy).violations
+            observed["policy_violation"] = "; ".join(violations)
+        if phase == P.TARGET_READY and observed["target_node"]:
+            node = self.listers.nodes.get_by_key(observed["target_node"])
+            observed["destination_error"] = destination_problem(node) if node is not None else ""
         merged: placement.Merged | None = None
         # Selection, placement and capacity matter only where the phase machine reaches _decide_pending:
         # a Migration without our finalizer first gets it (and capacity is O(all Migrations)).

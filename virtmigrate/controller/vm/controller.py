@@ -44,6 +44,7 @@ from virtmigrate.controller.events import EventRecorder
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.podstate import pod_view
+from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.pods import launcher_pod_name, new_launcher_pod
 from virtmigrate.controller.workers import Workers, process_next_work_item
@@ -61,9 +62,10 @@ POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
 class VMController:
     def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None,
-                 reader: Any = None) -> None:
+                 reader: Any = None, image_dirs: ImageDirs | None = None) -> None:
         """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
-        without one the cache is trusted."""
+        without one the cache is trusted. `image_dirs`: where kernels and disks may lie (default: anywhere)."""
+        self.image_dirs = image_dirs or ImageDirs()
         self.client = client
         self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
         self.recorder = recorder
@@ -122,6 +124,9 @@ class VMController:
             return None
         try:
             vm = VM.parse(raw)
+            paths = image_path_problem(vm.namespace, vm.spec.kernel, vm.spec.disk, self.image_dirs)
+            if paths:
+                raise errors.ValidationError(paths)
         except errors.ValidationError as e:
             # Not retried: the next edit of the VM queues it again. The status says why it cannot start.
             live = any(not (v.terminated or v.deleting) for p in pods for v in [pod_view(p)] if v is not None)
