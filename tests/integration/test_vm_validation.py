@@ -182,16 +182,17 @@ def test_every_vm_the_api_server_accepts_gets_a_phase(kube: KubeClient, kubectl:
         kubectl.run("delete", "pods", "--all", "--wait=false", "--grace-period=0", "--force", check=False)
 
 
+@pytest.mark.parametrize("field", ["kernel", "disk"])
 def test_a_vm_outside_the_allowed_directories_fails_naming_field_and_directories(
-        kubectl: Kubectl, vm_controller: VMController) -> None:
-    kubectl("create", "-f", "-", input=json.dumps(_vm("escape", {**GOOD, "kernel": "/etc/shadow"})))
+        kubectl: Kubectl, vm_controller: VMController, field: str) -> None:
+    kubectl("create", "-f", "-", input=json.dumps(_vm("escape", {**GOOD, field: "/etc/shadow"})))
     assert eventually(lambda: kubectl("get", "vm", "escape", "-o", "jsonpath={.status.phase}") == "Failed", 30,
                       interval=0.2)
     st = json.loads(kubectl("get", "vm", "escape", "-o", "jsonpath={.status}"))
     assert st["reason"] == "InvalidSpec"
-    assert "spec.kernel" in st["message"] and "/var/lib/virtmigrate/images" in st["message"]
+    assert f"spec.{field}" in st["message"] and "/var/lib/virtmigrate/images" in st["message"]
     assert kubectl("get", "vms").splitlines()[1].split()[1] == "Failed"  # PHASE column, no longer empty
     # Fixing the spec starts it.
-    kubectl("patch", "vm", "escape", "--type=merge", "-p", json.dumps({"spec": {"kernel": KERNEL}}))
+    kubectl("patch", "vm", "escape", "--type=merge", "-p", json.dumps({"spec": {field: KERNEL}}))
     assert eventually(lambda: kubectl("get", "vm", "escape", "-o", "jsonpath={.status.phase}") == "Scheduling", 30,
                       interval=0.2)
