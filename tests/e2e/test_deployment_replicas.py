@@ -59,8 +59,10 @@ def _holder(kube: Any) -> str:
 
 
 @pytest.fixture
-def replicas(local_cluster: Any, kube: Any, tmp_path: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
-    """Two controller replicas as the Deployment runs them, in place of the local cluster's own controller."""
+def replicas(local_cluster: Any, kube: Any, tmp_path: Path,
+             guest_kernel: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
+    """Two controller replicas as the Deployment runs them, in place of the local cluster's own controller
+    (configured, as an operator would, to allow the directory of the test guest's kernel)."""
     procs.stop("controller", Path(local_cluster.state))
     objs = render()
     token = kube.create_token(BASE_NAMESPACE, CONTROLLER_SA, expiration_seconds=3600)
@@ -71,6 +73,7 @@ def replicas(local_cluster: Any, kube: Any, tmp_path: Path) -> Iterator[dict[str
         port = procs.free_port()
         env = {**os.environ, **controller_environment(objs, pod_name=name, pod_namespace=BASE_NAMESPACE),
                "VIRTMIGRATE_METRICS_ADDRESS": f"127.0.0.1:{port}", "VIRTMIGRATE_LOG_FORMAT": "console"}
+        env["VIRTMIGRATE_IMAGE_DIRS"] = f"{env['VIRTMIGRATE_IMAGE_DIRS']},{guest_kernel.parent}"
         env.pop("KUBECONFIG", None)
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
         out[name] = (subprocess.Popen([exe, *controller_container(objs).get("args", []), f"--kubeconfig={kc}"],

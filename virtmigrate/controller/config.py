@@ -17,6 +17,13 @@ from typing import Any
 from virtmigrate.controller.migration.capacity import Limits
 from virtmigrate.controller.migration.decide import Timeouts
 from virtmigrate.controller.migration.pods import PolicyDefaults
+from virtmigrate.controller.policy import (
+    ImageDirs,
+    PolicyLimits,
+    check_libvirt_uri,
+    check_migration_uri,
+    defaults_violations,
+)
 from virtmigrate.errors import ConfigError
 
 ENV_PREFIX = "VIRTMIGRATE_"
@@ -28,6 +35,8 @@ class ControllerConfig:
     workers: int = 4                            # concurrent syncs per controller
     limits: Limits = field(default_factory=Limits)
     policy: PolicyDefaults = field(default_factory=PolicyDefaults)
+    policy_limits: PolicyLimits = field(default_factory=PolicyLimits)  # what a Migration may ask for
+    image_dirs: ImageDirs = field(default_factory=ImageDirs)  # where VM kernels and disks may come from
     timeouts: Timeouts = field(default_factory=Timeouts)
     default_node_selector: dict[str, str] = field(default_factory=dict)  # fills keys nobody mentions
     destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
@@ -73,8 +82,35 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+DEFAULT_IMAGE_DIRS = "/var/lib/virtmigrate/images"
+ANY_DIR = "*"  # --image-dirs=* lifts the restriction (only for clusters whose tenants are all trusted)
+
+
+def _dirs(text: str) -> tuple[str, ...] | None:
+    """`/a,/b` -> ("/a", "/b"); `*` -> None (unrestricted); "" -> () (no directory allowed)."""
+    if text.strip() == ANY_DIR:
+        return None
+    dirs = _csv(text)
+    if any(not d.startswith("/") or ".." in d.split("/") for d in dirs):
+        raise ValueError(text)
+    return dirs
+
+
+def _dirs_by_namespace(text: str) -> dict[str, tuple[str, ...]]:
+    """`ns1=/a:/b;ns2=/c` -> {"ns1": ("/a", "/b"), "ns2": ("/c",)}."""
+    out: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        ns, sep, dirs = part.partition("=")
+        parsed = _dirs(dirs.replace(":", ","))
+        if not sep or not ns.strip() or parsed is None:
+            raise ValueError(text)
+        out[ns.strip()] = parsed
+    return out
+
+
 _D = ControllerConfig()
 _P = PolicyDefaults()
+_PL = PolicyLimits()
 _L = Limits()
 _T = Timeouts()
 
@@ -95,6 +131,23 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--allow-auto-converge", "ALLOW_AUTO_CONVERGE", _bool, _P.allow_auto_converge,
      "allow auto-converge by default"),
     ("--allow-pause", "ALLOW_PAUSE", _bool, _P.allow_pause, "allow pausing the guest by default"),
+    ("--limit-bandwidth-min", "LIMIT_BANDWIDTH_MIN_MIBPS", int, _PL.min_bandwidth_mib_s,
+     "lowest bandwidth cap a Migration may ask for, MiB/s; 0 = no floor"),
+    ("--limit-bandwidth-max", "LIMIT_BANDWIDTH_MAX_MIBPS", int, _PL.max_bandwidth_mib_s,
+     "highest bandwidth a Migration may ask for, MiB/s (then unlimited is refused); 0 = no cap"),
+    ("--limit-completion-timeout-per-gib", "LIMIT_COMPLETION_TIMEOUT_PER_GIB", int,
+     _PL.max_completion_timeout_per_gib_s, "highest completionTimeoutPerGiB a Migration may ask for; 0 = none"),
+    ("--limit-progress-timeout", "LIMIT_PROGRESS_TIMEOUT", int, _PL.max_progress_timeout_s,
+     "highest progressTimeout a Migration may ask for, s; 0 = none"),
+    ("--limit-max-downtime", "LIMIT_MAX_DOWNTIME_MS", int, _PL.max_downtime_ms,
+     "highest maxDowntimeMs a Migration may ask for; 0 = none"),
+    ("--permit-post-copy", "PERMIT_POST_COPY", _bool, _PL.permit_post_copy,
+     "may a Migration set allowPostCopy: true"),
+    ("--permit-pause", "PERMIT_PAUSE", _bool, _PL.permit_pause, "may a Migration set allowPause: true"),
+    ("--image-dirs", "IMAGE_DIRS", _dirs, _dirs(DEFAULT_IMAGE_DIRS),
+     "comma-separated node directories VM kernels and disks may lie under; * = anywhere (unsafe)"),
+    ("--image-dirs-by-namespace", "IMAGE_DIRS_BY_NAMESPACE", _dirs_by_namespace, {},
+     "ns=/dir:/dir;... : a listed namespace uses these directories instead of --image-dirs"),
     ("--unschedulable-timeout", "UNSCHEDULABLE_TIMEOUT", float, _T.unschedulable_s,
      "seconds a target may stay unschedulable before the Migration fails"),
     ("--pending-timeout", "PENDING_TIMEOUT", float, _T.pending_s,
@@ -172,14 +225,33 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
     need(v["log_level"] in ("debug", "info", "warning", "error"), "--log-level",
          "must be debug, info, warning or error")
     need("{ip}" in v["destination_uri_template"], "--destination-uri-template", "must contain {ip}")
+    uri_problem = check_libvirt_uri(v["destination_uri_template"].replace("{ip}", "192.0.2.1"))
+    need(not uri_problem, "--destination-uri-template", uri_problem)
+    mig_problem = check_migration_uri(v["migration_uri_template"].replace("{ip}", "192.0.2.1"))
+    need(not mig_problem, "--migration-uri-template", mig_problem)
+    for flag in ("limit_bandwidth_min", "limit_bandwidth_max", "limit_completion_timeout_per_gib",
+                 "limit_progress_timeout", "limit_max_downtime"):
+        need(v[flag] >= 0, "--" + flag.replace("_", "-"), "must be >= 0 (0 = no limit)")
+    need(not v["limit_bandwidth_max"] or v["limit_bandwidth_min"] <= v["limit_bandwidth_max"],
+         "--limit-bandwidth-min", "must not exceed --limit-bandwidth-max")
+    policy = PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
+                            completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
+                            progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
+                            allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
+                            allow_pause=v["allow_pause"])
+    limits = PolicyLimits(min_bandwidth_mib_s=v["limit_bandwidth_min"], max_bandwidth_mib_s=v["limit_bandwidth_max"],
+                          max_completion_timeout_per_gib_s=v["limit_completion_timeout_per_gib"],
+                          max_progress_timeout_s=v["limit_progress_timeout"],
+                          max_downtime_ms=v["limit_max_downtime"], permit_post_copy=v["permit_post_copy"],
+                          permit_pause=v["permit_pause"])
+    beyond = defaults_violations(policy, limits)
+    need(not beyond, "policy defaults (--bandwidth, --allow-post-copy, ...)",
+         "cross the cluster's own --limit-*/--permit-* settings: " + "; ".join(beyond).replace("spec.", "default "))
     return ControllerConfig(
         namespaces=v["namespaces"], workers=v["workers"],
         limits=Limits(max_running=v["max_parallel_migrations"], max_per_node=v["max_outbound_per_node"]),
-        policy=PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
-                              completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
-                              progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
-                              allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
-                              allow_pause=v["allow_pause"]),
+        policy=policy, policy_limits=limits,
+        image_dirs=ImageDirs(cluster=v["image_dirs"], by_namespace=v["image_dirs_by_namespace"]),
         timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"],
                           running_s=v["running_timeout"], agent_grace_s=v["agent_grace"], settle_s=v["settle_time"],
                           orphan_job_s=v["orphan_job_timeout"], resolve_s=v["resolve_timeout"]),

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from virtmigrate import errors
 from virtmigrate.clock import RealClock
+from virtmigrate.controller.config import DEFAULT_IMAGE_DIRS
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.resources import NODES
 from virtmigrate.local import procs
@@ -190,7 +191,9 @@ class LocalCluster:
             f.write_text(json.dumps({"metrics_port": port}))
         procs.start(CONTROLLER, [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
                                  f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
-                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}"],
+                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
+                                 # the test guest's kernel lies in the cache (hack/build-guest.sh)
+                                 f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
     def nodes_ready(self, *, since: str = "") -> dict[str, bool]:

@@ -37,7 +37,9 @@ from virtmigrate.controller.podstate import PodView
 P = MigrationPhase
 
 # Reasons written to status.reason and Events (CamelCase, one line each).
-REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse
+REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse (or its VM's: e.g. a disallowed path)
+REASON_POLICY_VIOLATION = "PolicyViolation"            # the spec asks for more than the cluster's policy limits
+REASON_INVALID_DESTINATION = "InvalidDestination"      # the target Node's libvirt URI annotations are refused
 REASON_VM_NOT_FOUND = "VMNotFound"                     # no VM of that name in the namespace
 REASON_VM_NOT_RUNNING = "VMNotRunning"                 # the VM exists but no guest runs
 REASON_VM_BUSY = "VMBusy"                              # another Migration is moving the VM
@@ -134,6 +136,7 @@ class Observed:
     has_finalizer: bool = False
     phase_age_s: float = 0.0             # seconds since the current phase was entered
     spec_error: str = ""                 # non-empty when the spec is invalid
+    policy_violation: str = ""           # the spec's fields beyond the cluster's limits (controller/policy.py)
     vm: VMState | None = None
     competitor: str = ""                 # another active Migration of the same VM
     finishing: str = ""                  # another Migration of the VM that ended but still cleans up
@@ -155,6 +158,7 @@ class Observed:
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
+    destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
     agent_name: str = ""                 # status.agentPod
     entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
@@ -192,6 +196,8 @@ def decide_selection(o: Observed) -> Decision | None:
     """Fail fast on a request that can never succeed; None when the selection is fine."""
     if o.spec_error:
         return _fail(REASON_INVALID_SPEC, o.spec_error)
+    if o.policy_violation:
+        return _fail(REASON_POLICY_VIOLATION, o.policy_violation)
     if o.vm is None:
         return _fail(REASON_VM_NOT_FOUND, f"VM {o.vm_name!r} not found in the Migration's namespace: "
                                           "spec.selector.name must name an existing VM")
@@ -289,7 +295,7 @@ def _decide_target_ready(o: Observed, t: Timeouts) -> Decision:
         return broken  # once the agent exists its outcome decides: it fails if the target is gone
     if ap is None:
         if o.destination_error:
-            return _fail(REASON_NO_DESTINATION, o.destination_error)
+            return _fail(o.destination_reason or REASON_NO_DESTINATION, o.destination_error)
         return Decision(Action.CREATE_AGENT_POD)
     return _pending_timeout(o, t, f"the agent pod {ap.name} did not start", REASON_AGENT_NOT_STARTED)
 

@@ -24,7 +24,7 @@ from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import Candidate, decide_admission
-from virtmigrate.controller.migration.decide import Observed, VMState, phase_age
+from virtmigrate.controller.migration.decide import REASON_INVALID_DESTINATION, Observed, VMState, phase_age
 from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.migration.pods import (
     Destination,
@@ -34,6 +34,7 @@ from virtmigrate.controller.migration.pods import (
     target_pod_name,
 )
 from virtmigrate.controller.podstate import PodView, pod_view
+from virtmigrate.controller.policy import compute_effective_policy, destination_problem, image_path_problem
 
 JSON = dict[str, Any]
 P = MigrationPhase
@@ -102,6 +103,9 @@ class Observer:
         if vm_raw is not None:
             try:
                 vm = VM.parse(vm_raw)
+                paths = image_path_problem(ns, vm.spec.kernel, vm.spec.disk, self.config.image_dirs)
+                if paths:
+                    raise errors.ValidationError(paths)
             except errors.ValidationError as e:
                 spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
             vm_state = _vm_state(vm_raw)
@@ -132,9 +136,18 @@ class Observer:
             target_where=guest_on(target_pod, missing=Where.ABSENT),
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
             agent_stop_age_s=_stop_age(agent_pod, now))
+        if mig is not None:
+            violations = compute_effective_policy(self.config.policy, self.config.policy_limits,
+                                                  mig.spec.policy).violations
+            observed["policy_violation"] = "; ".join(violations)
         destination: Destination | None = None
         if phase == P.TARGET_READY and agent_pod is None:
-            destination, observed["destination_error"] = self.destination(str(status.get("targetNode") or ""))
+            node = self.listers.nodes.get_by_key(observed["target_node"])
+            refused = destination_problem(node) if node is not None else ""
+            if refused:
+                observed["destination_error"], observed["destination_reason"] = refused, REASON_INVALID_DESTINATION
+            else:
+                destination, observed["destination_error"] = self.destination(observed["target_node"])
         merged: placement.Merged | None = None
         # Selection, placement and capacity matter only where the phase machine reaches _decide_pending:
         # a Migration without our finalizer first gets it (and capacity is O(all Migrations)).

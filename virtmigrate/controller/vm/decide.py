@@ -26,6 +26,7 @@ from virtmigrate.controller.vm.pods import launcher_pod_name
 
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
+INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
 
 
@@ -124,7 +125,7 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
                                                 reason="LauncherPodDeleted", message=msg)),
                     event=("Warning", "LauncherPodDeleted", msg))
     if current is None:
-        if phase not in (None, VMPhase.PENDING, VMPhase.STOPPED, VMPhase.SCHEDULING):
+        if phase not in (None, VMPhase.PENDING, VMPhase.STOPPED, VMPhase.SCHEDULING) and not _spec_fixed(vm):
             return Plan()  # Failed stays Failed until the user stops and starts the VM again
         finished = tuple((p.view.name, p.view.uid) for p in others if p.view.terminated and not p.view.deleting)
         live = [p for p in others if not p.view.terminated and not p.view.deleting]
@@ -191,3 +192,37 @@ def owner_uid(pod: Mapping[str, Any]) -> str:
         if ref.get("kind") == "VM" and ref.get("controller"):
             return str(ref.get("uid", ""))
     return ""
+
+
+def _spec_fixed(vm: VM) -> bool:
+    """The VM failed for an unusable spec and the spec changed since: it may start now."""
+    st = vm.raw.get("status") or {}
+    generation = (vm.raw.get("metadata") or {}).get("generation")
+    return (vm.phase == VMPhase.FAILED and st.get("reason") == INVALID_SPEC_REASON
+            and st.get("observedGeneration") != generation)
+
+
+def decide_invalid_spec(raw: Mapping[str, Any], problem: str, *, guest_may_run: bool) -> Plan:
+    """A VM whose spec the controller cannot use (`problem` names the field and the fix).
+
+    With no launcher pod that may hold a guest, the VM is Failed with reason InvalidSpec; once the spec
+    is fixed (a new generation) `decide_vm` starts it. A guest that already runs keeps running with the
+    spec it started with: its phase and node stay, the reason and message say the current spec is
+    unusable. A Migrating VM is the migration controller's. The Warning Event comes with a change only."""
+    st = raw.get("status") or {}
+    if st.get("phase") == VMPhase.MIGRATING.value:
+        return Plan()
+    current = {k: st.get(k, "") or "" for k in STATUS_FIELDS}
+    if guest_may_run and current["phase"] in (VMPhase.RUNNING.value, VMPhase.SCHEDULING.value):
+        message = (f"{problem}; the guest keeps running with the spec it started with, and the fixed spec "
+                   "applies from its next start")
+        want = current | {"reason": INVALID_SPEC_REASON, "message": message}
+    else:
+        message = f"{problem}; the VM starts once its spec is fixed"
+        want = {"phase": VMPhase.FAILED.value, "node": "", "launcherPod": current["launcherPod"],
+                "domainUUID": "", "reason": INVALID_SPEC_REASON, "message": message}
+    changed = want != current
+    generation = (raw.get("metadata") or {}).get("generation")
+    if not changed and st.get("observedGeneration") == generation:
+        return Plan()
+    return Plan(status=want, event=("Warning", INVALID_SPEC_REASON, message) if changed else None)
