@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,9 +85,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
 
     ports, namespaces = cluster_ports(c), cluster_namespaces(c)
     assert ports and namespaces
+    since = time.time()
     down = _virtmigrate(state, "down")
     assert down.returncode == 0, down.stderr
-    assert leftovers(state, ports=ports, namespaces=namespaces) == []
+    assert leftovers(state, ports=ports, namespaces=namespaces, since=since) == []
     assert not state.exists()
     qemus = subprocess.run(["pgrep", "-af", "guest=default_leftover"], capture_output=True, text=True)
     assert qemus.stdout == ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from virtmigrate.errors import VirtMigrateError
@@ -61,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "down":
             ports = cluster_ports(cluster) if state.exists() else []
             namespaces = cluster_namespaces(cluster) if state.exists() else []
+            since = time.time()
             stopped = cluster.down()
             print(f"stopped: {', '.join(stopped) or 'nothing was running'}", file=sys.stderr)
-            left = leftovers(state, ports=ports, namespaces=namespaces)
+            left = leftovers(state, ports=ports, namespaces=namespaces, since=since)
             for item in left:
                 print(f"left over: {item}", file=sys.stderr)
             return 1 if left else 0

@@ -260,9 +260,19 @@ class LocalCluster:
         return stopped
 
 
-def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[str]:
+def _started_at(pid_dir: Path) -> float:
+    """A process's start as a wall-clock time (boot time + its start in clock ticks)."""
+    ticks = int((pid_dir / "stat").read_text().rsplit(")", 1)[-1].split()[19])
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None) -> list[str]:
     """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
-    mounts of its folders, and listeners on its ports. Empty means clean."""
+    mounts of its folders, and listeners on its ports. Empty means clean. `since` (wall time, e.g. when
+    `down` began): a process started later is not the cluster's — the kernel reuses the number of a mount
+    namespace that is gone, and another cluster on the machine may get it."""
     found: list[str] = []
     me = os.getpid()
     needle = str(state)
@@ -277,6 +287,9 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[s
         if stat.rsplit(")", 1)[-1].split()[0] == "Z":
             continue
         if needle in cmd or mount_ns(int(entry.name)) in namespaces:
+            with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+                if needle not in cmd and since is not None and _started_at(entry) > since:
+                    continue  # a newer process in a reused namespace number: another cluster's
             found.append(f"process {entry.name}: {cmd.strip()[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         if needle in line:
