@@ -40,7 +40,7 @@ from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
 REPO = Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "manifests"
 # Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
-CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml")
+CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml", "controller-policy.yaml")
 NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
