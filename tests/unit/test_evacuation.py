@@ -143,6 +143,14 @@ def test_a_vm_with_a_migration_in_flight_waits_for_it() -> None:
     assert status is not None and status["reason"] == "WaitingForMigration"
 
 
+def test_a_vm_still_migrating_after_its_migration_ended_gets_no_second_one() -> None:
+    vm = _vm(phase="Migrating")
+    done = MigrationInfo("ns", "e0", "u0", "vm", phase="Succeeded", evacuation_node="node1", attempt=0,
+                         finished_at=NOW)
+    plan = decide_evacuation(DRAINING, [vm], [done], _targets(vm, "node2"), now=NOW)
+    assert plan.create == ()
+
+
 def test_the_node_says_which_vms_cannot_go_anywhere_before_anything_moves() -> None:
     stuck, ok = _vm("stuck"), _vm("ok")
     targets = {**_targets(ok, "node2"), stuck.key: Targets(stuck.key, "node1", summary="0/3 nodes are available: "

@@ -34,6 +34,7 @@ from virtmigrate.api.constants import (
     LABEL_VM,
     NODE_CONDITION_EVACUATION,
     EvictionStrategy,
+    VMPhase,
 )
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.evacuation.targets import Targets
@@ -195,6 +196,14 @@ def _decide_vm(vm: VM, node: str, migs: Sequence[MigrationInfo], t: Targets | No
     attempts = [m for m in migs if m.evacuation_node == node]
     base: JSON = {"node": node, "attempts": len(attempts), "released": False}
     active = next((m for m in sorted(migs, key=lambda m: m.name) if m.active), None)
+    if active is None and vm.phase is VMPhase.MIGRATING:
+        # A Migration just ended and the migration controller has not yet recorded where the guest is.
+        active = next((m for m in sorted(migs, key=lambda m: m.name, reverse=True)), None)
+        acc.moving.append(vm.key)
+        acc.mark(vm, {**base, "reason": EVACUATING if active and active.evacuation_node == node
+                      else WAITING_FOR_MIGRATION,
+                      "message": f"Migration {active.name if active else '(unknown)'} moves it (ending)"})
+        return
     if active is not None:
         reason = EVACUATING if active.evacuation_node == node else WAITING_FOR_MIGRATION
         acc.moving.append(vm.key)
