@@ -4,7 +4,8 @@
     kubectl virtmigrate cancel VM
     kubectl virtmigrate explain VM
     kubectl virtmigrate drain-plan NODE
-Common flags, as kubectl's: -n/--namespace, --kubeconfig, --context, -o/--output yaml|json.
+Common flags, as kubectl's: -n/--namespace, --kubeconfig, --context, -o/--output yaml|json; and
+--node-selector k=v,... to judge only some nodes (a big cluster, a pool).
 
 The per-node verdicts come from the same code the evacuation controller uses (controller/evacuation/targets.py,
 over virtmigrate.scheduler): for every node, whether the VM could go there and, if not, every constraint that
@@ -141,15 +142,17 @@ def parse_selector(items: Sequence[str]) -> dict[str, str]:
 class Cluster:
     """What the commands read and write, through one KubeClient."""
 
-    def __init__(self, client: KubeClient, namespace: str) -> None:
+    def __init__(self, client: KubeClient, namespace: str, *, node_selector: str = "") -> None:
         self.client = client
         self.namespace = namespace
+        self.node_selector = node_selector  # a label selector: only these nodes are judged ("" = all)
 
     def vm(self, name: str) -> VM:
         return VM.parse(self.client.get(VMS, name, self.namespace))
 
     def nodes(self) -> list[JSON]:
-        return sorted(self.client.list_all(NODES), key=lambda n: str(n["metadata"]["name"]))
+        nodes = self.client.list_all(NODES, label_selector=self.node_selector or None)
+        return sorted(nodes, key=lambda n: str(n["metadata"]["name"]))
 
     def pods(self) -> list[JSON]:
         try:
@@ -239,11 +242,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("-n", "--namespace", default="")
     common.add_argument("--kubeconfig", default="")
     common.add_argument("--context", default="")
     common.add_argument("-o", "--output", default="", choices=["", "yaml", "json"])
+    common.add_argument("--node-selector", default="", help="judge only the nodes with these labels (k=v,...)")
     p = _Parser(prog="kubectl virtmigrate", description="Live-migrate VMs and explain where they can go.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     m = sub.add_parser("migrate", parents=[common], help="create a Migration of VM")
@@ -286,7 +290,7 @@ def main(argv: list[str] | None = None, *, out: TextIO = sys.stdout, err: TextIO
         client = (KubeClient.from_kubeconfig(kubeconfig or None, context=args.context or None)
                   if kubeconfig or args.context else KubeClient.auto())
         namespace = args.namespace or _namespace(kubeconfig, args.context)
-        return COMMANDS[args.command](Cluster(client, namespace), args, out)
+        return COMMANDS[args.command](Cluster(client, namespace, node_selector=args.node_selector), args, out)
     except UsageError as e:
         err.write(f"error: {e}\n")
         return 2

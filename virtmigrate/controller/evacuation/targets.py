@@ -21,7 +21,7 @@ from typing import Any
 
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.vm.pods import CPU_REQUEST, MEMORY_OVERHEAD_BYTES
-from virtmigrate.scheduler import Contradiction, Feasibility, explain_infeasible, merge_constraints
+from virtmigrate.scheduler import Contradiction, Feasibility, Merged, explain_infeasible, merge_constraints
 from virtmigrate.scheduler.resources import allocatable_of, parse_quantity, pod_requests
 
 CPU_REQUEST_MILLIS = int(parse_quantity(CPU_REQUEST) * 1000)
@@ -72,8 +72,15 @@ def targets_for(vm: VM, source: str, nodes: Sequence[Mapping[str, Any]], pods: S
         sides = "; ".join(c.vm_side or c.migration_side for c in merged.conflicts)
         text = (f"its constraints allow no node but {source}: {sides}" if not migration_node_selector
                 else merged.message)
-        return Targets(vm.key, source, summary=text, contradiction=text,
-                       reasons={_name(n): [text] for n in nodes})
+        # Each node's own reasons still help ("which label is wrong where"): judge the constraints as written.
+        asked = Merged(node_selector={**(default_selector or {}), **vm.spec.node_selector,
+                                      **(migration_node_selector or {})},
+                       required_terms=[dict(t) for t in vm.spec.required_terms],
+                       tolerations=[dict(t) for t in vm.spec.tolerations], source_node=source or "unknown")
+        each = explain_infeasible(nodes, pods, merged=asked, memory_request_bytes=vm_request_bytes(vm),
+                                  cpu_request_millis=CPU_REQUEST_MILLIS, source_node=source)
+        reasons = {n: r or [text] for n, r in each.reasons_by_node().items()}
+        return Targets(vm.key, source, summary=text, contradiction=text, reasons=reasons)
     f: Feasibility = explain_infeasible(nodes, pods, merged=merged, memory_request_bytes=vm_request_bytes(vm),
                                         cpu_request_millis=CPU_REQUEST_MILLIS, source_node=source)
     return Targets(vm.key, source, candidates=f.feasible_nodes, reasons=f.reasons_by_node(), summary=f.summary)
