@@ -68,6 +68,8 @@ ALLOWED: dict[str, list[Access]] = {
         *_each("get list watch", "nodes"),
         *_each("patch", "nodes", "status"),                         # the evacuation condition
         *_each("list watch create delete", "poddisruptionbudgets.policy"),  # a budget per migrating VM
+        *_each("list watch", "migrationpolicies.migrations.kubevirt.io"),  # a Migration's defaults
+        *_each("list watch", "namespaces"),                         # the policies' namespaceSelector
         *_each("get", "serviceaccounts"),                           # agent account exists in the namespace?
         *_each("create patch", "events"),
         *_each("get create update", "leases.coordination.k8s.io", scope="install"),

@@ -172,7 +172,8 @@ class LocalCluster:
         files = [str(MANIFESTS / m) for m in CLUSTER_MANIFESTS if (MANIFESTS / m).exists()]
         self._kubectl("apply", *[a for f in files for a in ("-f", f)])
         self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
+                      "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io",
+                      "crd/migrationpolicies.migrations.kubevirt.io")
 
     def grant_agent_progress(self, namespace: str) -> None:
         """What docs/install.md asks of an operator for each namespace with VMs: the virtmigrate-agent

@@ -49,6 +49,8 @@ class Listers:
     vms: Lister
     pods: Lister
     nodes: Lister
+    policies: Lister | None = None    # MigrationPolicies (cluster-scoped); None: no policy applies
+    namespaces: Lister | None = None  # Namespaces, for the policies' namespaceSelector
 
 
 @dataclass
