@@ -180,7 +180,8 @@ class EvacuationController:
         # looks them up that way.
         node_ref = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "uid": name}}
         if plan.condition is not None:
-            cond = {**plan.condition, "lastTransitionTime": self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")}
+            now = self.clock.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
+            cond = {**plan.condition, "lastHeartbeatTime": now, "lastTransitionTime": now}
             self.client.patch(NODES, name, {"status": {"conditions": [cond]}}, subresource="status",
                               patch_type=STRATEGIC_PATCH)
             bound.info("evacuation_condition", status=cond["status"], reason=cond["reason"])
