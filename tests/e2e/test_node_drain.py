@@ -18,23 +18,25 @@ DRAINED = "node1"
 OTHERS = ("node0", "node2")
 
 
-def _create_vm(kubectl: Any, kernel: Path, name: str, strategy: str | None, **spec: Any) -> None:
+def _create_vm(kubectl: Any, kernel: Path, name: str, strategy: str | None, *,
+               labels: dict[str, str] | None = None, **spec: Any) -> None:
     body: dict[str, Any] = {"running": True, "memory": "64Mi", "kernel": str(kernel), **spec}
     if strategy:
         body["evictionStrategy"] = strategy
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM",
-                                                  "metadata": {"name": name}, "spec": body}))
+                                                  "metadata": {"name": name, "labels": labels or {}}, "spec": body}))
 
 
 def vms_on_drained_node(kube: Any, kubectl: Any, ns: str, kernel: Path, lc: Any,
-                        vms: dict[str, str | None], pinned: tuple[str, ...] = ()) -> None:
+                        vms: dict[str, str | None], pinned: tuple[str, ...] = (),
+                        labels: dict[str, str] | None = None) -> None:
     """Create `vms` (name -> strategy) running on DRAINED: the other nodes are cordoned meanwhile."""
     for n in OTHERS:
         kubectl("cordon", n, namespaced=False)
     try:
         for name, strategy in vms.items():
             extra = {"nodeSelector": {"kubernetes.io/hostname": DRAINED}} if name in pinned else {}
-            _create_vm(kubectl, kernel, name, strategy, **extra)
+            _create_vm(kubectl, kernel, name, strategy, labels=labels, **extra)
         for name in vms:
             wait_for(f"VM {name} Running", lambda n=name: vm_status(kube, ns, n).get("phase") == "Running",
                      timeout=180)

@@ -166,6 +166,16 @@ def test_the_node_says_which_vms_cannot_go_anywhere_before_anything_moves() -> N
     assert again.condition is None and all(e[1] != "EvacuationBlocked" for e in again.node_events)
 
 
+def test_the_node_says_which_vms_may_not_fit_together_and_still_tries_them() -> None:
+    vms = [_vm(f"vm{i}", memory="1Gi") for i in range(3)]
+    nodes = [_node("node1", unschedulable=True), _node("node2", memory="2560Mi")]
+    plan = decide_evacuation(DRAINING, vms, [], plan_node(vms, "node1", nodes, []), now=NOW)
+    assert len(plan.create) == 3
+    assert plan.condition is not None and plan.condition["status"] == "False"
+    assert "1 VMs may not fit once the others have moved: ns/vm2: no room left on node2" in plan.condition["message"]
+    assert plan.node_events[0][1] == "EvacuationBlocked"
+
+
 def test_if_possible_without_target_is_released_for_eviction_with_a_warning() -> None:
     vm = _vm(strategy="LiveMigrateIfPossible")
     plan = decide_evacuation(DRAINING, [vm], [], {vm.key: Targets(vm.key, "node1", summary="0/3")}, now=NOW)

@@ -161,7 +161,8 @@ class _Acc:
     create: list[NewMigration] = field(default_factory=list)
     vm_status: list[tuple[VM, JSON | None]] = field(default_factory=list)
     vm_events: list[tuple[VM, str, str, str]] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)   # "ns/vm: why" of VMs no node can take
+    crowded: list[str] = field(default_factory=list)   # "ns/vm: why" of VMs that fit alone, not all together
     moving: list[str] = field(default_factory=list)
     requeue: list[float] = field(default_factory=list)
 
@@ -236,6 +237,8 @@ def _decide_vm(vm: VM, node: str, migs: Sequence[MigrationInfo], t: Targets | No
                                      f"{len(failed) + 1} starts in {wait:.0f}s (back-off after {len(failed)} "
                                      "failures)"})
             return
+    if not t.fits_together:
+        acc.crowded.append(f"{vm.key}: {t.why_not()}")  # still tried: the packing is greedy, maybe pessimistic
     attempt = max((m.attempt for m in attempts), default=-1) + 1
     acc.create.append(NewMigration(vm, attempt))
     acc.moving.append(vm.key)
@@ -248,9 +251,14 @@ def _decide_vm(vm: VM, node: str, migs: Sequence[MigrationInfo], t: Targets | No
 
 
 def _with_condition(node: NodeState, acc: _Acc) -> Plan:
-    if acc.blocked:
+    if acc.blocked or acc.crowded:
         status, reason = "False", VMS_CANNOT_MOVE
-        message = f"{len(acc.blocked)} VMs cannot leave {node.name}: " + "; ".join(acc.blocked)
+        parts = []
+        if acc.blocked:
+            parts.append(f"{len(acc.blocked)} VMs cannot leave {node.name}: " + "; ".join(acc.blocked))
+        if acc.crowded:
+            parts.append(f"{len(acc.crowded)} VMs may not fit once the others have moved: " + "; ".join(acc.crowded))
+        message = ". ".join(parts)
     elif acc.moving:
         status, reason = "True", EVACUATING
         message = f"moving {len(acc.moving)} VMs: {', '.join(acc.moving)}"
@@ -261,7 +269,7 @@ def _with_condition(node: NodeState, acc: _Acc) -> Plan:
     changed = (have.get("status"), have.get("reason"), have.get("message")) != (status, reason, message)
     condition = {"type": NODE_CONDITION_EVACUATION, "status": status, "reason": reason, "message": message}
     events: list[tuple[str, str, str]] = []
-    if changed and acc.blocked:
+    if changed and (acc.blocked or acc.crowded):
         events.append(("Warning", EVACUATION_BLOCKED, message))
     if acc.create:
         names = ", ".join(c.vm.key for c in acc.create)
