@@ -145,9 +145,12 @@ class RecordingClient:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.existing: set[str] = set()
+        self.created: dict[str, Any] = {}  # the last object created
 
     def create(self, res: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        self.calls.append(("create", obj["metadata"]["name"]))
+        name = obj["metadata"]["name"]
+        self.calls.append(("create", name if res.plural == "pods" else f"{res.plural}/{name}"))
+        self.created = obj
         return obj
 
     def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
@@ -176,8 +179,14 @@ def test_sync_creates_the_launcher_pod_and_writes_status_guarded_by_resource_ver
     c, rec = _controller(client)
     c.vms.indexer.add(dict(_vm(observed=None).raw))
     c.sync("ns/vm")
-    assert client.calls[0] == ("create", P0)
-    kind, patch = client.calls[1]
+    # The launcher reports its domain under its own ServiceAccount: the namespace's identities come first.
+    assert client.calls[:5] == [("create", "serviceaccounts/virtmigrate-launcher"),
+                                ("create", "rolebindings/virtmigrate-launcher"),
+                                ("create", "serviceaccounts/virtmigrate-agent"),
+                                ("create", "rolebindings/virtmigrate-agent"),
+                                ("create", P0)]
+    assert client.created["spec"]["serviceAccountName"] == "virtmigrate-launcher"
+    kind, patch = client.calls[5]
     assert kind == "patch" and patch["metadata"]["resourceVersion"] == "7"
     assert patch["status"]["phase"] == "Scheduling" and patch["status"]["observedGeneration"] == 1
     assert [e[2] for e in rec.events] == ["LauncherCreated"]  # type: ignore[attr-defined]

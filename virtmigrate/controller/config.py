@@ -32,7 +32,7 @@ class ControllerConfig:
     default_node_selector: dict[str, str] = field(default_factory=dict)  # fills keys nobody mentions
     destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
     migration_uri_template: str = "tcp://{ip}"                # when a Node has no migration-address annotation
-    agent_service_account: str = ""             # "" = the agent gets no API access and only logs progress
+    agent_service_account: str = "virtmigrate-agent"  # made per namespace (identities.py); "" = no API access
     metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
     log_format: str = "json"                    # json or console
     log_level: str = "info"
@@ -100,14 +100,25 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
      "seconds a target may stay unschedulable before the Migration fails"),
     ("--pending-timeout", "PENDING_TIMEOUT", float, _T.pending_s,
      "seconds any other target/agent wait may last before the Migration fails"),
+    ("--running-timeout", "RUNNING_TIMEOUT", float, _T.running_s,
+     "seconds a migration may run before its agent is stopped (AgentStuck)"),
+    ("--agent-grace", "AGENT_GRACE", float, _T.agent_grace_s,
+     "seconds an agent asked to stop may take before its pod is force-deleted"),
+    ("--settle-time", "SETTLE_TIME", float, _T.settle_s,
+     "seconds the launchers' reports get to catch up after an agent ended without proof of the outcome"),
+    ("--orphan-job-timeout", "ORPHAN_JOB_TIMEOUT", float, _T.orphan_job_s,
+     "seconds a migration job may outlive its agent before it is aborted"),
+    ("--resolve-timeout", "RESOLVE_TIMEOUT", float, _T.resolve_s,
+     "seconds the reports may stay unsettled before the Migration fails as GuestLocationUnknown"),
     ("--default-node-selector", "DEFAULT_NODE_SELECTOR", _selector, {},
      "k=v,... applied to targets for keys neither VM nor Migration mention"),
     ("--destination-uri-template", "DESTINATION_URI_TEMPLATE", str, _D.destination_uri_template,
      "libvirt URI of a target node without annotation; {ip} = its InternalIP"),
     ("--migration-uri-template", "MIGRATION_URI_TEMPLATE", str, _D.migration_uri_template,
      "migration data URI of a target node without annotation; {ip} = its InternalIP"),
-    ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, "",
-     "service account of agent pods (lets the agent report progress); empty = none"),
+    ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, _D.agent_service_account,
+     "service account of agent pods (lets the agent report progress; the controller makes "
+     "virtmigrate-agent in each namespace, any other name is yours to make); empty = none"),
     ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
     ("--log-format", "LOG_FORMAT", str, _D.log_format, "json or console"),
     ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
@@ -157,8 +168,9 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
                  "progress_timeout", "max_downtime"):
         need(v[flag] >= 1, "--" + flag.replace("_", "-"), "must be at least 1")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
-    need(v["unschedulable_timeout"] > 0 and v["pending_timeout"] > 0, "--unschedulable-timeout/--pending-timeout",
-         "must be > 0 seconds")
+    for flag in ("unschedulable_timeout", "pending_timeout", "running_timeout", "agent_grace", "settle_time",
+                 "orphan_job_timeout", "resolve_timeout"):
+        need(v[flag] > 0, "--" + flag.replace("_", "-"), "must be > 0 seconds")
     need(v["log_format"] in ("json", "console"), "--log-format", "must be json or console")
     need(v["log_level"] in ("debug", "info", "warning", "error"), "--log-level",
          "must be debug, info, warning or error")
@@ -171,7 +183,9 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
                               progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
                               allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
                               allow_pause=v["allow_pause"]),
-        timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"]),
+        timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"],
+                          running_s=v["running_timeout"], agent_grace_s=v["agent_grace"], settle_s=v["settle_time"],
+                          orphan_job_s=v["orphan_job_timeout"], resolve_s=v["resolve_timeout"]),
         default_node_selector=v["default_node_selector"],
         destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
         agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],

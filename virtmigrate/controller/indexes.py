@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from virtmigrate.api.constants import LABEL_VM
+from virtmigrate.api.names import pod_vm_name
 
 JSON = dict[str, Any]
 
@@ -30,6 +30,5 @@ def index_migration_by_vm(obj: JSON) -> list[str]:
 
 
 def index_pod_by_vm(obj: JSON) -> list[str]:
-    meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(LABEL_VM)
-    return [f"{meta.get('namespace', '')}/{name}"] if name else []
+    name = pod_vm_name(obj)
+    return [f"{(obj.get('metadata') or {}).get('namespace', '')}/{name}"] if name else []

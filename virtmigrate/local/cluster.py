@@ -26,12 +26,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.clock import RealClock
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import NODES, SERVICEACCOUNTS, Resource
+from virtmigrate.kube.resources import NODES
 from virtmigrate.local import procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
@@ -40,11 +39,10 @@ from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
 REPO = Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "manifests"
 # Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
-CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml")
+CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml")
 NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
-ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", kind="RoleBinding")
 CONTROLLER = "controller"
 # Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
 # (127.0.0.10, .11), so both can run on one machine at once.
@@ -176,20 +174,11 @@ class LocalCluster:
                       "crd/migrationpolicies.migrations.kubevirt.io")
 
     def grant_agent_progress(self, namespace: str) -> None:
-        """What docs/install.md asks of an operator for each namespace with VMs: the virtmigrate-agent
-        ServiceAccount bound to ClusterRole virtmigrate-agent, so agent pods report status.progress."""
-        client = self.client()
-        objs: list[tuple[Resource, dict[str, Any]]] = [(SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                   "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace}}),
-                (ROLEBINDINGS, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                                "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace},
-                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                            "name": AGENT_SERVICE_ACCOUNT},
-                                "subjects": [{"kind": "ServiceAccount", "name": AGENT_SERVICE_ACCOUNT,
-                                              "namespace": namespace}]})]
-        for res, obj in objs:
-            with contextlib.suppress(errors.AlreadyExists):  # up is idempotent
-                client.create(res, obj, namespace)
+        """The pods' identities in `namespace`, as the controllers make them before their first pod there
+        (virtmigrate.controller.identities); for tests that create pods before any controller acts."""
+        from virtmigrate.controller.identities import Identities
+
+        Identities(self.client()).ensure(namespace)
 
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:

@@ -133,7 +133,7 @@ class EvacuationController:
         meta = m.get("metadata") or {}
         node = (meta.get("labels") or {}).get(LABEL_EVACUATION)
         if node:
-            self.queue.add(str(node))
+            self.queue.add(str(node))  # a shortened label of a long node name finds no Node: harmless
         vm_name = ((m.get("spec") or {}).get("selector") or {}).get("name")
         vm = self.vms.indexer.get_by_key(f"{meta.get('namespace')}/{vm_name}") if vm_name else None
         if vm is not None:

@@ -36,6 +36,7 @@ from virtmigrate.api.constants import (
     EvictionStrategy,
     VMPhase,
 )
+from virtmigrate.api.names import ANNOTATION_VM, label_value
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.evacuation.targets import Targets
 
@@ -72,7 +73,7 @@ class MigrationInfo:
     uid: str
     vm: str                          # spec.selector.name
     phase: str = ""                  # "" before the controller wrote one
-    evacuation_node: str = ""        # its evacuation label ("" for a user's Migration)
+    evacuation_node: str = ""        # its evacuation label: label_value(node) ("" for a user's Migration)
     attempt: int = -1                # its attempt annotation (-1 when absent)
     deleting: bool = False
     finished_at: datetime | None = None  # when it became terminal
@@ -147,8 +148,8 @@ def new_evacuation_migration(vm: VM, node: str, attempt: int) -> JSON:
     """The Migration that moves `vm` off `node` (pure): owned by the VM, labelled with the node."""
     return {"apiVersion": API_VERSION, "kind": "Migration",
             "metadata": {"name": evacuation_name(vm, node, attempt), "namespace": vm.namespace,
-                         "labels": {LABEL_EVACUATION: node, LABEL_VM: vm.name},
-                         "annotations": {ANNOTATION_ATTEMPT: str(attempt)},
+                         "labels": {LABEL_EVACUATION: label_value(node), LABEL_VM: label_value(vm.name)},
+                         "annotations": {ANNOTATION_ATTEMPT: str(attempt), ANNOTATION_VM: vm.name},
                          "ownerReferences": [{"apiVersion": API_VERSION, "kind": "VM", "name": vm.name,
                                               "uid": vm.uid, "controller": True}]},
             "spec": {"selector": {"name": vm.name}}}
@@ -194,19 +195,19 @@ def decide_evacuation(node: NodeState, vms: Sequence[VM], migrations: Sequence[M
 
 def _decide_vm(vm: VM, node: str, migs: Sequence[MigrationInfo], t: Targets | None, now: datetime,
                settings: Settings, acc: _Acc) -> None:
-    attempts = [m for m in migs if m.evacuation_node == node]
+    attempts = [m for m in migs if m.evacuation_node == label_value(node)]
     base: JSON = {"node": node, "attempts": len(attempts), "released": False}
     active = next((m for m in sorted(migs, key=lambda m: m.name) if m.active), None)
     if active is None and vm.phase is VMPhase.MIGRATING:
         # A Migration just ended and the migration controller has not yet recorded where the guest is.
         active = next((m for m in sorted(migs, key=lambda m: m.name, reverse=True)), None)
         acc.moving.append(vm.key)
-        acc.mark(vm, {**base, "reason": EVACUATING if active and active.evacuation_node == node
+        acc.mark(vm, {**base, "reason": EVACUATING if active and active.evacuation_node == label_value(node)
                       else WAITING_FOR_MIGRATION,
                       "message": f"Migration {active.name if active else '(unknown)'} moves it (ending)"})
         return
     if active is not None:
-        reason = EVACUATING if active.evacuation_node == node else WAITING_FOR_MIGRATION
+        reason = EVACUATING if active.evacuation_node == label_value(node) else WAITING_FOR_MIGRATION
         acc.moving.append(vm.key)
         acc.mark(vm, {**base, "reason": reason,
                       "message": f"Migration {active.name} moves it ({active.phase or 'not started'})"})
@@ -280,7 +281,7 @@ def _with_condition(node: NodeState, acc: _Acc) -> Plan:
 
 
 def _stop(node: NodeState, vms: Sequence[VM], migrations: Sequence[MigrationInfo]) -> Plan:
-    drop = tuple(m for m in migrations if m.evacuation_node == node.name and not m.deleting
+    drop = tuple(m for m in migrations if m.evacuation_node == label_value(node.name) and not m.deleting
                  and m.phase in NOT_STARTED)
     clear = tuple((vm, None) for vm in vms if vm.evacuation.node == node.name)
     events: tuple[tuple[str, str, str], ...] = ()

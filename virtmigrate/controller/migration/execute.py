@@ -22,27 +22,35 @@ from typing import Any, Protocol
 import structlog
 
 from virtmigrate import errors
-from virtmigrate.api.constants import FINALIZER_MIGRATION, MigrationPhase
+from virtmigrate.api.constants import FINALIZER_AGENT, FINALIZER_MIGRATION, MigrationPhase
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
+from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import object_key
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import policies as policies
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import decide_admissions
-from virtmigrate.controller.migration.decide import Action, Decision, decide
+from virtmigrate.controller.migration.decide import (
+    LOST_REASONS,
+    REASON_LEFTOVER,
+    REASON_POD_REJECTED,
+    Action,
+    Decision,
+    decide,
+)
 from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
 from virtmigrate.controller.migration.pods import (
     PolicyDefaults,
     agent_pod_name,
-    compute_destination,
+    new_abort_pod,
     new_agent_pod,
     new_target_pod,
 )
-from virtmigrate.kube.resources import MIGRATIONS, PODS, SERVICEACCOUNTS, VMS
+from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
 
@@ -66,9 +74,10 @@ class MigrationSync:
     """The Migration reconciler. Thread-safe: the work queue never hands one key to two workers."""
 
     def __init__(self, listers: Listers, client: KubeWriter, *, config: ControllerConfig, clock: Clock,
-                 recorder: EventRecorder, metrics: MigrationMetrics) -> None:
+                 recorder: EventRecorder, metrics: MigrationMetrics, identities: Identities | None = None) -> None:
         self.listers = listers
         self.client = client
+        self.identities = identities or Identities(client)
         self.config = config
         self.clock = clock
         self.recorder = recorder
@@ -76,19 +85,23 @@ class MigrationSync:
         self._admit_lock = threading.Lock()
         self._admitted: set[str] = set()          # admitted by us, maybe not yet in the cache
         self._waiting: set[str] = set()           # Pending for capacity: woken when a slot frees up
-        self._agent_exits: dict[str, tuple[int, str]] = {}  # last outcome of agent pods already gone
+        # Outcomes of agent pods already gone, by the owning Migration's uid (never by name: a new Migration
+        # of the same name must not inherit one). A fallback only: the agent pod's finalizer keeps its
+        # outcome readable in the API until it is recorded, so a restart that forgets this loses nothing.
+        self._agent_exits: dict[str, tuple[str, int, str]] = {}  # uid -> (key, exit code, message)
         self._exits_lock = threading.Lock()
         self.observer = Observer(listers, config=config, clock=clock)
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
-    def remember_agent_exit(self, migration_key: str, code: int, message: str) -> None:
+    def remember_agent_exit(self, migration_uid: str, code: int, message: str, *, key: str = "") -> None:
         with self._exits_lock:
-            self._agent_exits[migration_key] = (code, message)
+            self._agent_exits[migration_uid] = (key, code, message)
 
     def forget(self, key: str) -> None:
         with self._exits_lock:
-            self._agent_exits.pop(key, None)
+            for uid in [u for u, (k, _, _) in self._agent_exits.items() if k == key]:
+                del self._agent_exits[uid]
         with self._admit_lock:
             self._admitted.discard(key)
             self._waiting.discard(key)
@@ -147,7 +160,8 @@ class MigrationSync:
 
     def _observe(self, key: str, raw: JSON) -> Seen:
         with self._exits_lock:
-            agent_exit = self._agent_exits.get(key)
+            known = self._agent_exits.get(str((raw.get("metadata") or {}).get("uid", "")))
+        agent_exit = (known[1], known[2]) if known is not None else None
         return self.observer.observe(key, raw, agent_exit=agent_exit, admitted=self._admitted)
 
     # --- act -----------------------------------------------------------------------------------------
@@ -192,17 +206,8 @@ class MigrationSync:
                 source_node=str(status.get("sourceNode") or seen.vm.node), target_pod=seen.target_pod_name,
                 now=now))
         elif a == Action.CREATE_TARGET_POD:
-            assert seen.vm is not None and seen.mig is not None
-            merged = seen.merged
-            if merged is None:
-                result = placement.merge(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or ""),
-                                         config=self.config)
-                if isinstance(result, placement.Contradiction):
-                    self._finish(raw, Decision(Action.FAIL, reason="ConstraintContradiction",
-                                               message=result.message), seen)
-                    return
-                merged = result
-            self._create_pod(new_target_pod(seen.vm, seen.mig, merged), ns)
+            assert seen.vm is not None and seen.mig is not None and seen.merged is not None
+            self._create_pod(raw, seen, new_target_pod(seen.vm, seen.mig, seen.merged))
         elif a == Action.MARK_UNSCHEDULABLE:
             conds = st.with_condition(list(status.get("conditions") or []), st.COND_UNSCHEDULABLE, "True",
                                       d.reason, d.message, now)
@@ -224,6 +229,29 @@ class MigrationSync:
             assert seen.vm is not None
             self._patch_vm(seen.vm, st.vm_on_source(seen.vm.raw.get("status") or {},
                                                     reason=str(status.get("reason") or "Failed"), now=now))
+        elif a == Action.RECORD_VM_LOST:
+            assert seen.vm is not None
+            self._patch_vm(seen.vm, st.vm_lost(seen.vm.raw.get("status") or {}, reason=str(status.get("reason")),
+                                               message=str(status.get("message") or ""), now=now))
+        elif a == Action.FORCE_DELETE_AGENT_POD:
+            ap = seen.observed.agent_pod
+            assert ap is not None
+            self._delete_pod(ns, ap.name, grace_period_seconds=0)
+            self._event(raw, WARNING, "AgentForceDeleted", d.message)
+        elif a == Action.REMOVE_AGENT_FINALIZER:
+            ap = seen.observed.agent_pod
+            assert ap is not None
+            with contextlib.suppress(errors.NotFound):  # already gone
+                self.client.patch(PODS, ap.name, {"metadata": {"uid": ap.uid, "finalizers": [
+                    f for f in ap.finalizers if f != FINALIZER_AGENT]}}, ns)
+        elif a == Action.CREATE_ABORT_POD:
+            assert seen.vm is not None and seen.mig is not None
+            if self._create_pod(raw, seen, new_abort_pod(seen.vm, seen.mig, source_node=seen.observed.source_node,
+                                                         image=self.config.agent_image)):
+                self._event(raw, WARNING, d.reason, d.message)
+        elif a == Action.DELETE_ABORT_POD:
+            assert seen.observed.abort_pod is not None
+            self._delete_pod(ns, seen.observed.abort_pod.name)
         elif a == Action.DELETE_SOURCE_POD:
             assert seen.source_pod is not None
             self._delete_pod(ns, seen.source_pod.name)
@@ -268,24 +296,15 @@ class MigrationSync:
 
     def _create_agent(self, raw: JSON, seen: Seen) -> None:
         status = raw.get("status") or {}
-        assert seen.vm is not None and seen.mig is not None
-        target_node = str(status.get("targetNode") or "")
-        node = self.listers.nodes.get_by_key(target_node) or {}
-        dest = compute_destination(node, uri_template=self.config.destination_uri_template,
-                                   migration_uri_template=self.config.migration_uri_template)
-        if not dest.libvirt_uri:
-            self._finish(raw, Decision(Action.FAIL, reason="NoDestinationURI",
-                                       message=f"node {target_node} has no libvirt-uri annotation and no "
-                                               "InternalIP: annotate it with virtmigrate.kubevirt.io/libvirt-uri"),
-                         seen)
-            return
+        assert seen.vm is not None and seen.mig is not None and seen.destination is not None
+        dest = seen.destination
         policy = policies.configuration_from_status(status) or self._resolve_policy(seen)[0]
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
-                            dest=dest, policy=policy, service_account=self._agent_service_account(raw),
+                            dest=dest, policy=policy, service_account=self.config.agent_service_account,
                             image=self.config.agent_image)
-        self._create_pod(pod, seen.mig.namespace)
-        self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
-                                                 f"{seen.vm.name!r} to {dest.libvirt_uri}")
+        if self._create_pod(raw, seen, pod):
+            self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
+                                                     f"{seen.vm.name!r} to {dest.libvirt_uri}")
 
     def _resolve_policy(self, seen: Seen) -> tuple[PolicyDefaults, str]:
         """The effective settings and the MigrationPolicy applied (migration/policies.py)."""
@@ -294,23 +313,6 @@ class MigrationSync:
         namespace = ln.get_by_key(seen.mig.namespace) if ln is not None else None
         return policies.resolve(self.config.policy, lp.list() if lp is not None else [], namespace, seen.vm,
                                 seen.mig)
-
-    def _agent_service_account(self, raw: JSON) -> str:
-        """The configured agent ServiceAccount if it exists in the Migration's namespace; else "" and a
-        Warning event (the agent then migrates without API access and cannot report status.progress)."""
-        sa = self.config.agent_service_account
-        ns = (raw.get("metadata") or {}).get("namespace") or ""
-        if not sa:
-            return ""
-        try:
-            self.client.get(SERVICEACCOUNTS, sa, ns)
-            return sa
-        except errors.NotFound:
-            self._event(raw, WARNING, "AgentWithoutAPIAccess",
-                        f"ServiceAccount {sa!r} not found in namespace {ns!r}: the agent runs without API access "
-                        f"and cannot report status.progress; create it and bind it to ClusterRole "
-                        f"virtmigrate-agent (see docs/install.md)")
-            return ""
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
                 via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:
@@ -325,6 +327,10 @@ class MigrationSync:
         new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message, **extra)
         self._transition(raw, new, phase, message, etype=NORMAL if phase == P.SUCCEEDED else WARNING,
                          reason=d.reason if phase == P.FAILED else "Succeeded", via=via[1] if via else ())
+        if d.warning:
+            self._event(raw, WARNING, REASON_LEFTOVER, d.warning)
+        if d.reason in LOST_REASONS:
+            self.metrics.guests_lost.labels(reason=d.reason).inc()
         created = st.parse_time((raw.get("metadata") or {}).get("creationTimestamp"))
         duration = (self.clock.wall() - created).total_seconds() if created else None
         r = result or {}
@@ -380,13 +386,26 @@ class MigrationSync:
                  "status": st.status_patch(vm.raw.get("status") or {}, new_status)}
         self.client.patch(VMS, vm.name, patch, vm.namespace, subresource="status")
 
-    def _create_pod(self, pod: JSON, namespace: str) -> None:
-        with contextlib.suppress(errors.AlreadyExists):  # a retried step: the deterministic name is ours
-            self.client.create(PODS, pod, namespace)
+    def _create_pod(self, raw: JSON, seen: Seen, pod: JSON) -> bool:
+        """Create `pod` (True when this call created it). AlreadyExists is a retried step (the deterministic
+        name is ours); a pod the API server refuses for good (422 Invalid, 403 Forbidden: admission, quota,
+        Pod Security) fails the Migration with the server's message instead of retrying forever."""
+        ns = str(pod["metadata"]["namespace"])
+        self.identities.ensure(ns)
+        try:
+            self.client.create(PODS, pod, ns)
+        except errors.AlreadyExists:
+            return False
+        except (errors.Invalid, errors.Forbidden) as e:
+            self.identities.forget(ns)  # e.g. its ServiceAccount was deleted: make it again next time
+            self._finish(raw, Decision(Action.FAIL, reason=REASON_POD_REJECTED,
+                                       message=f"the API server refused pod {pod['metadata']['name']}: {e}"), seen)
+            return False
+        return True
 
-    def _delete_pod(self, namespace: str, name: str) -> None:
+    def _delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> None:
         with contextlib.suppress(errors.NotFound):  # already gone
-            self.client.delete(PODS, name, namespace)
+            self.client.delete(PODS, name, namespace, grace_period_seconds=grace_period_seconds)
 
     def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
         obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}

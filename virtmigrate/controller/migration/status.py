@@ -194,6 +194,19 @@ def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime
     return out
 
 
+def vm_lost(vm_status: Mapping[str, Any], *, reason: str, message: str, now: _dt.datetime) -> JSON:
+    """The VM's status when no node verifiably runs its guest: never Running. GuestLost -> Failed (the
+    VM controller starts it again if it should run); the guest on both nodes or unknown -> Unknown."""
+    out = copy.deepcopy(dict(vm_status))
+    out["phase"] = "Failed" if reason == "GuestLost" else "Unknown"
+    out["reason"] = reason
+    out["message"] = message
+    state = dict(out.get("migrationState") or {})
+    state.update(endTimestamp=iso(now), completed=True, result=f"Failed: {reason}")
+    out["migrationState"] = state
+    return out
+
+
 def completed_progress(progress: Mapping[str, Any] | None, result: Mapping[str, Any] | None) -> JSON:
     """status.progress of a Succeeded migration: everything sent (100 %), with the result's data figures."""
     out: JSON = dict(progress or {})

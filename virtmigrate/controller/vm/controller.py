@@ -33,10 +33,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
-from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.constants import LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.events import EventRecorder
+from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.podstate import pod_view
@@ -59,12 +61,13 @@ PDB_VM_INDEX = "pdb-vm"    # PodDisruptionBudgets by `namespace/<label virtmigra
 class VMController:
     def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None,
-                 reader: Any = None) -> None:
+                 reader: Any = None, identities: Identities | None = None) -> None:
         """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
         without one the cache is trusted."""
         self.client = client
         self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
         self.recorder = recorder
+        self.identities = identities or Identities(client)
         self.clock = clock or RealClock()
         self.vms = factory.informer_for(VMS)
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
@@ -89,10 +92,10 @@ class VMController:
 
     def _vm_key_of_pod(self, pod: JSON) -> str | None:
         meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(LABEL_ROLE) != ROLE_LAUNCHER or not labels.get(LABEL_VM):
+        vm = pod_vm_name(pod)
+        if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or not vm:
             return None
-        return f"{meta.get('namespace')}/{labels[LABEL_VM]}"
+        return f"{meta.get('namespace')}/{vm}"
 
     def _on_pod(self, pod: JSON) -> None:
         key = self._vm_key_of_pod(pod)
@@ -101,7 +104,7 @@ class VMController:
 
     def _on_pdb(self, pdb: JSON) -> None:
         meta = pdb.get("metadata") or {}
-        vm = (meta.get("labels") or {}).get(LABEL_VM)
+        vm = pod_vm_name(pdb)  # the annotation's full name, as on our pods
         if vm:
             self.queue.add(f"{meta.get('namespace')}/{vm}")
 
@@ -137,7 +140,7 @@ class VMController:
             return None  # a bad spec is not retried; the next edit of the VM queues it again
         self._sync_pdb(key, vm)
         launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
-                                           migration=str((p["metadata"].get("labels") or {}).get(LABEL_MIGRATION, "")))
+                                           migration=pod_migration_name(p))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
                      for v in [pod_view(p)] if v is not None]
         with self._removed_lock:
@@ -194,7 +197,9 @@ class VMController:
             log.info("launcher_pod_delete", vm=vm.key, pod=name)
             self._delete_pod(vm.namespace, name, uid)
         if plan.create_attempt is not None:
-            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt))
+            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
+                                   node_name=plan.on_node)
+            self.identities.ensure(vm.namespace)  # the launcher's ServiceAccount, to report its domain
             # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
             with contextlib.suppress(errors.AlreadyExists):
                 self.client.create(PODS, pod, vm.namespace)

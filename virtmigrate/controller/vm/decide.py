@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from virtmigrate.api.constants import VMPhase
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
@@ -45,6 +46,7 @@ class Plan:
     create_attempt: int | None = None          # create launcher_pod_name(vm, attempt=...)
     status: JSON | None = None                 # the managed status fields to write
     confirm_gone: str = ""                     # a pod the cache lacks: confirm with a live read first
+    on_node: str = ""                          # bind the created pod to this node (adopt a guest there)
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     requeue_after: float | None = None
 
@@ -103,8 +105,7 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
     if plan.status is None and observed != (vm.raw.get("metadata") or {}).get("generation"):
         plan = replace(plan, status=managed_status(vm))  # record that this generation was seen
     if stale:
-        plan = Plan(delete=stale + plan.delete, create_attempt=plan.create_attempt, status=plan.status,
-                    confirm_gone=plan.confirm_gone, event=plan.event, requeue_after=plan.requeue_after)
+        plan = replace(plan, delete=stale + plan.delete)
     return plan
 
 
@@ -145,6 +146,17 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         reason, message = parse_termination(v.termination_message, v.exit_code)
         if reason == MIGRATED_REASON:
             return Plan(delete=extra, requeue_after=5.0)  # the migration controller will name the new pod
+        if reason not in LAUNCHER_GONE_REASONS and not v.deleting and v.node:
+            # Killed, or libvirt unreachable: the guest may well still run there (QEMU is libvirtd's child).
+            # A new launcher bound to that node adopts it if it runs, or starts it if it really is gone.
+            attempt = next_attempt(vm, all_pod_names)
+            name = launcher_pod_name(vm, attempt=attempt)
+            text = (f"launcher pod {v.name} on {v.node} ended ({v.exit_code}: {reason}) without proof that the "
+                    f"guest is gone: launcher pod {name} on the same node adopts the guest, or starts it again")
+            return Plan(delete=(*extra, (v.name, v.uid)), create_attempt=attempt, on_node=v.node,
+                        status=_status(vm, VMPhase.SCHEDULING, node=v.node, pod=name, reason="LauncherRestarted",
+                                       message=text),
+                        event=("Warning", "LauncherRestarted", text))
         message = f"launcher pod {v.name} on {v.node or 'no node'} exited ({v.exit_code}): {reason}: {message}"
         if v.deleting:
             reason = "LauncherPodDeleted"
@@ -152,7 +164,7 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         want = _status(vm, VMPhase.FAILED, node="", pod=v.name, reason=reason, message=message)
         st = _changed(vm, want)
         return Plan(delete=extra, status=st, event=("Warning", reason, message) if st else None)
-    if v.running and v.ready:
+    if v.running and (v.ready or (v.domain is not None and v.domain.running)):
         return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.RUNNING, node=v.node, pod=v.name,
                                                               uuid=uuid)))
     if v.unschedulable:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virtmigrate.api.constants import API_VERSION, LABEL_VM
+from virtmigrate.api.names import ANNOTATION_VM, label_value
 from virtmigrate.api.vm import VM
 
 JSON = dict[str, Any]
@@ -48,12 +49,13 @@ def should_protect(vm: VM) -> bool:
 
 def new_pdb(vm: VM) -> JSON:
     """The budget protecting every pod of `vm` (pure)."""
-    meta: JSON = {"name": pdb_name(vm.name), "namespace": vm.namespace, "labels": {LABEL_VM: vm.name}}
+    meta: JSON = {"name": pdb_name(vm.name), "namespace": vm.namespace, "labels": {LABEL_VM: label_value(vm.name)},
+                  "annotations": {ANNOTATION_VM: vm.name}}
     if vm.uid:
         meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": "VM", "name": vm.name, "uid": vm.uid,
                                     "controller": True, "blockOwnerDeletion": True}]
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {LABEL_VM: vm.name}}}}
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {LABEL_VM: label_value(vm.name)}}}}
 
 
 @dataclass(frozen=True)
