@@ -204,13 +204,13 @@ def _decide_vm(vm: VM, node: str, migs: Sequence[MigrationInfo], t: Targets | No
         acc.moving.append(vm.key)
         acc.mark(vm, {**base, "reason": EVACUATING if active and active.evacuation_node == label_value(node)
                       else WAITING_FOR_MIGRATION,
-                      "message": f"Migration {active.name if active else '(unknown)'} moves it (ending)"})
+                      "message": f"Migration {active.name if active else '(unknown)'} moves it"})
         return
     if active is not None:
         reason = EVACUATING if active.evacuation_node == label_value(node) else WAITING_FOR_MIGRATION
         acc.moving.append(vm.key)
         acc.mark(vm, {**base, "reason": reason,
-                      "message": f"Migration {active.name} moves it ({active.phase or 'not started'})"})
+                      "message": f"Migration {active.name} moves it"})  # its phase is on the Migration: one write
         return
     if t is None or not t.movable:
         why = t.why_not() if t is not None else "not judged yet"
