@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the embedded local cluster and the seed's session, each step explained.
-# A real QEMU guest moves live between two nodes; then a slowed migration is cancelled by deleting it.
+# A real QEMU guest moves live between two nodes; then a slowed migration is cancelled by deleting it;
+# then the node the guest runs on is drained for maintenance (the guest moves away live) and uncordoned.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO"
@@ -89,6 +90,29 @@ run kubectl get vms
 [[ $(kubectl get vm testvm -o jsonpath='{.status.node}') == "$DST" ]] || { echo "VM not on $DST" >&2; exit 1; }
 sleep 2
 run virtmigrate cluster serial testvm --tail 3
+
+step "Node maintenance: testvm asks to be live-migrated when its node is drained"
+run kubectl patch vm testvm --type=merge -p '{"spec":{"evictionStrategy":"LiveMigrate"}}'
+run kubectl wait pdb/testvm-launcher --for=create --timeout=60s
+run kubectl get pdb testvm-launcher
+run kubectl virtmigrate explain testvm
+run kubectl virtmigrate drain-plan "$DST"
+
+step "kubectl drain $DST: the Eviction API refuses to evict testvm's launcher (its budget) while the controller moves it"
+run kubectl drain "$DST" --ignore-daemonsets --delete-emptydir-data --timeout=300s
+run kubectl get migrations -l "virtmigrate.kubevirt.io/evacuation=$DST"
+run kubectl get vms
+NEW=$(kubectl get vm testvm -o jsonpath='{.status.node}')
+[[ $NEW != "$DST" ]] || { echo "testvm is still on $DST" >&2; exit 1; }
+echo "testvm left $DST for $NEW without stopping; its heartbeat continues there:"
+sleep 2
+run virtmigrate cluster serial testvm --tail 3
+run kubectl get node "$DST" -o jsonpath='{.status.conditions[?(@.type=="VirtMigrateEvacuation")]}{"\n"}'
+
+step "Maintenance done: kubectl uncordon $DST (nothing is moved back, nothing recreated)"
+run kubectl uncordon "$DST"
+run kubectl get nodes
+run kubectl get vms
 
 step "Done. The cluster keeps running ('make cluster-down' stops it and checks nothing is left)."
 echo "export KUBECONFIG=$KUBECONFIG KUBECACHEDIR=$KUBECACHEDIR"

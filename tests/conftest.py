@@ -76,7 +76,8 @@ def crds(cluster: Cluster) -> None:
     k = Kubectl(cluster.kubeconfig)
     k.run("apply", "-f", str(REPO / "manifests" / "crds"), namespaced=False)
     k.run("wait", "--for=condition=Established", "--timeout=60s",
-          "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io", namespaced=False)
+          "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io", "crd/migrationpolicies.migrations.kubevirt.io",
+          namespaced=False)
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ def _each(verbs: str, resource: str, subresource: str = "", scope: str = "worklo
 ALLOWED: dict[str, list[Access]] = {
     CONTROLLER_SA: [
         *_each("get list watch patch", "migrations.kubevirt.io"),   # informer; finalizer by merge patch
+        *_each("create delete", "migrations.kubevirt.io"),          # evacuations of a draining node
         *_each("patch", "migrations.kubevirt.io", "status"),
         *_each("update", "migrations.kubevirt.io", "finalizers"),   # blockOwnerDeletion on agent pods
         *_each("get list watch", "vms.kubevirt.io"),
@@ -71,6 +72,10 @@ ALLOWED: dict[str, list[Access]] = {
         *_each("create", "rolebindings.rbac.authorization.k8s.io"),  # ... bound to exactly these two roles:
         Access("bind", "clusterroles.rbac.authorization.k8s.io", name="virtmigrate-agent"),
         Access("bind", "clusterroles.rbac.authorization.k8s.io", name="virtmigrate-launcher"),
+        *_each("patch", "nodes", "status"),                         # the evacuation condition
+        *_each("list watch create delete", "poddisruptionbudgets.policy"),  # a budget per migrating VM
+        *_each("list watch", "migrationpolicies.migrations.kubevirt.io"),  # a Migration's defaults
+        *_each("list watch", "namespaces"),                         # the policies' namespaceSelector
         *_each("create patch", "events"),
         *_each("get create update", "leases.coordination.k8s.io", scope="install"),
     ],
@@ -363,6 +368,7 @@ _RESOURCES = {
     "PODS": "pods", "NODES": "nodes", "EVENTS": "events", "CONFIGMAPS": "configmaps",
     "SERVICEACCOUNTS": "serviceaccounts", "NAMESPACES": "namespaces",
     "LEASES": "leases.coordination.k8s.io", "MIGRATIONS": "migrations.kubevirt.io", "VMS": "vms.kubevirt.io",
+    "PDBS": "poddisruptionbudgets.policy", "MIGRATION_POLICIES": "migrationpolicies.migrations.kubevirt.io",
 }
 COMPONENT_PACKAGES = {CONTROLLER_SA: "controller", AGENT_SA: "agent", LAUNCHER_SA: "launcher"}
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from virtmigrate.api import _parse as p
-from virtmigrate.api.constants import VMPhase
+from virtmigrate.api.constants import EvictionStrategy, VMPhase
 from virtmigrate.errors import ValidationError
 
 
@@ -22,6 +22,7 @@ class VMSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     required_terms: tuple[Mapping[str, Any], ...] = ()
     tolerations: tuple[Mapping[str, Any], ...] = ()
+    eviction_strategy: EvictionStrategy = EvictionStrategy.NONE
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> VMSpec:
@@ -43,7 +44,39 @@ class VMSpec:
             disk=p.string(spec, "disk", "spec.disk"),
             node_selector=p.label_map(spec, "nodeSelector", "spec.nodeSelector"),
             required_terms=tuple(terms), tolerations=tuple(tolerations),
+            eviction_strategy=_eviction_strategy(spec),
         )
+
+
+def _eviction_strategy(spec: Mapping[str, Any]) -> EvictionStrategy:
+    raw = p.string(spec, "evictionStrategy", "spec.evictionStrategy")
+    try:
+        return EvictionStrategy(raw) if raw else EvictionStrategy.NONE
+    except ValueError:
+        allowed = ", ".join(e.value for e in EvictionStrategy)
+        raise ValidationError(f"spec.evictionStrategy: {raw!r} is not one of {allowed}",
+                              field="spec.evictionStrategy") from None
+
+
+@dataclass(frozen=True)
+class Evacuation:
+    """`status.evacuation`, written by the evacuation controller: why the VM is (not) leaving `node`.
+
+    `released` means: no node can take the guest and its strategy is LiveMigrateIfPossible, so its
+    launcher is no longer protected from eviction (the VM controller removes its PodDisruptionBudget)."""
+
+    node: str = ""
+    reason: str = ""
+    message: str = ""
+    released: bool = False
+
+    @classmethod
+    def parse(cls, status: Mapping[str, Any]) -> Evacuation:
+        ev = p.mapping(status, "evacuation", "status.evacuation")
+        return cls(node=p.string(ev, "node", "status.evacuation.node"),
+                   reason=p.string(ev, "reason", "status.evacuation.reason"),
+                   message=p.string(ev, "message", "status.evacuation.message"),
+                   released=bool(p.optional_bool(ev, "released", "status.evacuation.released")))
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,7 @@ class VM:
     node: str
     launcher_pod: str
     raw: Mapping[str, Any]
+    evacuation: Evacuation = field(default_factory=Evacuation)
 
     @property
     def key(self) -> str:
@@ -82,4 +116,5 @@ class VM:
             node=p.string(status, "node", "status.node"),
             launcher_pod=p.string(status, "launcherPod", "status.launcherPod"),
             raw=obj,
+            evacuation=Evacuation.parse(status),
         )

@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from virtmigrate import errors
 from virtmigrate.clock import RealClock
 from virtmigrate.controller.config import ControllerConfig, parse_config
+from virtmigrate.controller.evacuation.controller import EvacuationConfig, EvacuationController
 from virtmigrate.controller.events import KubeEventRecorder
 from virtmigrate.controller.leaderelection import KubeLeaseLock, LeaderElectionConfig, LeaderElector
 from virtmigrate.controller.metrics import MigrationMetrics
@@ -68,6 +69,19 @@ def _start_vm_controller(client: KubeClient, factory: SharedInformerFactory, cfg
     return t
 
 
+def _start_evacuation_controller(client: KubeClient, factory: SharedInformerFactory, cfg: ControllerConfig,
+                                 recorder: KubeEventRecorder, registry: CollectorRegistry,
+                                 stop: threading.Event) -> threading.Thread:
+    """Run the evacuation controller (virtmigrate/controller/evacuation/) on the same factory."""
+    config = EvacuationConfig(drain_taint_key=cfg.drain_taint_key,
+                              default_node_selector=cfg.default_node_selector)
+    evc = EvacuationController(client, factory, recorder=recorder, config=config, registry=registry)
+    t = threading.Thread(target=evc.run, args=(max(cfg.workers // 2, 1), stop), name="evacuation-controller",
+                         daemon=True)
+    t.start()
+    return t
+
+
 class App:
     """The process: ops server always, controllers while leading."""
 
@@ -97,12 +111,14 @@ class App:
                                               metrics=self.metrics, clock=RealClock(), registry=self.registry)
         vm_thread = (_start_vm_controller(self.client, factory, cfg, recorder, self.registry, stop)
                      if cfg.run_vm_controller else None)
+        evacuation_thread = _start_evacuation_controller(self.client, factory, cfg, recorder, self.registry, stop)
         factory.start(stop)
         try:
             self.controller.run(cfg.workers, stop)
         finally:
-            if vm_thread is not None:
-                vm_thread.join(timeout=30)
+            for t in (vm_thread, evacuation_thread):
+                if t is not None:
+                    t.join(timeout=30)
             recorder.stop()
             factory.shutdown()
 

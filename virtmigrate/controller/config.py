@@ -52,6 +52,7 @@ class ControllerConfig:
     identity: str = field(default_factory=socket.gethostname)
     run_vm_controller: bool = True              # also run the VM controller in this process
     agent_image: str = "virtmigrate/agent:0.1.0"
+    drain_taint_key: str = "virtmigrate.kubevirt.io/drain"  # a node with a taint of this key is drained; "" = off
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,6 +183,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--identity", "IDENTITY", str, "", "this replica's identity in the Lease; default $POD_NAME, else the host name"),
     ("--image", "IMAGE", str, _D.agent_image, "image of agent pods (the local node runner never pulls it)"),
     ("--vm-controller", "VM_CONTROLLER", _bool, True, "also run the VM controller"),
+    ("--drain-taint-key", "DRAIN_TAINT_KEY", str, _D.drain_taint_key,
+     "a node tainted with this key is evacuated like a cordoned one; empty = cordon only"),
 )
 
 
@@ -262,5 +265,5 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
         leader_elect=v["leader_elect"],
         lease_namespace=v["lease_namespace"] or env.get("POD_NAMESPACE") or _D.lease_namespace,
         lease_name=v["lease_name"], identity=v["identity"] or env.get("POD_NAME") or socket.gethostname(),
-        run_vm_controller=v["vm_controller"], agent_image=v["image"],
+        run_vm_controller=v["vm_controller"], agent_image=v["image"], drain_taint_key=v["drain_taint_key"],
     )

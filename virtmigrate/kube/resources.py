@@ -44,3 +44,6 @@ NAMESPACES = Resource("", "v1", "namespaces", kind="Namespace", namespaced=False
 LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
 MIGRATIONS = Resource("kubevirt.io", "v1alpha1", "migrations", kind="Migration")
 VMS = Resource("kubevirt.io", "v1alpha1", "vms", kind="VM")
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", kind="PodDisruptionBudget")
+MIGRATION_POLICIES = Resource("migrations.kubevirt.io", "v1alpha1", "migrationpolicies", kind="MigrationPolicy",
+                              namespaced=False)

@@ -40,7 +40,8 @@ from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
 REPO = Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "manifests"
 # Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
-CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml", "controller-policy.yaml")
+CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml",
+                     "controller-policy.yaml")
 NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
@@ -171,7 +172,8 @@ class LocalCluster:
         files = [str(MANIFESTS / m) for m in CLUSTER_MANIFESTS if (MANIFESTS / m).exists()]
         self._kubectl("apply", *[a for f in files for a in ("-f", f)])
         self._kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
+                      "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io",
+                      "crd/migrationpolicies.migrations.kubevirt.io")
 
     def grant_agent_progress(self, namespace: str) -> None:
         """The pods' identities in `namespace`, as the controllers make them before their first pod there

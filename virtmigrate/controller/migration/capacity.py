@@ -5,8 +5,9 @@ controller's event handlers (to wake the Pending Migrations that a finished one 
 Consumed by: the phase machine, through `Observed.admit` / `capacity_message`.
 
 Limits: at most `max_running` Migrations admitted (Scheduling..Running) in the cluster and at
-most `max_per_node` leaving any one source node. Pending candidates are served in order of
-creation (then name); one that cannot start because its own source node is full does not hold
+most `max_per_node` leaving any one source node. Pending candidates are served by priority
+(evacuations of a draining node before users' Migrations, as KubeVirt's system-maintenance >
+user), then in order of creation (then name); one that cannot start because its own source node is full does not hold
 back younger ones on other nodes, but the cluster-wide limit holds everyone back.
 """
 
@@ -29,6 +30,11 @@ class Candidate:
     created: str        # metadata.creationTimestamp (RFC 3339 sorts as text)
     source_node: str    # where the VM runs (Pending) or ran (admitted)
     active: bool        # admitted and not terminal: it holds a slot
+    priority: int = 0   # higher first: PRIORITY_EVACUATION for a node's evacuation, PRIORITY_USER otherwise
+
+
+PRIORITY_USER = 0        # a Migration a user created
+PRIORITY_EVACUATION = 1  # created by the evacuation controller (label virtmigrate.kubevirt.io/evacuation)
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ def decide_admissions(candidates: Iterable[Candidate], limits: Limits) -> dict[s
     running = sum(1 for c in cands if c.active)
     per_node: Counter[str] = Counter(c.source_node for c in cands if c.active)
     out: dict[str, Admission] = {}
-    for c in sorted((c for c in cands if not c.active), key=lambda c: (c.created, c.key)):
+    for c in sorted((c for c in cands if not c.active), key=lambda c: (-c.priority, c.created, c.key)):
         if running >= limits.max_running:
             out[c.key] = Admission(False, f"{running} migrations are running in the cluster (limit "
                                           f"{limits.max_running}); this one starts when one finishes")

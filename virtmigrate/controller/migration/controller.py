@@ -41,7 +41,7 @@ from virtmigrate.controller.migration.execute import KubeWriter, Listers, Migrat
 from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
-from virtmigrate.kube.resources import MIGRATIONS, NODES, PODS, VMS
+from virtmigrate.kube.resources import MIGRATION_POLICIES, MIGRATIONS, NAMESPACES, NODES, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
 
 log = structlog.get_logger("virtmigrate.migration")
@@ -64,10 +64,13 @@ class MigrationController:
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={
             POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
         self.nodes = factory.informer_for(NODES)
+        self.policies = factory.informer_for(MIGRATION_POLICIES)  # migration/policies.py: defaults per VM
+        self.namespaces = factory.informer_for(NAMESPACES)
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             config=QueueConfig(name="migrations", clock=self.clock, registry=registry))
         self.syncer = MigrationSync(
-            Listers(self.migrations.indexer, self.vms.indexer, self.pods.indexer, self.nodes.indexer), client,
+            Listers(self.migrations.indexer, self.vms.indexer, self.pods.indexer, self.nodes.indexer,
+                    policies=self.policies.indexer, namespaces=self.namespaces.indexer), client,
             config=config, clock=self.clock, recorder=recorder, metrics=metrics)
         self._namespaces = frozenset(config.namespaces)
         self._event_at: dict[str, float] = {}   # key -> when the first unprocessed event for it arrived
@@ -149,7 +152,8 @@ class MigrationController:
     # --- workers ---------------------------------------------------------------------------------
 
     def has_synced(self) -> bool:
-        return all(i.has_synced() for i in (self.migrations, self.vms, self.pods, self.nodes))
+        return all(i.has_synced() for i in (self.migrations, self.vms, self.pods, self.nodes, self.policies,
+                                            self.namespaces))
 
     def process_next_work_item(self) -> bool:
         """Handle one key; False once the queue is shut down."""
@@ -171,7 +175,8 @@ class MigrationController:
 
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return."""
-        self._pool.run((self.migrations, self.vms, self.pods, self.nodes), workers, stop)
+        self._pool.run((self.migrations, self.vms, self.pods, self.nodes, self.policies, self.namespaces), workers,
+                       stop)
 
     def healthy(self) -> bool:
         return self._pool.healthy()

@@ -38,6 +38,7 @@ from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_MIGRATION_INDEX, object_key
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration import placement as placement
+from virtmigrate.controller.migration import policies as policies
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import decide_admissions
 from virtmigrate.controller.migration.decide import (
@@ -51,8 +52,8 @@ from virtmigrate.controller.migration.decide import (
 )
 from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
 from virtmigrate.controller.migration.pods import (
+    PolicyDefaults,
     agent_pod_name,
-    compute_policy,
     new_abort_pod,
     new_agent_pod,
     new_target_pod,
@@ -214,8 +215,11 @@ class MigrationSync:
         elif a == Action.ADMIT:
             vm_state = seen.observed.vm
             assert vm_state is not None and seen.mig is not None
+            settings, policy_name = self._resolve_policy(seen)
             new = st.with_phase(self._enter_pending(raw, status, now), P.SCHEDULING, now, sourceNode=vm_state.node,
-                                targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig))
+                                targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig),
+                                migrationPolicy=policy_name or None,
+                                migrationConfiguration=policies.configuration_status(settings))
             self._transition(raw, new, P.SCHEDULING,
                              f"creating target launcher pod {seen.target_pod_name} to receive VM "
                              f"{seen.observed.vm_name!r} from node {vm_state.node}")
@@ -315,13 +319,21 @@ class MigrationSync:
         status = raw.get("status") or {}
         assert seen.vm is not None and seen.mig is not None and seen.destination is not None
         dest = seen.destination
-        policy = compute_policy(self.config.policy, seen.mig.spec.policy)
+        policy = policies.configuration_from_status(status) or self._resolve_policy(seen)[0]
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
                             dest=dest, policy=policy, service_account=self.config.agent_service_account,
                             image=self.config.agent_image)
         if self._create_pod(raw, seen, pod):
             self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                      f"{seen.vm.name!r} to {dest.libvirt_uri}")
+
+    def _resolve_policy(self, seen: Seen) -> tuple[PolicyDefaults, str]:
+        """The effective settings and the MigrationPolicy applied (migration/policies.py)."""
+        assert seen.vm is not None and seen.mig is not None
+        lp, ln = self.listers.policies, self.listers.namespaces
+        namespace = ln.get_by_key(seen.mig.namespace) if ln is not None else None
+        return policies.resolve(self.config.policy, lp.list() if lp is not None else [], namespace, seen.vm,
+                                seen.mig)
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
                 via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from virtmigrate import errors
-from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_ROLE, ROLE_LAUNCHER, MigrationPhase
+from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_EVACUATION, LABEL_ROLE, ROLE_LAUNCHER, MigrationPhase
 from virtmigrate.api.migration import Migration
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
@@ -23,7 +23,7 @@ from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
-from virtmigrate.controller.migration.capacity import Candidate, decide_admission
+from virtmigrate.controller.migration.capacity import PRIORITY_EVACUATION, PRIORITY_USER, Candidate, decide_admission
 from virtmigrate.controller.migration.decide import REASON_INVALID_DESTINATION, Observed, VMState, phase_age
 from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.migration.pods import (
@@ -58,6 +58,8 @@ class Listers:
     vms: Lister
     pods: Lister
     nodes: Lister
+    policies: Lister | None = None    # MigrationPolicies (cluster-scoped); None: no policy applies
+    namespaces: Lister | None = None  # Namespaces, for the policies' namespaceSelector
 
 
 @dataclass
@@ -260,7 +262,9 @@ class Observer:
             elif phase in (None, P.PENDING) and not meta.get("deletionTimestamp"):
                 vm = self.listers.vms.get_by_key(f"{meta.get('namespace')}/{vm_of(m)}") or {}
                 node = str((vm.get("status") or {}).get("node") or "")
-                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
+                evacuation = LABEL_EVACUATION in (meta.get("labels") or {})
+                out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False,
+                                     priority=PRIORITY_EVACUATION if evacuation else PRIORITY_USER))
         return out
 
 

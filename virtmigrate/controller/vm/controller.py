@@ -37,7 +37,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
-from virtmigrate.api.constants import LABEL_ROLE, ROLE_LAUNCHER
+from virtmigrate.api.constants import LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
 from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
@@ -48,16 +48,18 @@ from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
+from virtmigrate.controller.vm.disruption import decide_pdb
 from virtmigrate.controller.vm.pods import launcher_pod_name, new_launcher_pod
 from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
-from virtmigrate.kube.resources import PODS, VMS
+from virtmigrate.kube.resources import PDBS, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
 
 log = structlog.get_logger("virtmigrate.vm")
 
 JSON = dict[str, Any]
 POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
+PDB_VM_INDEX = "pdb-vm"    # PodDisruptionBudgets by `namespace/<label virtmigrate.kubevirt.io/vm>`
 
 
 
@@ -76,6 +78,8 @@ class VMController:
         self.clock = clock or RealClock()
         self.vms = factory.informer_for(VMS)
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
+        # The budgets of VMs whose eviction strategy migrates (vm/disruption.py); keyed to their VM.
+        self.pdbs = factory.informer_for(PDBS, label_selector=LABEL_VM, indexers={PDB_VM_INDEX: index_pod_by_vm})
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             config=QueueConfig(name="vms", clock=self.clock, registry=registry))
         self._removed: dict[str, tuple[str, str]] = {}  # vm key -> (pod, how it ended), seen on its deletion
@@ -87,6 +91,9 @@ class VMController:
         self.pods.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n),
             delete=self._on_pod_delete))
+        self.pdbs.add_event_handler(FuncHandler(
+            add=lambda o, _initial: self._on_pdb(o), update=lambda _o, n: self._on_pdb(n),
+            delete=lambda o: self._on_pdb(object_of(o))))
 
     # --- handlers -----------------------------------------------------------------------------
 
@@ -101,6 +108,12 @@ class VMController:
         key = self._vm_key_of_pod(pod)
         if key is not None:
             self.queue.add(key)
+
+    def _on_pdb(self, pdb: JSON) -> None:
+        meta = pdb.get("metadata") or {}
+        vm = pod_vm_name(pdb)  # the annotation's full name, as on our pods
+        if vm:
+            self.queue.add(f"{meta.get('namespace')}/{vm}")
 
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)
@@ -125,6 +138,7 @@ class VMController:
         pods = self.pods.indexer.by_index(POD_VM_INDEX, key)
         if raw is None:
             self._delete_orphans(ns, pods)
+            self._sync_pdb(key, None)
             return None
         try:
             vm = VM.parse(raw)
@@ -137,6 +151,7 @@ class VMController:
             plan = vm_decide.decide_invalid_spec(raw, f"VM {key}: {e}", guest_may_run=live)
             self._write_status(raw, plan)
             return plan
+        self._sync_pdb(key, vm)
         launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
                                            migration=pod_migration_name(p))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
@@ -154,6 +169,19 @@ class VMController:
                                        all_pod_names=names)
         self._execute(vm, plan)
         return plan
+
+    def _sync_pdb(self, key: str, vm: VM | None) -> None:
+        """Create or delete the VM's PodDisruptionBudget as vm/disruption.py decides."""
+        ns = key.partition("/")[0]
+        plan = decide_pdb(vm, self.pdbs.indexer.by_index(PDB_VM_INDEX, key))
+        for name, uid in plan.delete:
+            log.info("pdb_delete", vm=key, pdb=name)
+            with contextlib.suppress(errors.NotFound, errors.Conflict):  # gone, or another object by now
+                self.client.delete(PDBS, name, ns, uid=uid or None)
+        if plan.create is not None:
+            with contextlib.suppress(errors.AlreadyExists):  # the cache lags behind our own create
+                self.client.create(PDBS, plan.create, ns)
+            log.info("pdb_created", vm=key, pdb=plan.create["metadata"]["name"])
 
     def _confirm_gone(self, ns: str, pod: str) -> bool:
         if self.reader is None:
@@ -219,7 +247,7 @@ class VMController:
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return.
         The caller starts the factory (`factory.start(stop)`) before or after calling this."""
-        self._pool.run((self.vms, self.pods), workers, stop)
+        self._pool.run((self.vms, self.pods, self.pdbs), workers, stop)
 
     def healthy(self) -> bool:
         return self._pool.healthy()

@@ -1,7 +1,8 @@
 """The Node object of a local node: labels, annotations, capacity, Ready condition (builders are pure).
 
-The runner registers each node at start (`register`) and heartbeats its Ready condition (`heartbeat`),
-as a kubelet does; the kube-scheduler places pods on these objects and the migration controller reads
+The runner registers each node at start (`register`) and heartbeats its Ready condition (`heartbeat`) with a
+strategic merge patch, as a kubelet does (so conditions of other writers, like the evacuation controller's,
+stay); the kube-scheduler places pods on these objects and the migration controller reads
 the annotations to reach a node's libvirt. Node i of the local cluster:
 
     name / kubernetes.io/hostname   node<i>
@@ -20,7 +21,7 @@ from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.api.constants import ANNOTATION_LIBVIRT_URI, ANNOTATION_MIGRATION_ADDRESS, HOSTNAME_LABEL
-from virtmigrate.kube.client import KubeClient
+from virtmigrate.kube.client import STRATEGIC_PATCH, KubeClient
 from virtmigrate.kube.resources import NODES
 
 JSON = dict[str, Any]
@@ -119,7 +120,8 @@ def register(client: KubeClient, n: NodeSpec, *, ready: bool, now: str) -> None:
     except errors.AlreadyExists:
         client.patch(NODES, n.name, {"metadata": {"labels": desired["metadata"]["labels"],
                                                   "annotations": desired["metadata"]["annotations"]}})
-    client.patch(NODES, n.name, {"status": node_status(n, ready=ready, now=now)}, subresource="status")
+    client.patch(NODES, n.name, {"status": node_status(n, ready=ready, now=now)}, subresource="status",
+                 patch_type=STRATEGIC_PATCH)
     sync_taints(client, n.name, ready=ready)
 
 
@@ -128,6 +130,6 @@ def heartbeat(client: KubeClient, n: NodeSpec, *, ready: bool, now: str, was_rea
     """Refresh the conditions' heartbeat times (transition time moves only when readiness changes)."""
     keep = since if was_ready == ready else now
     client.patch(NODES, n.name, {"status": node_status(n, ready=ready, now=now, since=keep)},
-                 subresource="status")
+                 subresource="status", patch_type=STRATEGIC_PATCH)
     if was_ready != ready:
         sync_taints(client, n.name, ready=ready)

@@ -1,0 +1,1 @@
+"""The evacuation controller: a cordoned or drained node's VMs leave it by live migration."""
