@@ -22,6 +22,20 @@ class MigrationPolicy:
     allow_auto_converge: bool | None = None
     allow_pause: bool | None = None
 
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> MigrationPolicy:
+        """The settings fields of a Migration's (or a MigrationPolicy's) spec; unset ones stay None."""
+        return cls(
+            bandwidth_mib_s=p.optional_int(spec, "bandwidthMiBps", "spec.bandwidthMiBps"),
+            completion_timeout_per_gib_s=p.optional_int(spec, "completionTimeoutPerGiB",
+                                                        "spec.completionTimeoutPerGiB", minimum=1),
+            progress_timeout_s=p.optional_int(spec, "progressTimeout", "spec.progressTimeout", minimum=1),
+            max_downtime_ms=p.optional_int(spec, "maxDowntimeMs", "spec.maxDowntimeMs", minimum=1),
+            allow_post_copy=p.optional_bool(spec, "allowPostCopy", "spec.allowPostCopy"),
+            allow_auto_converge=p.optional_bool(spec, "allowAutoConverge", "spec.allowAutoConverge"),
+            allow_pause=p.optional_bool(spec, "allowPause", "spec.allowPause"),
+        )
+
 
 @dataclass(frozen=True)
 class MigrationSpec:
@@ -33,16 +47,7 @@ class MigrationSpec:
     def parse(cls, spec: Mapping[str, Any]) -> MigrationSpec:
         sel = p.mapping(spec, "selector", "spec.selector")
         name = p.dns_name(p.string(sel, "name", "spec.selector.name", required=True), "spec.selector.name")
-        policy = MigrationPolicy(
-            bandwidth_mib_s=p.optional_int(spec, "bandwidthMiBps", "spec.bandwidthMiBps"),
-            completion_timeout_per_gib_s=p.optional_int(spec, "completionTimeoutPerGiB",
-                                                        "spec.completionTimeoutPerGiB", minimum=1),
-            progress_timeout_s=p.optional_int(spec, "progressTimeout", "spec.progressTimeout", minimum=1),
-            max_downtime_ms=p.optional_int(spec, "maxDowntimeMs", "spec.maxDowntimeMs", minimum=1),
-            allow_post_copy=p.optional_bool(spec, "allowPostCopy", "spec.allowPostCopy"),
-            allow_auto_converge=p.optional_bool(spec, "allowAutoConverge", "spec.allowAutoConverge"),
-            allow_pause=p.optional_bool(spec, "allowPause", "spec.allowPause"),
-        )
+        policy = MigrationPolicy.parse(spec)
         return cls(vm_name=name, node_selector=p.label_map(spec, "nodeSelector", "spec.nodeSelector"),
                    policy=policy)
 

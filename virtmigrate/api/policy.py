@@ -48,16 +48,7 @@ class MigrationPolicyObject:
         meta = p.mapping(obj, "metadata", "metadata")
         spec = p.mapping(obj, "spec", "spec")
         sel = p.mapping(spec, "selectors", "spec.selectors")
-        settings = MigrationPolicy(
-            bandwidth_mib_s=p.optional_int(spec, "bandwidthMiBps", "spec.bandwidthMiBps"),
-            completion_timeout_per_gib_s=p.optional_int(spec, "completionTimeoutPerGiB",
-                                                        "spec.completionTimeoutPerGiB", minimum=1),
-            progress_timeout_s=p.optional_int(spec, "progressTimeout", "spec.progressTimeout", minimum=1),
-            max_downtime_ms=p.optional_int(spec, "maxDowntimeMs", "spec.maxDowntimeMs", minimum=1),
-            allow_post_copy=p.optional_bool(spec, "allowPostCopy", "spec.allowPostCopy"),
-            allow_auto_converge=p.optional_bool(spec, "allowAutoConverge", "spec.allowAutoConverge"),
-            allow_pause=p.optional_bool(spec, "allowPause", "spec.allowPause"),
-        )
+        settings = MigrationPolicy.parse(spec)
         return cls(name=p.string(meta, "name", "metadata.name", required=True),
                    namespace_selector=p.label_map(sel, "namespaceSelector", "spec.selectors.namespaceSelector"),
                    vm_selector=p.label_map(sel, "vmSelector", "spec.selectors.vmSelector"),
