@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     clock = RealClock()
+    # First, so that loading the API client (its own thread) overlaps the libvirt connection: a target's
+    # first report is what lets its migration start.
+    publisher = _publisher(clock, log)
     deadline = clock.now() + CONNECT_TIMEOUT_S
     node: LibvirtNode | None = None
     while node is None:
@@ -111,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
                         cpus=args.cpus, kernel=args.kernel, cmdline=args.cmdline, disk=args.disk)
     cfg = LauncherConfig(mode=args.mode, guest=guest, shutdown_timeout_s=args.shutdown_timeout,
                          receive_timeout_s=args.receive_timeout)
-    publisher = _publisher(clock, log)
     try:
         outcome = Launcher(node, cfg, clock=clock, stop=stop,
                            report=publisher.offer if publisher is not None else None).run()

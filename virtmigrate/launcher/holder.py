@@ -93,7 +93,7 @@ class Launcher:
     def _receive(self) -> Outcome | None:
         t0 = self.clock.now()
         while True:
-            self.node.events(self.name, self.cfg.poll_s)
+            # Observe first: the first report ("waiting, libvirt answers") is the migration's go-ahead.
             o = self._observe([], False, mode=LauncherMode.WAITING)
             d = decide.decide_receive(o, waited_s=self.clock.now() - t0, timeout_s=self.cfg.receive_timeout_s)
             if d.action is decide.Action.HOLD:
@@ -102,6 +102,7 @@ class Launcher:
             if d.action is decide.Action.EXIT:
                 assert d.outcome is not None
                 return d.outcome
+            self.node.events(self.name, self.cfg.poll_s)
 
     def _reconnect(self, error: LibvirtError) -> Outcome | None:
         """The daemon went away (QEMU keeps running without it): reconnect, or give up after the timeout."""
