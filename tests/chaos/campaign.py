@@ -222,6 +222,7 @@ class Campaign:
                 if not v:
                     res.recovery_s = clean_at - start
                     break
+            res.waited_on = sorted({str(x.kind) for x in v})  # what held the recovery up last
             if _now() > deadline:
                 break
             time.sleep(POLL_S)
@@ -289,6 +290,8 @@ class Campaign:
     def _print_round(self, r: RoundResult) -> None:
         p = r.plan
         rec = f"recovered in {r.recovery_s:.1f}s" if r.recovery_s is not None else "NOT RECOVERED"
+        if r.recovery_s is not None and r.waited_on:
+            rec += f" (last waited on {', '.join(r.waited_on)})"
         self.log(f"round {p.round:>4} seed {p.seed}: {p.describe()} | {r.injected} | {r.timing()} | "
                  f"{'; '.join(f'{k}={v}' for k, v in r.outcomes.items())} | {rec} | {r.duration_s:.1f}s")
         for v in r.violations:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.chaos import faults
-from tests.chaos.facts import PodWatch
+from tests.chaos.facts import PodWatch, node_domains
 from tests.chaos.invariants import Kind, Violation
 from tests.chaos.plan import Fault, RoundPlan, Trigger
-from tests.chaos.report import RoundResult
+from tests.chaos.report import RoundResult, switchover_moment
 from virtmigrate import errors
 from virtmigrate.api.constants import ROLE_AGENT, ROLE_LAUNCHER
 from virtmigrate.kube.client import KubeClient
@@ -94,6 +94,7 @@ class Harm:
             return
         res.trigger_at = t - rd.t0
         time.sleep(max(0.0, t + plan.delay_s - _now()))
+        res.moment = self._moment(rd, vm)
         res.fault_at = _now() - rd.t0
         lc, name = self.lc, rd.names[vm]
         if plan.fault == Fault.NONE:
@@ -129,6 +130,13 @@ class Harm:
         elif plan.fault == Fault.CANCEL:
             self.cancel(rd, vm)
             res.injected, res.effective = "kubectl delete migration", True
+
+    def _moment(self, rd: RoundState, vm: str) -> str:
+        """Where the victim's migration stands as the harm starts, read from libvirt (about 0.1 s before it)."""
+        dom = f"{self.namespace}_{vm}"
+        states = {n: (d or {}).get(dom, "") for n, d in node_domains(self.lc).items()}
+        other = sorted((st for n, st in states.items() if n != rd.source[vm] and st), key=lambda st: st != "running")
+        return switchover_moment(states.get(rd.source[vm], ""), other[0] if other else "")
 
     def _kill_libvirtd(self, rd: RoundState, vm: str) -> None:
         res, plan = rd.result, rd.plan

@@ -55,6 +55,11 @@ class RoundPlan:
     cancel_offset_s: float      # the cancel's time relative to the fault (negative: before it)
     bandwidths: tuple[int, ...]  # spec.bandwidthMiBps per VM (0: not set, unlimited)
 
+    @property
+    def label(self) -> str:
+        """The fault with its side, e.g. "libvirtd-kill/target"."""
+        return f"{self.fault}/{self.side}" if self.side else str(self.fault)
+
     def describe(self) -> str:
         parts = [f"fault={self.fault}", f"victim=vm{self.victim}"]
         if self.side:
