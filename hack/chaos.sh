@@ -5,6 +5,7 @@
 #   make chaos SEED=7 ROUNDS=50         another campaign
 #   make chaos SEED=7 ROUND=37          replay round 37's plan (ROUND=3,37: several)
 #   VMS=3 RECOVERY_BOUND=90 REPORT=chaos.json   pool size, seconds a round may take to recover, JSON report
+#   SKIP_FAULTS=noderunner-kill         leave fault kinds out (they are part of the replay command then)
 # Exit 1 when any round violated an invariant; every violation line names its seed, round, fault and timing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

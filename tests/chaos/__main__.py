@@ -28,9 +28,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the rounds and the summary as JSON here [$REPORT]")
     ap.add_argument("--recovery-bound", type=float, default=float(env.get("RECOVERY_BOUND", "90")),
                     help="seconds from a fault until every invariant must hold [$RECOVERY_BOUND, 90]")
+    ap.add_argument("--skip-faults", default=env.get("SKIP_FAULTS", ""),
+                    help="fault kinds never drawn, comma-separated, e.g. noderunner-kill [$SKIP_FAULTS]")
     args = ap.parse_args(argv)
 
     from tests.chaos.campaign import Campaign
+    from tests.chaos.plan import Fault
     from virtmigrate.local.cluster import FIRST_MIGRATION_ADDRESS, LocalCluster
     from virtmigrate.local.controlplane import default_state_dir
     from virtmigrate.local.guest import guest_kernel
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = [int(r) for r in args.round.split(",")] if args.round else \
         list(range(args.first, args.first + args.rounds))
     c = Campaign(lc, seed=args.seed, kernel=guest_kernel(), vms=args.vms, report=args.report,
-                 recovery_bound_s=args.recovery_bound, log=lambda s: print(s, flush=True))
+                 recovery_bound_s=args.recovery_bound, log=lambda s: print(s, flush=True),
+                 skip=frozenset(Fault(f.strip()) for f in args.skip_faults.split(",") if f.strip()))
     try:
         c.setup()
         c.run(rounds)

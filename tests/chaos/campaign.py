@@ -51,7 +51,8 @@ class Campaign:
     """A pool of VMs in a namespace of its own on `lc`, and the rounds run on it (`setup`, `run`, `teardown`)."""
 
     def __init__(self, lc: Any, *, seed: int, kernel: Path, vms: int = 3, log: Callable[[str], None] = print,
-                 report: Path | None = None, recovery_bound_s: float = RECOVERY_BOUND_S) -> None:
+                 report: Path | None = None, recovery_bound_s: float = RECOVERY_BOUND_S,
+                 skip: frozenset[Fault] = frozenset()) -> None:
         self.lc = lc
         self.seed = seed
         self.kernel = kernel
@@ -59,6 +60,7 @@ class Campaign:
         self.log = log
         self.report = report
         self.recovery_bound_s = recovery_bound_s
+        self.skip = skip
         self.client = lc.client()
         self.namespace = f"chaos-{seed}-{uuid.uuid4().hex[:5]}"
         self.watch = PodWatch(self.client, self.namespace)
@@ -137,7 +139,7 @@ class Campaign:
         return self.summary()
 
     def run_round(self, n: int) -> RoundResult:
-        plan = plan_round(self.seed, n, vms=len(self.vms), memory_mib=MEMORY_MIB)
+        plan = plan_round(self.seed, n, vms=len(self.vms), memory_mib=MEMORY_MIB, skip=self.skip)
         res = RoundResult(plan)
         t0 = _now()
         source, beats, launcher = {}, {}, {}

@@ -54,6 +54,7 @@ class RoundPlan:
     cancel: bool                # a cancel of the victim races the fault
     cancel_offset_s: float      # the cancel's time relative to the fault (negative: before it)
     bandwidths: tuple[int, ...]  # spec.bandwidthMiBps per VM (0: not set, unlimited)
+    skip: frozenset[Fault] = frozenset()  # the fault kinds the campaign leaves out (part of the replay)
 
     @property
     def label(self) -> str:
@@ -73,7 +74,8 @@ class RoundPlan:
         return " ".join(parts)
 
     def replay(self) -> str:
-        return f"make chaos SEED={self.seed} ROUND={self.round}"
+        skip = f" SKIP_FAULTS={','.join(sorted(self.skip))}" if self.skip else ""
+        return f"make chaos SEED={self.seed} ROUND={self.round}{skip}"
 
 
 def copy_seconds(memory_mib: int, bandwidth_mib_s: int) -> float:
@@ -81,10 +83,14 @@ def copy_seconds(memory_mib: int, bandwidth_mib_s: int) -> float:
     return UNLIMITED_COPY_S if bandwidth_mib_s <= 0 else memory_mib / bandwidth_mib_s
 
 
-def plan_round(seed: int, round_no: int, *, vms: int, memory_mib: int) -> RoundPlan:
-    """The plan of round `round_no` of the campaign `seed` for a pool of `vms` VMs (pure)."""
+def plan_round(seed: int, round_no: int, *, vms: int, memory_mib: int,
+               skip: frozenset[Fault] = frozenset()) -> RoundPlan:
+    """The plan of round `round_no` of the campaign `seed` for a pool of `vms` VMs, never drawing a fault of
+    `skip` (pure; the same `skip` replays the same plan)."""
     rng = random.Random(f"{seed}/{round_no}")
-    kinds = list(WEIGHTS)
+    kinds = [k for k in WEIGHTS if k not in skip]
+    if not kinds:
+        raise ValueError("every fault is skipped: nothing to plan")
     fault = rng.choices(kinds, weights=[WEIGHTS[k] for k in kinds])[0]
     victim = rng.randrange(vms)
     bandwidths = tuple(rng.choice(BANDWIDTHS_MIB_S) for _ in range(vms))
@@ -103,4 +109,4 @@ def plan_round(seed: int, round_no: int, *, vms: int, memory_mib: int) -> RoundP
     offset = rng.uniform(-1.0, 1.5) if cancel and fault != Fault.CANCEL else 0.0
     return RoundPlan(seed=seed, round=round_no, fault=fault, victim=victim, side=side, trigger=trigger,
                      delay_s=round(delay, 3), pause_s=round(pause, 3), cancel=cancel,
-                     cancel_offset_s=round(offset, 3), bandwidths=bandwidths)
+                     cancel_offset_s=round(offset, 3), bandwidths=bandwidths, skip=skip)

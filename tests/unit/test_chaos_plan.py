@@ -31,3 +31,10 @@ def test_agent_kills_fall_before_during_and_after_the_copy() -> None:
     assert any(r < 0.2 for r in ratios)         # before the copy is under way
     assert any(0.4 < r < 0.9 for r in ratios)   # during it
     assert any(r > 1.1 for r in ratios)         # after the switch-over
+
+
+def test_a_skipped_fault_is_never_drawn_and_the_replay_says_so() -> None:
+    skip = frozenset({Fault.NODE_RUNNER_KILL})
+    plans = [plan_round(1, r, vms=3, memory_mib=48, skip=skip) for r in range(200)]
+    assert Fault.NODE_RUNNER_KILL not in {p.fault for p in plans}
+    assert plans[5].replay() == "make chaos SEED=1 ROUND=5 SKIP_FAULTS=noderunner-kill"
