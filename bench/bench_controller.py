@@ -87,7 +87,7 @@ def make_vm(client: KubeClient, ns: str, i: int, node: str) -> None:
     name = f"vm{i}"
     launcher = f"virt-launcher-{name}-src00"
     vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": name, "namespace": ns},
-          "spec": {"running": True, "memory": "64Mi"}}
+          "spec": {"running": True, "memory": "64Mi", "kernel": "/var/lib/virtmigrate/images/bench"}}
     client.create(VMS, vm, ns)
     client.patch(VMS, name, {"status": {"phase": "Running", "node": node, "launcherPod": launcher}}, ns,
                  subresource="status")

@@ -7,6 +7,7 @@ cd "$REPO"
 benches=(
   "bench/bench_workqueue.py"
   "bench/bench_informer.py"
+  "bench/bench_kube_http.py"
   "bench/bench_agent.py"
   "bench/bench_cluster.py"
   "bench/bench_controller.py e2e"

@@ -91,4 +91,4 @@ sleep 2
 run virtmigrate cluster serial testvm --tail 3
 
 step "Done. The cluster keeps running ('make cluster-down' stops it and checks nothing is left)."
-echo "export KUBECONFIG=$KUBECONFIG"
+echo "export KUBECONFIG=$KUBECONFIG KUBECACHEDIR=$KUBECACHEDIR"

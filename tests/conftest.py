@@ -34,7 +34,8 @@ class Kubectl:
 
     def run(self, *args: str, input: str | None = None, check: bool = True,
             namespaced: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        argv = [KUBECTL, f"--kubeconfig={self.kubeconfig}"]
+        # Discovery cached per cluster: another cluster that had this port before must not answer for it.
+        argv = [KUBECTL, f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.kubeconfig.parent / 'kubectl-cache'}"]
         if namespaced and self.namespace:
             argv.append(f"--namespace={self.namespace}")
         proc = subprocess.run([*argv, *args], input=input, text=True, capture_output=True, timeout=timeout)

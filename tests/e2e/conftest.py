@@ -52,8 +52,9 @@ def local_cluster() -> Iterator[Any]:
         yield c
     finally:
         ports, namespaces = cluster_ports(c), cluster_namespaces(c)
+        since = time.time()
         c.down()
-        left = leftovers(state, ports=ports, namespaces=namespaces)
+        left = leftovers(state, ports=ports, namespaces=namespaces, since=since)
         shutil.rmtree(state, ignore_errors=True)
         assert not left, f"the local cluster left things behind: {left}"
 

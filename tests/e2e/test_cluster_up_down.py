@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import domain_state, wait_for
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import PODS, VMS
+from virtmigrate.kube.resources import EVENTS, PODS, VMS
 from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
 
 BIN = Path(sys.executable).parent
@@ -40,7 +41,8 @@ def state() -> Iterator[Path]:
 def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Path) -> None:
     up = _virtmigrate(state, "up", "--nodes", "2")
     assert up.returncode == 0, up.stderr
-    assert up.stdout.strip() == f"export KUBECONFIG={state / 'controlplane' / 'admin.kubeconfig'}"
+    kc = state / "controlplane" / "admin.kubeconfig"
+    assert up.stdout.strip() == f"export KUBECONFIG={kc} KUBECACHEDIR={kc.parent / 'kubectl-cache'}"
     again = _virtmigrate(state, "up")
     assert again.returncode == 0 and again.stdout == up.stdout
     status = _virtmigrate(state, "status")
@@ -60,14 +62,20 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
     assert kube.list_all(PODS, "default")
 
     # A killed node runner: the next `up` restarts it, it stops the container its predecessor left (so the
-    # guest cannot run twice), and the VM says why; a stop/start brings the guest back.
+    # guest cannot run twice). The launcher ended without proving the guest gone, so the VM controller puts a
+    # new launcher on the same node, which adopts the guest or starts it again: it runs once, on node0.
+    before = kube.get(VMS, "leftover", "default")["status"]["launcherPod"]
     runner_pid = int((state / "pids" / "noderunner.pid").read_text().split()[0])
     os.kill(runner_pid, signal.SIGKILL)
     assert _virtmigrate(state, "up").returncode == 0
-    st = wait_for("VM Failed", lambda: (s := kube.get(VMS, "leftover", "default").get("status") or {})
-                  .get("phase") == "Failed" and s, timeout=60)
-    assert "node runner restarted" in st["message"]
-    wait_for("guest stopped", lambda: domain_state(c, "node0", "default_leftover") in ("", "shut off"), timeout=30)
+    st = wait_for("VM Running in a new launcher", lambda: (s := kube.get(VMS, "leftover", "default").get("status")
+                  or {}).get("phase") == "Running" and s.get("launcherPod") != before and s, timeout=90)
+    assert st["node"] == "node0"
+    events = kube.list_all(EVENTS, "default")
+    assert any(e.get("reason") == "LauncherRestarted" and (e.get("involvedObject") or {}).get("name") == "leftover"
+               for e in events), [e.get("reason") for e in events]
+    assert domain_state(c, "node0", "default_leftover") == "running"
+    assert domain_state(c, "node1", "default_leftover") == ""
     for running in (False, True):
         kube.patch(VMS, "leftover", {"spec": {"running": running}}, "default")
         want = "Running" if running else "Stopped"
@@ -77,9 +85,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
 
     ports, namespaces = cluster_ports(c), cluster_namespaces(c)
     assert ports and namespaces
+    since = time.time()
     down = _virtmigrate(state, "down")
     assert down.returncode == 0, down.stderr
-    assert leftovers(state, ports=ports, namespaces=namespaces) == []
+    assert leftovers(state, ports=ports, namespaces=namespaces, since=since) == []
     assert not state.exists()
     qemus = subprocess.run(["pgrep", "-af", "guest=default_leftover"], capture_output=True, text=True)
     assert qemus.stdout == ""

@@ -23,8 +23,8 @@ from tests.e2e.conftest import wait_for
 from tests.e2e.test_migration_support import (
     assert_runs_only_on,
     create_migration,
-    events_for,
     running_vm,
+    wait_events,
     wait_phase,
 )
 from tests.manifests_support import BASE_NAMESPACE, CONTROLLER_SA, controller_container, controller_environment, render
@@ -59,8 +59,10 @@ def _holder(kube: Any) -> str:
 
 
 @pytest.fixture
-def replicas(local_cluster: Any, kube: Any, tmp_path: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
-    """Two controller replicas as the Deployment runs them, in place of the local cluster's own controller."""
+def replicas(local_cluster: Any, kube: Any, tmp_path: Path,
+             guest_kernel: Path) -> Iterator[dict[str, tuple[subprocess.Popen[bytes], int]]]:
+    """Two controller replicas as the Deployment runs them, in place of the local cluster's own controller
+    (configured, as an operator would, to allow the directory of the test guest's kernel)."""
     procs.stop("controller", Path(local_cluster.state))
     objs = render()
     token = kube.create_token(BASE_NAMESPACE, CONTROLLER_SA, expiration_seconds=3600)
@@ -71,6 +73,7 @@ def replicas(local_cluster: Any, kube: Any, tmp_path: Path) -> Iterator[dict[str
         port = procs.free_port()
         env = {**os.environ, **controller_environment(objs, pod_name=name, pod_namespace=BASE_NAMESPACE),
                "VIRTMIGRATE_METRICS_ADDRESS": f"127.0.0.1:{port}", "VIRTMIGRATE_LOG_FORMAT": "console"}
+        env["VIRTMIGRATE_IMAGE_DIRS"] = f"{env['VIRTMIGRATE_IMAGE_DIRS']},{guest_kernel.parent}"
         env.pop("KUBECONFIG", None)
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - handed to the child
         out[name] = (subprocess.Popen([exe, *controller_container(objs).get("args", []), f"--kubeconfig={kc}"],
@@ -116,6 +119,6 @@ def test_two_replicas_from_the_manifests_one_acts_and_the_other_takes_over(
     assert m["status"]["phase"] == "Succeeded", m["status"]
     assert_runs_only_on(local_cluster, kube, namespace, m["status"]["targetNode"])
     assert m["status"]["targetNode"] != st["node"]
-    reasons = [r for r, _ in events_for(kube, namespace, "testvm-migration")]
+    reasons = wait_events(kube, namespace, "testvm-migration", "AgentCreated", "Succeeded")
     assert reasons.count("AgentCreated") == 1 and reasons.count("Succeeded") == 1, reasons
     assert "virtmigrate_migrations{" in _metrics(replicas[standby][1])

@@ -18,6 +18,7 @@ from tests.e2e.test_migration_support import (
     events_for,
     mig,
     running_vm,
+    wait_events,
     wait_gone,
     wait_phase,
 )
@@ -111,5 +112,4 @@ def test_cancel_while_running_aborts_the_libvirt_job(kube: Any, kubectl: Any, na
     state = _cancel_and_check(kube, kubectl, namespace, local_cluster, st["node"])
     assert state["result"] == "Cancelled"
     assert target not in domains_on(local_cluster, namespace)  # libvirt's job was aborted, not just left
-    reasons = [r for r, _ in events_for(kube, namespace, "testvm-migration")]
-    assert "Cancelling" in reasons and "Cancelled" in reasons
+    wait_events(kube, namespace, "testvm-migration", "Cancelling", "Cancelled")

@@ -16,6 +16,7 @@ from tests.e2e.test_migration_support import (
     events_for,
     running_vm,
     vm_status,
+    wait_events,
     wait_gone,
     wait_phase,
 )
@@ -40,7 +41,7 @@ def test_destination_libvirt_killed_fails_and_vm_stays(kube: Any, kubectl: Any, 
         assert status["result"]["exitCode"] in (11, 20)
         wait_for("the VM back to Running on its source", lambda: (lambda v: v if (v.get("phase"), v.get("node"))
                  == ("Running", st["node"]) else None)(vm_status(kube, namespace)), timeout=30)
-        assert status["reason"] in [r for r, _ in events_for(kube, namespace, "testvm-migration")]
+        wait_events(kube, namespace, "testvm-migration", status["reason"])
     finally:
         local_cluster.up()  # restarts the killed daemon
     wait_for("target pod removed", lambda: not kube.list_all(PODS, namespace, field_selector=f"spec.nodeName={target}"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import wait_for
 from tests.e2e.test_migration_support import (
     assert_runs_only_on,
     create_migration,
@@ -42,7 +43,8 @@ def test_contradiction_fails_at_once_naming_zone(kube: Any, kubectl: Any, namesp
     assert "zone" in status["message"] and "testvm" in status["message"]
     assert "a" in status["message"] and "b" in status["message"]
     assert "targetPod" not in status  # nothing was created
-    assert ("ConstraintContradiction", status["message"]) in events_for(kube, namespace, "testvm-migration")
+    wait_for("the ConstraintContradiction Event (Events are written asynchronously)", lambda: (
+        "ConstraintContradiction", status["message"]) in events_for(kube, namespace, "testvm-migration"), timeout=30)
     assert_runs_only_on(local_cluster, kube, namespace, "node0")
 
 

@@ -10,9 +10,9 @@ from tests.conftest import REPO
 from tests.e2e.conftest import serial_lines, wait_for
 from tests.e2e.test_migration_support import (
     assert_runs_only_on,
-    events_for,
     mig,
     running_vm,
+    wait_events,
     wait_gone,
 )
 
@@ -54,9 +54,8 @@ def test_seed_session_moves_the_guest(kube: Any, kubectl: Any, namespace: str, g
     assert serial_lines(local_cluster, target, f"{namespace}_testvm") >= 2
 
     # `kubectl describe migration` tells the story.
-    reasons = [r for r, _ in events_for(kube, namespace, "testvm-migration")]
-    for r in ("Pending", "Scheduling", "Scheduled", "TargetReady", "AgentCreated", "Running", "Succeeded"):
-        assert r in reasons
+    wait_events(kube, namespace, "testvm-migration",
+                "Pending", "Scheduling", "Scheduled", "TargetReady", "AgentCreated", "Running", "Succeeded")
     described = kubectl("describe", "migration", "testvm-migration")
     assert "Succeeded" in described and "TargetReady" in described
 

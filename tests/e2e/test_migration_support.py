@@ -115,6 +115,13 @@ def events_for(kube: Any, ns: str, name: str) -> list[tuple[str, str]]:
     return [(e.get("reason", ""), e.get("message", "")) for e in evs]
 
 
+def wait_events(kube: Any, ns: str, name: str, *reasons: str, timeout: float = 30) -> list[str]:
+    """The reasons of `name`'s Events once every one of `reasons` is among them (Events are written
+    asynchronously, after the phase they tell of: wait, bounded, never assert right away)."""
+    return wait_for(f"Events {reasons} of {name}", lambda: (lambda got: got if all(r in got for r in reasons)
+                    else None)([r for r, _ in events_for(kube, ns, name)]), timeout=timeout)
+
+
 def controller_metrics(lc: Any) -> str:
     """The local cluster controller's /metrics (its address is on its command line)."""
     pid = int((Path(lc.state) / "pids" / "controller.pid").read_text().split()[0])

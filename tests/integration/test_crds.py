@@ -90,7 +90,8 @@ def test_migration_status_is_a_subresource(kubectl: Kubectl) -> None:
 
 def test_vm_accepted_and_shown(kubectl: Kubectl) -> None:
     vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": "testvm"},
-          "spec": {"running": True, "memory": "128Mi", "nodeSelector": {"kubernetes.io/hostname": "node0"}}}
+          "spec": {"running": True, "memory": "128Mi", "kernel": "/var/lib/virtmigrate/images/k",
+                   "nodeSelector": {"kubernetes.io/hostname": "node0"}}}
     kubectl("create", "-f", "-", input=json.dumps(vm))
     assert kubectl("get", "vms").splitlines()[0].split() == ["NAME", "PHASE", "NODE", "AGE"]
     bad = dict(vm, metadata={"name": "badvm"}, spec={"memory": "lots"})

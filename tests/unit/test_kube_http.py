@@ -1,16 +1,43 @@
-"""The kube client's HTTP/1.1 connection reads every answer framing the API server uses: Content-Length,
-chunked (with trailers), read-until-close, bodiless statuses, and says when a kept-alive peer has gone."""
+"""The kube client's HTTP/1.1 transport against real sockets on loopback.
+
+The connection reads every answer framing the API server uses (Content-Length, chunked with trailers,
+read-until-close, bodiless statuses) and says when a kept-alive peer has gone. Through `KubeClient`, against
+a small scripted server: interim 1xx answers are skipped, a request that cannot be replayed is never sent
+twice after a broken connection (one that can is, once), a 429 waits for its Retry-After on the client's
+clock (bounded, within the deadline), and one overall deadline bounds a server that trickles its answer.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import socket
 import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from kubernetes import client as k8s_client
 
-from virtmigrate.kube.client import _Connection, _Disconnected
+from virtmigrate import errors
+from virtmigrate.clock import FakeClock
+from virtmigrate.kube.client import (
+    MAX_RETRY_AFTER_S,
+    KubeClient,
+    _Connection,
+    _Disconnected,
+    replay_safe,
+    retry_after_s,
+)
+from virtmigrate.kube.resources import CONFIGMAPS
 
 HEAD = b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _deadline() -> float:
+    return time.monotonic() + 5
 
 
 def _answer(raw: bytes, *, close_after: bool = True) -> tuple[_Connection, threading.Thread, list[bytes]]:
@@ -24,7 +51,7 @@ def _answer(raw: bytes, *, close_after: bool = True) -> tuple[_Connection, threa
         if close_after:
             theirs.close()
 
-    t = threading.Thread(target=peer)
+    t = threading.Thread(target=peer, daemon=True)
     t.start()
     return _Connection(ours), t, got
 
@@ -38,10 +65,13 @@ def _answer(raw: bytes, *, close_after: bool = True) -> tuple[_Connection, threa
                  404, b"{}", False, id="connection-close"),
     pytest.param(b"HTTP/1.0 200 OK\r\n\r\nuntil-close", 200, b"until-close", False, id="read-until-close"),
     pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", 204, b"", True, id="no-content"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + OK,
+                 200, b"{}", True, id="interim-answers-skipped"),
 ])
 def test_round_trip_reads_each_framing(raw: bytes, status: int, body: bytes, keep: bool) -> None:
     conn, t, got = _answer(raw)
-    assert conn.round_trip(HEAD, None, 5) == (status, body, keep)
+    answer = conn.round_trip(HEAD, None, _deadline())
+    assert (answer.status, answer.body, answer.keep) == (status, body, keep)
     t.join(5)
     assert got == [HEAD]
     conn.close()
@@ -52,26 +82,262 @@ def test_large_chunked_answer_is_reassembled() -> None:
     chunks = b"".join(b"%x\r\n" % len(payload[i:i + 65536]) + payload[i:i + 65536] + b"\r\n"
                       for i in range(0, len(payload), 65536))
     conn, t, _ = _answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
-    status, body, _keep = conn.round_trip(HEAD, None, 5)
+    answer = conn.round_trip(HEAD, None, _deadline())
     t.join(5)
-    assert (status, body) == (200, payload)
+    assert (answer.status, answer.body) == (200, payload)
     conn.close()
 
 
 def test_body_is_sent_with_the_head_and_a_peer_that_hung_up_is_reported() -> None:
     conn, t, got = _answer(b"", close_after=True)
     with pytest.raises(_Disconnected):
-        conn.round_trip(b"PATCH /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", 5)
+        conn.round_trip(b"PATCH /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n", b"{}", _deadline())
     t.join(5)
     assert got == [b"PATCH /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"]
     conn.close()
 
 
 def test_truncated_body_is_an_error_not_a_short_answer() -> None:
-    import http.client
-
     conn, t, _ = _answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
     with pytest.raises(http.client.IncompleteRead):
-        conn.round_trip(HEAD, None, 5)
+        conn.round_trip(HEAD, None, _deadline())
     t.join(5)
     conn.close()
+
+
+# --- through KubeClient, against a scripted loopback server ---------------------------------------------
+
+Script = Callable[[socket.socket, int, "Server"], None]
+
+
+class Server:
+    """A loopback HTTP server; each accepted connection runs `script(sock, connection_index, server)`.
+    `requests` records every request line received, in order."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[str] = []
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        n = 0
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(sock)
+            threading.Thread(target=self._run, args=(sock, n), daemon=True).start()
+            n += 1
+
+    def _run(self, sock: socket.socket, n: int) -> None:
+        with contextlib.suppress(OSError):
+            self.script(sock, n, self)
+
+    def read_request(self, sock: socket.socket) -> bytes:
+        """One whole request (head and Content-Length body), recorded; b"" when the client closed."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            piece = sock.recv(65536)
+            if not piece:
+                return b""
+            data += piece
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            body += sock.recv(65536)
+        with self.lock:
+            self.requests.append(head.split(b"\r\n")[0].decode())
+        return data
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.conns:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., tuple[Server, KubeClient]]]:
+    servers: list[Server] = []
+
+    def start(script: Script, *, clock: Any = None, timeout: float = 5.0) -> tuple[Server, KubeClient]:
+        srv = Server(script)
+        servers.append(srv)
+        cfg = k8s_client.Configuration()
+        cfg.host = f"http://127.0.0.1:{srv.port}"
+        return srv, KubeClient(cfg, request_timeout=timeout, clock=clock)
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _keep_answering(sock: socket.socket, _n: int, srv: Server, raw: bytes = OK) -> None:
+    while srv.read_request(sock):
+        sock.sendall(raw)
+
+
+def test_interim_answers_are_never_the_final_answer(serve: Any) -> None:
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        while srv.read_request(sock):
+            sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"final\":1}")
+
+    _, kube = serve(script)
+    assert kube.get(CONFIGMAPS, "a", "ns") == {"final": 1}
+    assert kube.get(CONFIGMAPS, "b", "ns") == {"final": 1}  # the connection stays in step
+
+
+def _answer_first_then_break(sock: socket.socket, n: int, srv: Server) -> None:
+    """Connection 0 answers its first request, then reads the second and breaks without answering;
+    later connections answer everything."""
+    if n > 0:
+        _keep_answering(sock, n, srv)
+        return
+    srv.read_request(sock)
+    sock.sendall(OK)
+    srv.read_request(sock)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+    sock.close()
+
+
+@pytest.mark.parametrize("call, method", [
+    pytest.param(lambda k: k.create(CONFIGMAPS, {"metadata": {"name": "x"}}, "ns"), "POST", id="post"),
+    pytest.param(lambda k: k.patch(CONFIGMAPS, "x", {"data": {"a": "b"}}, "ns"), "PATCH", id="unguarded-patch"),
+    pytest.param(lambda k: k.delete(CONFIGMAPS, "x", "ns"), "DELETE", id="unconditional-delete"),
+])
+def test_a_request_that_cannot_be_replayed_is_never_sent_twice(serve: Any, call: Any, method: str) -> None:
+    srv, kube = serve(_answer_first_then_break)
+    kube.get(CONFIGMAPS, "warm", "ns")  # leaves a kept-alive connection in the pool
+    with pytest.raises(errors.ServerError, match="may have been applied"):
+        call(kube)
+    assert [r.split()[0] for r in srv.requests] == ["GET", method]
+
+
+@pytest.mark.parametrize("call, method", [
+    pytest.param(lambda k: k.get(CONFIGMAPS, "x", "ns"), "GET", id="get"),
+    pytest.param(lambda k: k.patch(CONFIGMAPS, "x", {"metadata": {"resourceVersion": "7"}, "data": {}}, "ns"),
+                 "PATCH", id="patch-guarded-by-resource-version"),
+    pytest.param(lambda k: k.delete(CONFIGMAPS, "x", "ns", uid="u1"), "DELETE", id="delete-with-uid-precondition"),
+])
+def test_a_replayable_request_is_resent_once_on_a_fresh_connection(serve: Any, call: Any, method: str) -> None:
+    srv, kube = serve(_answer_first_then_break)
+    kube.get(CONFIGMAPS, "warm", "ns")
+    assert call(kube) == {}
+    assert [r.split()[0] for r in srv.requests] == ["GET", method, method]
+
+
+def test_a_post_avoids_a_kept_alive_connection_the_server_has_closed(serve: Any) -> None:
+    closed = threading.Event()
+
+    def script(sock: socket.socket, n: int, srv: Server) -> None:
+        if n == 0:  # answers once, then closes while idle
+            srv.read_request(sock)
+            sock.sendall(OK)
+            sock.close()
+            closed.set()
+            return
+        _keep_answering(sock, n, srv)
+
+    srv, kube = serve(script)
+    kube.get(CONFIGMAPS, "warm", "ns")
+    assert closed.wait(5)  # on loopback the close has reached our socket once close() returned
+    assert kube.create(CONFIGMAPS, {"metadata": {"name": "x"}}, "ns") == {}
+    assert [r.split()[0] for r in srv.requests] == ["GET", "POST"]
+
+
+def _throttle_once(retry_after: bytes) -> Script:
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        first = True
+        while srv.read_request(sock):
+            if first:
+                first = False
+                sock.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: " + retry_after +
+                             b"\r\nContent-Length: 2\r\n\r\n{}")
+            else:
+                sock.sendall(OK)
+    return script
+
+
+def test_a_429_waits_for_its_retry_after_on_the_clients_clock(serve: Any) -> None:
+    clock = FakeClock()
+    srv, kube = serve(_throttle_once(b"2"), clock=clock)
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(
+        kube.create(CONFIGMAPS, {"metadata": {"name": "x"}}, "ns")), daemon=True)
+    t.start()
+    assert clock.wait_for_waiters(1)
+    deadline = clock.next_deadline()
+    assert deadline is not None and deadline - clock.now() == 2.0
+    assert len(srv.requests) == 1  # nothing resent before the time is up
+    clock.step(2.0)
+    t.join(5)
+    assert result == [{}] and [r.split()[0] for r in srv.requests] == ["POST", "POST"]
+
+
+def test_a_retry_after_beyond_the_deadline_is_not_waited_for(serve: Any) -> None:
+    clock = FakeClock()
+    srv, kube = serve(_throttle_once(b"3600"), clock=clock, timeout=5.0)
+    with pytest.raises(errors.ServerError) as info:
+        kube.get(CONFIGMAPS, "x", "ns")
+    assert info.value.status == 429 and len(srv.requests) == 1 and not clock.has_waiters()
+
+
+@pytest.mark.parametrize("value, seconds", [
+    pytest.param(b"2", 2.0, id="seconds"), pytest.param(b"3600", MAX_RETRY_AFTER_S, id="bounded"),
+    pytest.param(b"", 1.0, id="absent"), pytest.param(b"Wed, 21 Oct 2015 07:28:00 GMT", 1.0, id="http-date"),
+    pytest.param(b"-5", 0.0, id="negative"),
+])
+def test_retry_after_values(value: bytes, seconds: float) -> None:
+    assert retry_after_s(value) == seconds
+
+
+class TickingClock(FakeClock):
+    """Each reading of the time moves it on by `tick` seconds: a slow server without waiting for one."""
+
+    def __init__(self, tick: float) -> None:
+        super().__init__()
+        self.tick = tick
+
+    def now(self) -> float:
+        self.step(self.tick)
+        return super().now()
+
+
+def test_one_deadline_bounds_a_server_that_trickles_its_answer(serve: Any) -> None:
+    sent = [0]
+
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\n")
+        for i in range(2000):  # a header line every 2 ms: each read gets something, the whole never ends
+            sock.sendall(b"X-Slow: %d\r\n" % i)
+            sent[0] += 1
+            time.sleep(0.002)
+
+    _, kube = serve(script, clock=TickingClock(0.25), timeout=5.0)
+    with pytest.raises(errors.ServerError, match="in time"):
+        kube.get(CONFIGMAPS, "x", "ns")
+    assert sent[0] < 200  # given up long before the server would have stopped
+
+
+@pytest.mark.parametrize("method, body, safe", [
+    pytest.param("GET", None, True, id="get"),
+    pytest.param("PUT", {"metadata": {"resourceVersion": "1"}}, True, id="put"),
+    pytest.param("POST", {"metadata": {"name": "x"}}, False, id="post"),
+    pytest.param("PATCH", {"status": {}}, False, id="merge-patch-unguarded"),
+    pytest.param("PATCH", {"metadata": {"resourceVersion": "9"}}, True, id="merge-patch-guarded"),
+    pytest.param("PATCH", [{"op": "test", "path": "/metadata/resourceVersion", "value": "9"},
+                           {"op": "replace", "path": "/spec", "value": {}}], True, id="json-patch-guarded"),
+    pytest.param("PATCH", [{"op": "replace", "path": "/spec", "value": {}}], False, id="json-patch-unguarded"),
+    pytest.param("DELETE", {"kind": "DeleteOptions"}, False, id="delete-unconditional"),
+    pytest.param("DELETE", {"preconditions": {"uid": "u"}}, True, id="delete-with-precondition"),
+])
+def test_replay_safe(method: str, body: Any, safe: bool) -> None:
+    assert replay_safe(method, body) is safe

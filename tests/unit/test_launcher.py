@@ -8,10 +8,12 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
+from virtmigrate.api.domainfacts import DomainFacts, DomainState, Job, LauncherMode
 from virtmigrate.clock import FakeClock
 from virtmigrate.errors import LibvirtError, ValidationError
 from virtmigrate.launcher import decide
 from virtmigrate.launcher.decide import Action, Observation
+from virtmigrate.launcher.domain import Inspection
 from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
 from virtmigrate.launcher.exitcodes import ExitCode, Reason
 from virtmigrate.launcher.holder import Launcher, LauncherConfig
@@ -76,8 +78,11 @@ def test_decide_receive(obs: Observation, waited: float, action: Action, reason:
     pytest.param("start", True, decide.RUNNING, True, id="start-running"),
     pytest.param("start", False, 0, False, id="start-absent"),
     pytest.param("start", True, decide.PAUSED, False, id="start-paused"),
-    pytest.param("receive", False, 0, True, id="receive-waiting"),
-    pytest.param("receive", True, decide.PAUSED, True, id="receive-arriving"),
+    # A receive-mode launcher is ready only once the guest has arrived and runs: that it waits is in its
+    # domain report (launcher/report.py), not in its readiness.
+    pytest.param("receive", False, 0, False, id="receive-waiting"),
+    pytest.param("receive", True, decide.PAUSED, False, id="receive-arriving"),
+    pytest.param("receive", True, decide.RUNNING, True, id="receive-arrived"),
     pytest.param("receive", True, decide.SHUTOFF, False, id="receive-failed"),
 ])
 def test_readiness(mode: str, present: bool, state: int, ready: bool) -> None:
@@ -125,6 +130,12 @@ class FakeNode:
     def migrating_out(self, name: str) -> bool:
         return self.migrating
 
+    def inspect(self, name: str) -> Inspection | None:
+        st = self.domains.get(name)
+        if st is None:
+            return None
+        return Inspection(state=st[0], reason=st[1], persistent=True, job_active=self.migrating, uuid=GUEST.uuid)
+
     def define_and_start(self, xml: str) -> str:
         self.calls.append("define_and_start")
         if self.fail_start:
@@ -162,9 +173,10 @@ class FakeNode:
 
 
 def _run(node: FakeNode, mode: str = "start", *, stop: threading.Event | None = None,
-         clock: FakeClock | None = None) -> object:
+         clock: FakeClock | None = None, report: list[DomainFacts] | None = None) -> object:
     cfg = LauncherConfig(mode=mode, guest=GUEST, shutdown_timeout_s=5, receive_timeout_s=10, poll_s=0.5)
-    return Launcher(node, cfg, clock=clock or FakeClock(), stop=stop or threading.Event()).run()
+    return Launcher(node, cfg, clock=clock or FakeClock(), stop=stop or threading.Event(),
+                    report=report.append if report is not None else None).run()
 
 
 def test_start_then_migrated_away_exits_zero() -> None:
@@ -271,3 +283,91 @@ def test_libvirt_that_never_comes_back_ends_the_launcher() -> None:
     out = _run(node, clock=clock)
     assert out.reason is Reason.LIBVIRT_UNREACHABLE  # type: ignore[attr-defined]
     assert out.exit_code == ExitCode.LIBVIRT_UNREACHABLE  # type: ignore[attr-defined]
+
+
+# --- the pod's domain report: what the launcher tells the controllers about its node ----------------
+
+def _said(reports: list[DomainFacts]) -> list[tuple[LauncherMode, bool, bool, DomainState, Job]]:
+    """The reports without their sequence numbers and times, consecutive repeats folded."""
+    out: list[tuple[LauncherMode, bool, bool, DomainState, Job]] = []
+    for f in reports:
+        item = (f.mode, f.reachable, f.present, f.state, f.job)
+        if not out or out[-1] != item:
+            out.append(item)
+    return out
+
+
+def test_a_receiving_launcher_reports_waiting_then_the_arrived_guest_then_its_exit() -> None:
+    node = FakeNode()
+    reports: list[DomainFacts] = []
+
+    def arrive() -> None:
+        node.domains[GUEST.name] = (decide.RUNNING, 2)
+
+    def crash() -> None:
+        node.domains[GUEST.name] = (decide.CRASHED, 0)
+
+    node.on_events = [lambda: None, arrive, lambda: None, crash]
+    out = _run(node, "receive", report=reports)
+    assert out.reason is Reason.CRASHED  # type: ignore[attr-defined]
+    W, H, X = LauncherMode.WAITING, LauncherMode.HOLD, LauncherMode.EXITING
+    assert _said(reports) == [
+        (W, True, False, DomainState.ABSENT, Job.NONE),     # libvirt answers, nothing arrived: the target waits
+        (W, True, True, DomainState.RUNNING, Job.NONE),     # the guest arrived and runs
+        (H, True, True, DomainState.RUNNING, Job.NONE),     # held
+        (H, True, True, DomainState.CRASHED, Job.NONE),
+        (X, True, True, DomainState.CRASHED, Job.NONE),     # the last word before the exit
+    ]
+    assert [f.seq for f in reports] == list(range(1, len(reports) + 1))
+    assert all(f.uuid == GUEST.uuid for f in reports if f.present)
+
+
+def test_the_source_reports_an_outgoing_job_then_the_guest_gone() -> None:
+    node = FakeNode()
+    reports: list[DomainFacts] = []
+
+    def start_job() -> None:
+        node.migrating = True
+
+    def migrated() -> None:
+        node.migrating = False
+        node.domains.clear()
+        node.pending.append((decide.EVENT_STOPPED, decide.STOPPED_MIGRATED))
+
+    node.on_events = [start_job, migrated]
+    out = _run(node, report=reports)
+    assert out.reason is Reason.MIGRATED  # type: ignore[attr-defined]
+    H, X = LauncherMode.HOLD, LauncherMode.EXITING
+    assert _said(reports) == [
+        (H, True, True, DomainState.RUNNING, Job.OUT),
+        (H, True, False, DomainState.ABSENT, Job.NONE),
+        (X, True, False, DomainState.ABSENT, Job.NONE),
+    ]
+
+
+def test_a_lost_libvirt_is_reported_unreachable() -> None:
+    node = FakeNode()
+    reports: list[DomainFacts] = []
+
+    def lose() -> None:
+        node.lost = True
+
+    def crash() -> None:
+        node.domains[GUEST.name] = (decide.CRASHED, 0)
+
+    node.on_events = [lose, crash]
+    _run(node, report=reports)
+    lost = [f for f in reports if not f.reachable]
+    assert len(lost) == 1 and not lost[0].present  # libvirt did not answer: nothing is claimed about the guest
+    after = reports[reports.index(lost[0]) + 1:]
+    assert after and all(f.reachable for f in after) and after[-1].mode == LauncherMode.EXITING
+
+
+def test_a_stop_on_request_reports_the_domain_gone() -> None:
+    node, stop, clock = FakeNode(), threading.Event(), FakeClock()
+    reports: list[DomainFacts] = []
+    node.on_events = [stop.set] + [lambda: clock.step(1.0)] * 20
+    out = _run(node, stop=stop, clock=clock, report=reports)
+    assert out.reason is Reason.STOPPED_ON_REQUEST  # type: ignore[attr-defined]
+    last = reports[-1]
+    assert (last.mode, last.reachable, last.present) == (LauncherMode.EXITING, True, False)

@@ -213,3 +213,69 @@ def test_config_rejects_renew_deadline_not_below_lease_duration() -> None:
     with pytest.raises(errors.ConfigError, match="renew_deadline"):
         LeaderElectionConfig(lock=FakeLeaseLock(FakeLeaseStore(), "a"), on_started_leading=lambda e: None,
                              on_stopped_leading=lambda: None, lease_duration=10, renew_deadline=10)
+
+
+class HangingLeaseLock(FakeLeaseLock):
+    """A lock whose requests hang (a connection that never answers) while `hang` is set."""
+
+    def __init__(self, store: FakeLeaseStore, identity: str, hang: threading.Event) -> None:
+        super().__init__(store, identity)
+        self.hang = hang
+
+    def get(self) -> tuple[LeaderElectionRecord, str]:
+        while self.hang.is_set():
+            time.sleep(0.005)
+        return super().get()
+
+
+def _leader(lock: FakeLeaseLock, clock: FakeClock, lead: Callable[[threading.Event], None],
+            stopped: threading.Event, stop: threading.Event) -> tuple[LeaderElector, threading.Thread]:
+    el = LeaderElector(LeaderElectionConfig(lock=lock, on_started_leading=lead, on_stopped_leading=stopped.set,
+                                            clock=clock, name="test"))
+    t = threading.Thread(target=el.run, args=(stop,), daemon=True)
+    t.start()
+    end = time.monotonic() + 5
+    while not el.is_leader() and time.monotonic() < end:
+        time.sleep(0.005)
+    assert el.is_leader()
+    return el, t
+
+
+def test_a_hung_renewal_cannot_keep_the_leader_past_the_renew_deadline() -> None:
+    store, clock, hang, stopped, stop = FakeLeaseStore(), FakeClock(), threading.Event(), threading.Event(), \
+        threading.Event()
+    el, t = _leader(HangingLeaseLock(store, "a", hang), clock, lambda e: None, stopped, stop)
+    hang.set()  # from now on every request hangs: without a bound the renewal would wait forever
+    try:
+        waited = 0.0
+        while not stopped.is_set() and waited < 12.0:
+            clock.wait_for_waiters(1)
+            clock.step(0.25)
+            waited += 0.25
+            time.sleep(0.002)
+        assert stopped.wait(5), "the leader must step down at the renew deadline even if a request hangs"
+        assert waited <= 10.0 + 2.0 + 0.5, waited
+        assert not el.is_leader()
+    finally:
+        hang.clear()
+        stop.set()
+        t.join(5)
+
+
+def test_graceful_stop_releases_the_lease_only_after_the_workers_drained() -> None:
+    store, clock, stopped, stop = FakeLeaseStore(), FakeClock(), threading.Event(), threading.Event()
+    drained, stop_seen = threading.Event(), threading.Event()
+
+    def lead(stop_leading: threading.Event) -> None:
+        stop_leading.wait()
+        stop_seen.set()
+        drained.wait(5)  # workers finishing their current syncs
+
+    _, t = _leader(FakeLeaseLock(store, "a"), clock, lead, stopped, stop)
+    stop.set()
+    assert stop_seen.wait(5)
+    time.sleep(0.1)
+    assert store.record is not None and store.record.holder_identity == "a", "released while workers still act"
+    drained.set()
+    t.join(5)
+    assert store.record is not None and store.record.holder_identity == ""

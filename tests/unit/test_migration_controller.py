@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
+from virtmigrate.api.names import label_value
 from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import RecordingEventRecorder
@@ -48,6 +49,18 @@ def test_pod_events_queue_their_migration() -> None:
     assert drain(c) == ["ns/m"]
 
 
+def test_pods_of_long_named_objects_queue_the_full_migration_name() -> None:
+    """Labels carry shortened names past 63 characters; the queue key comes from the full-name annotation."""
+    long_vm, long_mig = "v" * 70, "m" * 80
+    p = pod("t", {"virtmigrate.kubevirt.io/vm": label_value(long_vm),
+                  "virtmigrate.kubevirt.io/migration": label_value(long_mig)})
+    p["metadata"]["annotations"] = {"virtmigrate.kubevirt.io/vm-name": long_vm,
+                                    "virtmigrate.kubevirt.io/migration-name": long_mig}
+    c = make()
+    c._on_pod(p)
+    assert drain(c) == [f"ns/{long_mig}"]
+
+
 def test_source_launcher_events_queue_unfinished_migrations_of_its_vm() -> None:
     c = make()
     store = c.migrations.indexer
@@ -70,14 +83,35 @@ def test_a_former_target_is_also_the_source_of_the_next_migration() -> None:
     assert drain(c) == ["ns/hop0", "ns/hop1"]
 
 
+def _agent(owner_kind: str = "Migration", **status: Any) -> JSON:
+    a = pod("a", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",
+                  "virtmigrate.kubevirt.io/role": "agent"}, phase="Failed",
+            containerStatuses=[{"state": {"terminated": {"exitCode": 23, "message": "{}"}}}])
+    a["metadata"]["ownerReferences"] = [{"apiVersion": "kubevirt.io/v1alpha1", "kind": owner_kind, "name": "m",
+                                         "uid": "uid-of-m", "controller": True}]
+    return a
+
+
 def test_a_vanished_agent_pod_leaves_its_exit_code_behind() -> None:
+    """Remembered under the owning Migration's uid, not its name: a new Migration of the same name (another
+    uid) must never inherit the outcome of the old one's agent."""
     c = make()
-    agent = pod("a", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",
-                      "virtmigrate.kubevirt.io/role": "agent"}, phase="Failed",
-                containerStatuses=[{"state": {"terminated": {"exitCode": 23, "message": "{}"}}}])
-    c._on_pod_delete(DeletedFinalStateUnknown("ns/a", agent))
-    assert c.syncer._agent_exits == {"ns/m": (23, "{}")}
+    c._on_pod_delete(DeletedFinalStateUnknown("ns/a", _agent()))
+    assert c.syncer._agent_exits == {"uid-of-m": ("ns/m", 23, "{}")}
     assert drain(c) == ["ns/m"]
+
+
+def test_an_agent_pod_not_owned_by_a_migration_leaves_nothing() -> None:
+    c = make()
+    c._on_pod_delete(_agent(owner_kind="ReplicaSet"))
+    assert c.syncer._agent_exits == {}
+
+
+def test_the_remembered_exit_is_dropped_when_its_migration_is_gone() -> None:
+    c = make()
+    c._on_pod_delete(DeletedFinalStateUnknown("ns/a", _agent()))
+    assert c.syncer.sync("ns/m") is None  # the Migration is no longer in the cache: released and gone
+    assert c.syncer._agent_exits == {}
 
 
 def test_other_namespaces_are_ignored() -> None:

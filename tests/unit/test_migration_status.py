@@ -57,10 +57,10 @@ def test_status_patch_is_minimal() -> None:
 
 
 def test_agent_result_from_termination_message() -> None:
-    msg = ('{"outcome": "SUCCEEDED", "duration_s": 0.9, "downtime_ms": 31, "data_total": 268435456, '
-           '"data_processed": 270000000, "iterations": 3, "mode": "pre-copy", '
+    msg = ('{"outcome": "succeeded", "durationSeconds": 0.9, "downtimeMs": 31, "dataTotal": 268435456, '
+           '"dataProcessed": 270000000, "iterations": 3, "mode": "pre-copy", '
            '"actions": ["raised max downtime to 100 ms: step 2"]}')
-    assert agent_result(0, msg) == {"exitCode": 0, "outcome": "SUCCEEDED", "durationSeconds": 0.9, "downtimeMs": 31,
+    assert agent_result(0, msg) == {"exitCode": 0, "outcome": "succeeded", "durationSeconds": 0.9, "downtimeMs": 31,
                                     "dataTotal": 268435456, "dataProcessed": 270000000, "iterations": 3,
                                     "mode": "pre-copy", "actions": ["raised max downtime to 100 ms: step 2"],
                                     "message": ""}
@@ -95,3 +95,18 @@ def test_completed_progress_is_100_percent_with_the_results_figures() -> None:
                    "dataTotal": 128, "dataProcessed": 130, "mode": "post-copy"}
     assert running["percent"] == 37  # input untouched
     assert st.completed_progress(None, None)["percentText"] == "100%"
+
+
+def test_the_agent_and_the_controller_share_one_result_contract() -> None:
+    """What the agent writes is exactly what the controller reads back into status.result."""
+    from virtmigrate.agent.jobstats import Mode
+    from virtmigrate.agent.result import Result, termination_message
+    from virtmigrate.api.exitcodes import ExitCode
+
+    written = termination_message(Result(ExitCode.ABORTED_NO_PROGRESS, "no progress for 150 s", duration_s=151.2,
+                                         data_total=64 << 20, data_processed=900 << 20, iterations=40,
+                                         mode=Mode.PRE_COPY, actions=("raised max downtime to 100 ms",)))
+    assert agent_result(22, written) == {
+        "exitCode": 22, "outcome": "aborted_no_progress", "durationSeconds": 151.2, "dataTotal": 64 << 20,
+        "dataProcessed": 900 << 20, "iterations": 40, "mode": "pre-copy",
+        "actions": ["raised max downtime to 100 ms"], "message": "no progress for 150 s"}

@@ -145,9 +145,12 @@ class RecordingClient:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.existing: set[str] = set()
+        self.created: dict[str, Any] = {}  # the last object created
 
     def create(self, res: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        self.calls.append(("create", obj["metadata"]["name"]))
+        name = obj["metadata"]["name"]
+        self.calls.append(("create", name if res.plural == "pods" else f"{res.plural}/{name}"))
+        self.created = obj
         return obj
 
     def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
@@ -176,8 +179,14 @@ def test_sync_creates_the_launcher_pod_and_writes_status_guarded_by_resource_ver
     c, rec = _controller(client)
     c.vms.indexer.add(dict(_vm(observed=None).raw))
     c.sync("ns/vm")
-    assert client.calls[0] == ("create", P0)
-    kind, patch = client.calls[1]
+    # The launcher reports its domain under its own ServiceAccount: the namespace's identities come first.
+    assert client.calls[:5] == [("create", "serviceaccounts/virtmigrate-launcher"),
+                                ("create", "rolebindings/virtmigrate-launcher"),
+                                ("create", "serviceaccounts/virtmigrate-agent"),
+                                ("create", "rolebindings/virtmigrate-agent"),
+                                ("create", P0)]
+    assert client.created["spec"]["serviceAccountName"] == "virtmigrate-launcher"
+    kind, patch = client.calls[5]
     assert kind == "patch" and patch["metadata"]["resourceVersion"] == "7"
     assert patch["status"]["phase"] == "Scheduling" and patch["status"]["observedGeneration"] == 1
     assert [e[2] for e in rec.events] == ["LauncherCreated"]  # type: ignore[attr-defined]
@@ -201,3 +210,71 @@ def test_sync_waits_while_the_cache_lags_behind_a_created_pod() -> None:
     c.vms.indexer.add(dict(_vm(phase="Scheduling", pod=P0).raw))
     plan = c.sync("ns/vm")
     assert plan is not None and plan.requeue_after == 1.0 and client.calls == []
+
+
+# --- specs the controller cannot use ------------------------------------------------------------------
+
+def _raw(spec: dict[str, Any], *, generation: int = 1, **status: Any) -> dict[str, Any]:
+    return {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM",
+            "metadata": {"name": "vm", "namespace": "ns", "uid": "U", "generation": generation,
+                         "resourceVersion": "7"},
+            "spec": spec, "status": status}
+
+
+def test_an_invalid_spec_fails_the_vm_naming_the_field() -> None:
+    plan = vm_decide.decide_invalid_spec(_raw({"memory": "0"}), "spec.memory: '0' is no memory at all",
+                                         guest_may_run=False)
+    assert plan.status is not None and plan.status["phase"] == "Failed"
+    assert plan.status["reason"] == "InvalidSpec" and "spec.memory" in plan.status["message"]
+    assert plan.event is not None and plan.event[:2] == ("Warning", "InvalidSpec")
+
+
+def test_an_invalid_spec_leaves_a_running_guest_running_and_says_so() -> None:
+    raw = _raw({"memory": "0"}, phase="Running", node="node1", launcherPod=P0)
+    plan = vm_decide.decide_invalid_spec(raw, "spec.memory: bad", guest_may_run=True)
+    assert plan.status is not None and (plan.status["phase"], plan.status["node"]) == ("Running", "node1")
+    assert plan.status["reason"] == "InvalidSpec" and "keeps running" in plan.status["message"]
+    assert plan.delete == () and plan.create_attempt is None
+
+
+def test_an_invalid_spec_already_reported_writes_nothing_again() -> None:
+    first = vm_decide.decide_invalid_spec(_raw({"memory": "0"}), "spec.memory: bad", guest_may_run=False)
+    assert first.status is not None
+    again = vm_decide.decide_invalid_spec(_raw({"memory": "0"}, observedGeneration=1, **first.status),
+                                          "spec.memory: bad", guest_may_run=False)
+    assert again == vm_decide.Plan()
+
+
+def test_a_fixed_spec_starts_the_vm_that_failed_for_it() -> None:
+    failed = {"phase": "Failed", "reason": "InvalidSpec", "message": "m", "observedGeneration": 1}
+    assert decide_vm(VM.parse(_raw({"memory": "64Mi", "running": True, "kernel": "/k"}, **failed)),
+                     []).create_attempt is None  # same generation: still the spec that failed
+    fixed = VM.parse(_raw({"memory": "64Mi", "running": True, "kernel": "/k"}, generation=2, **failed))
+    assert decide_vm(fixed, []).create_attempt == 0
+
+
+def test_sync_of_an_unparsable_vm_writes_failed_status() -> None:
+    client = RecordingClient()
+    c, rec = _controller(client)
+    c.vms.indexer.add(_raw({"memory": "64Mi", "nodeSelector": {"x y": "a"}}))
+    c.sync("ns/vm")
+    [(kind, patch)] = [call for call in client.calls if call[0] == "patch"]
+    assert kind == "patch" and patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == "InvalidSpec"
+    assert "spec.nodeSelector" in patch["status"]["message"] and "ns/vm" in patch["status"]["message"]
+    assert [e[2] for e in rec.events] == ["InvalidSpec"]  # type: ignore[attr-defined]
+
+
+def test_sync_fails_the_vm_when_the_api_server_rejects_its_launcher_pod() -> None:
+    class Rejecting(RecordingClient):
+        def create(self, res: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+            if res.plural != "pods":
+                return super().create(res, obj, namespace)  # the launcher's identity is fine
+            raise errors.Invalid("POST pods: 422 Invalid: spec.tolerations[0].key: Invalid value", status=422)
+
+    client = Rejecting()
+    c, _ = _controller(client)
+    c.vms.indexer.add(dict(_vm(observed=None).raw))
+    c.sync("ns/vm")
+    [(kind, patch)] = [call for call in client.calls if call[0] == "patch"]
+    assert kind == "patch" and patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == "InvalidSpec"
+    assert "rejected its launcher pod" in patch["status"]["message"] and "tolerations" in patch["status"]["message"]

@@ -1,20 +1,17 @@
-"""The agent's result and its JSON termination message (at most 4 KiB, Kubernetes' limit).
+"""The agent's result, as the migration built it; written through the shared contract
+(virtmigrate.api.agentresult) to the termination-message path, where the controller reads it back.
 
-Built by migrate.py from the migration's outcome; written by cmd/agent.py to the termination-message
-path, where the controller reads it back (kubelet copies it into the pod's status) and copies the
-fields to the Migration's status.result (the keys match that schema).
+Built by migrate.py from the migration's outcome; written by cmd/agent.py.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from virtmigrate.agent.jobstats import Mode
-from virtmigrate.api.exitcodes import ExitCode, phase_for_exit_code
-
-MAX_TERMINATION_MESSAGE = 4096
+from virtmigrate.api.agentresult import MAX_TERMINATION_MESSAGE, AgentResult
+from virtmigrate.api.exitcodes import ExitCode
 
 
 @dataclass(frozen=True)
@@ -29,37 +26,15 @@ class Result:
     mode: Mode = Mode.PRE_COPY
     actions: tuple[str, ...] = field(default_factory=tuple)
 
+    def report(self) -> AgentResult:
+        return AgentResult(int(self.exit_code), self.message, duration_s=self.duration_s, data_total=self.data_total,
+                           data_processed=self.data_processed, downtime_ms=self.downtime_ms,
+                           iterations=self.iterations, mode=self.mode.value, actions=self.actions)
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "outcome": self.exit_code.name.lower(), "exitCode": int(self.exit_code),
-            "reason": phase_for_exit_code(self.exit_code).reason, "message": self.message,
-            "durationSeconds": round(self.duration_s, 3), "downtimeMs": self.downtime_ms,
-            "dataTotal": self.data_total, "dataProcessed": self.data_processed, "iterations": self.iterations,
-            "mode": self.mode.value, "actions": list(self.actions),
-        }
+        return self.report().to_json()
 
 
 def termination_message(result: Result, *, limit: int = MAX_TERMINATION_MESSAGE) -> str:
-    """The result as compact JSON of at most `limit` bytes.
-
-    Too long: keep the first and the latest actions (they explain the most) around a "... N more ..."
-    marker, then clip each action, then clip the message.
-    """
-    doc = result.to_json()
-
-    def render() -> str:
-        return json.dumps(doc, separators=(",", ":"))
-
-    actions: list[str] = list(doc["actions"])
-    keep = len(actions)
-    while len(render().encode()) > limit and keep > 2:
-        keep -= 1
-        head, tail = (keep + 1) // 2, keep // 2
-        doc["actions"] = [*actions[:head], f"... {len(actions) - keep} more ...", *actions[len(actions) - tail:]]
-    if len(render().encode()) > limit:
-        doc["actions"] = [a[:120] for a in doc["actions"]]
-    while len(render().encode()) > limit and doc["message"]:
-        doc["message"] = doc["message"][: len(doc["message"]) // 2]
-    if len(render().encode()) > limit:
-        doc["actions"] = []
-    return render()
+    """The result as compact JSON of at most `limit` bytes (virtmigrate.api.agentresult)."""
+    return result.report().termination_message(limit=limit)

@@ -88,7 +88,11 @@ def quantity_bytes(value: str, path: str) -> int:
     m = QUANTITY.match(value)
     if not m:
         raise ValidationError(f"{path}: {value!r} is not a memory quantity such as 128Mi or 1Gi", field=path)
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    n = int(m.group(1)) * _UNITS[m.group(2)]
+    if n <= 0:
+        raise ValidationError(f"{path}: {value!r} is no memory at all: give a positive quantity such as 128Mi",
+                              field=path)
+    return n
 
 
 E = TypeVar("E", bound=enum.Enum)

@@ -38,8 +38,10 @@ LABEL_MIGRATION = f"{LABEL_PREFIX}/migration"  # on target launcher and agent po
 LABEL_ROLE = f"{LABEL_PREFIX}/role"            # "launcher" or "agent"
 ROLE_LAUNCHER = "launcher"
 ROLE_AGENT = "agent"
+ROLE_ABORT = "abort"  # the short-lived pod that aborts a migration job which outlived its agent
 
 FINALIZER_MIGRATION = f"{LABEL_PREFIX}/cancel"  # holds a Migration until its cancellation is complete
+FINALIZER_AGENT = f"{LABEL_PREFIX}/agent-outcome"  # holds an agent pod (and its exit code) until recorded
 
 ANNOTATION_LIBVIRT_URI = f"{LABEL_PREFIX}/libvirt-uri"              # on Nodes: how peers reach its libvirtd
 ANNOTATION_MIGRATION_ADDRESS = f"{LABEL_PREFIX}/migration-address"  # on Nodes: address for migration data

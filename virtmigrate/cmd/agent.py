@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -73,8 +74,50 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def abort_job(args: list[str]) -> int:
+    """`virtmigrate-agent --abort-job --domain=NAME [--source-uri=URI]`: abort the migration job that runs
+    on the domain (one that outlived its agent) and wait, bounded, until it has ended. Exit 0 when no job
+    runs any more (aborted, or already over), 12 when the domain is not on this node, 10 when libvirt is
+    unreachable, 20 when the job would not end."""
+    import libvirt
+
+    from virtmigrate.clock import RealClock
+
+    opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    name, uri = opts.get("domain", ""), opts.get("source-uri", "qemu:///system")
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as e:
+        print(f"abort-job: cannot connect to {uri}: {e}", file=sys.stderr)
+        return int(ExitCode.SOURCE_UNREACHABLE)
+    clock = RealClock()
+    deadline = clock.now() + 30.0
+    try:
+        while True:
+            try:
+                dom = conn.lookupByName(name)
+                if dom.jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE:
+                    return 0
+                dom.abortJob()
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    print(f"abort-job: no domain {name!r} on {uri}", file=sys.stderr)
+                    return int(ExitCode.DOMAIN_NOT_FOUND)
+                if e.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:  # no job to abort: look again
+                    print(f"abort-job: {e}", file=sys.stderr)
+            if clock.now() >= deadline:
+                print(f"abort-job: the job of {name!r} did not end within 30s", file=sys.stderr)
+                return int(ExitCode.MIGRATION_FAILED)
+            clock.wait(threading.Event(), 0.2)
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if "--abort-job" in args:
+        return abort_job(args)
     try:
         settings = parse_settings(args, os.environ)
     except ConfigError as e:

@@ -62,7 +62,7 @@ def _start_vm_controller(client: KubeClient, factory: SharedInformerFactory, cfg
         log.warning("vm_controller_missing")
         return None
     ctor: Callable[..., Any] = mod.VMController
-    vmc = ctor(client, factory, recorder=recorder, registry=registry)
+    vmc = ctor(client, factory, recorder=recorder, registry=registry, image_dirs=cfg.image_dirs)
     t = threading.Thread(target=vmc.run, args=(cfg.workers, stop), name="vm-controller", daemon=True)
     t.start()
     return t

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from types import FrameType
 
 CONNECT_TIMEOUT_S = 30.0
+REPORT_FLUSH_S = 5.0  # before exiting: how long the last domain report may take to reach the pod
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +45,27 @@ def _write_termination_message(text: str) -> None:
     path = Path(os.environ.get("VIRTMIGRATE_TERMINATION_LOG") or "/dev/termination-log")
     with contextlib.suppress(OSError):  # no termination-log file (run by hand): the log still has it
         path.write_text(text + "\n")
+
+
+def _publisher(clock: Any, log: Any) -> Any:
+    """The pod's domain report (launcher/report.py), when the pod names itself ($POD_NAME, $POD_NAMESPACE)
+    and has API access (a service-account token or $KUBECONFIG); else None, logged: the controllers then
+    cannot verify where the guest runs and wait, bounded, before they fail what depends on it."""
+    import os
+
+    from virtmigrate.launcher.report import FactsPublisher, Patcher
+
+    pod, ns = os.environ.get("POD_NAME", ""), os.environ.get("POD_NAMESPACE", "")
+    if not pod or not ns:
+        log.warning("domain_report_disabled", error="POD_NAME and POD_NAMESPACE are not set")
+        return None
+
+    def connect() -> Patcher:
+        from virtmigrate.kube import KubeClient
+
+        return Patcher(KubeClient.auto(), pod, ns)
+
+    return FactsPublisher(connect, now=clock.now, log=log)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
                         cpus=args.cpus, kernel=args.kernel, cmdline=args.cmdline, disk=args.disk)
     cfg = LauncherConfig(mode=args.mode, guest=guest, shutdown_timeout_s=args.shutdown_timeout,
                          receive_timeout_s=args.receive_timeout)
+    publisher = _publisher(clock, log)
     try:
-        outcome = Launcher(node, cfg, clock=clock, stop=stop).run()
+        outcome = Launcher(node, cfg, clock=clock, stop=stop,
+                           report=publisher.offer if publisher is not None else None).run()
     except Exception as e:  # whatever happened, the pod must say why it ended
         outcome = Outcome(Reason.INTERNAL, f"{type(e).__name__}: {e}")
     finally:
         node.close()
+    if publisher is not None and not publisher.flush(REPORT_FLUSH_S):
+        log.warning("domain_report_unsent", timeout_s=REPORT_FLUSH_S)
     _write_termination_message(outcome.termination_message())
     log.info("launcher_exit", code=outcome.exit_code, reason=outcome.reason.value, message=outcome.message)
     return outcome.exit_code if outcome.exit_code != ExitCode.OK else 0

@@ -2,7 +2,8 @@
 
 `up [--nodes 3]` starts the control plane, one libvirt host per node, the node runner and the
 controller (virtmigrate.local.cluster), waits until every node is Ready and prints
-`export KUBECONFIG=...` on stdout (progress goes to stderr), so `eval "$(virtmigrate cluster up)"` works.
+`export KUBECONFIG=... KUBECACHEDIR=...` on stdout (progress goes to stderr), so
+`eval "$(virtmigrate cluster up)"` works.
 `down` stops everything and checks that no process, mount or listener of the cluster is left (exit 1
 and a list if something is). `status` prints what runs (exit 0 when all of it does, 3 otherwise).
 `serial VM [-n NS] [--tail N]` prints the last lines of a VM's serial console on the node it runs on
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from virtmigrate.errors import VirtMigrateError
@@ -53,14 +55,17 @@ def main(argv: list[str] | None = None) -> int:
             stages = ", ".join(f"{k} {v:.1f}s" for k, v in rep.seconds.items())
             print(f"local cluster ready: {cluster.nodes} nodes, API at {cluster.control_plane.server} "
                   f"({rep.total:.1f}s: {stages})", file=sys.stderr)
-            print(f"export KUBECONFIG={cluster.kubeconfig}")
+            # kubectl caches discovery per host:port in ~/.kube/cache: an earlier cluster on the same port
+            # would answer for this one (`kubectl explain` missing our CRDs). Each cluster gets its own cache.
+            print(f"export KUBECONFIG={cluster.kubeconfig} KUBECACHEDIR={cluster.kubeconfig.parent / 'kubectl-cache'}")
             return 0
         if args.action == "down":
             ports = cluster_ports(cluster) if state.exists() else []
             namespaces = cluster_namespaces(cluster) if state.exists() else []
+            since = time.time()
             stopped = cluster.down()
             print(f"stopped: {', '.join(stopped) or 'nothing was running'}", file=sys.stderr)
-            left = leftovers(state, ports=ports, namespaces=namespaces)
+            left = leftovers(state, ports=ports, namespaces=namespaces, since=since)
             for item in left:
                 print(f"left over: {item}", file=sys.stderr)
             return 1 if left else 0

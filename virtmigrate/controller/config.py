@@ -17,6 +17,13 @@ from typing import Any
 from virtmigrate.controller.migration.capacity import Limits
 from virtmigrate.controller.migration.decide import Timeouts
 from virtmigrate.controller.migration.pods import PolicyDefaults
+from virtmigrate.controller.policy import (
+    ImageDirs,
+    PolicyLimits,
+    check_libvirt_uri,
+    check_migration_uri,
+    defaults_violations,
+)
 from virtmigrate.errors import ConfigError
 
 ENV_PREFIX = "VIRTMIGRATE_"
@@ -28,11 +35,13 @@ class ControllerConfig:
     workers: int = 4                            # concurrent syncs per controller
     limits: Limits = field(default_factory=Limits)
     policy: PolicyDefaults = field(default_factory=PolicyDefaults)
+    policy_limits: PolicyLimits = field(default_factory=PolicyLimits)  # what a Migration may ask for
+    image_dirs: ImageDirs = field(default_factory=ImageDirs)  # where VM kernels and disks may come from
     timeouts: Timeouts = field(default_factory=Timeouts)
     default_node_selector: dict[str, str] = field(default_factory=dict)  # fills keys nobody mentions
     destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
     migration_uri_template: str = "tcp://{ip}"                # when a Node has no migration-address annotation
-    agent_service_account: str = ""             # "" = the agent gets no API access and only logs progress
+    agent_service_account: str = "virtmigrate-agent"  # made per namespace (identities.py); "" = no API access
     metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
     log_format: str = "json"                    # json or console
     log_level: str = "info"
@@ -73,8 +82,35 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+DEFAULT_IMAGE_DIRS = "/var/lib/virtmigrate/images"
+ANY_DIR = "*"  # --image-dirs=* lifts the restriction (only for clusters whose tenants are all trusted)
+
+
+def _dirs(text: str) -> tuple[str, ...] | None:
+    """`/a,/b` -> ("/a", "/b"); `*` -> None (unrestricted); "" -> () (no directory allowed)."""
+    if text.strip() == ANY_DIR:
+        return None
+    dirs = _csv(text)
+    if any(not d.startswith("/") or ".." in d.split("/") for d in dirs):
+        raise ValueError(text)
+    return dirs
+
+
+def _dirs_by_namespace(text: str) -> dict[str, tuple[str, ...]]:
+    """`ns1=/a:/b;ns2=/c` -> {"ns1": ("/a", "/b"), "ns2": ("/c",)}."""
+    out: dict[str, tuple[str, ...]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        ns, sep, dirs = part.partition("=")
+        parsed = _dirs(dirs.replace(":", ","))
+        if not sep or not ns.strip() or parsed is None:
+            raise ValueError(text)
+        out[ns.strip()] = parsed
+    return out
+
+
 _D = ControllerConfig()
 _P = PolicyDefaults()
+_PL = PolicyLimits()
 _L = Limits()
 _T = Timeouts()
 
@@ -95,18 +131,46 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--allow-auto-converge", "ALLOW_AUTO_CONVERGE", _bool, _P.allow_auto_converge,
      "allow auto-converge by default"),
     ("--allow-pause", "ALLOW_PAUSE", _bool, _P.allow_pause, "allow pausing the guest by default"),
+    ("--limit-bandwidth-min", "LIMIT_BANDWIDTH_MIN_MIBPS", int, _PL.min_bandwidth_mib_s,
+     "lowest bandwidth cap a Migration may ask for, MiB/s; 0 = no floor"),
+    ("--limit-bandwidth-max", "LIMIT_BANDWIDTH_MAX_MIBPS", int, _PL.max_bandwidth_mib_s,
+     "highest bandwidth a Migration may ask for, MiB/s (then unlimited is refused); 0 = no cap"),
+    ("--limit-completion-timeout-per-gib", "LIMIT_COMPLETION_TIMEOUT_PER_GIB", int,
+     _PL.max_completion_timeout_per_gib_s, "highest completionTimeoutPerGiB a Migration may ask for; 0 = none"),
+    ("--limit-progress-timeout", "LIMIT_PROGRESS_TIMEOUT", int, _PL.max_progress_timeout_s,
+     "highest progressTimeout a Migration may ask for, s; 0 = none"),
+    ("--limit-max-downtime", "LIMIT_MAX_DOWNTIME_MS", int, _PL.max_downtime_ms,
+     "highest maxDowntimeMs a Migration may ask for; 0 = none"),
+    ("--permit-post-copy", "PERMIT_POST_COPY", _bool, _PL.permit_post_copy,
+     "may a Migration set allowPostCopy: true"),
+    ("--permit-pause", "PERMIT_PAUSE", _bool, _PL.permit_pause, "may a Migration set allowPause: true"),
+    ("--image-dirs", "IMAGE_DIRS", _dirs, _dirs(DEFAULT_IMAGE_DIRS),
+     "comma-separated node directories VM kernels and disks may lie under; * = anywhere (unsafe)"),
+    ("--image-dirs-by-namespace", "IMAGE_DIRS_BY_NAMESPACE", _dirs_by_namespace, {},
+     "ns=/dir:/dir;... : a listed namespace uses these directories instead of --image-dirs"),
     ("--unschedulable-timeout", "UNSCHEDULABLE_TIMEOUT", float, _T.unschedulable_s,
      "seconds a target may stay unschedulable before the Migration fails"),
     ("--pending-timeout", "PENDING_TIMEOUT", float, _T.pending_s,
      "seconds any other target/agent wait may last before the Migration fails"),
+    ("--running-timeout", "RUNNING_TIMEOUT", float, _T.running_s,
+     "seconds a migration may run before its agent is stopped (AgentStuck)"),
+    ("--agent-grace", "AGENT_GRACE", float, _T.agent_grace_s,
+     "seconds an agent asked to stop may take before its pod is force-deleted"),
+    ("--settle-time", "SETTLE_TIME", float, _T.settle_s,
+     "seconds the launchers' reports get to catch up after an agent ended without proof of the outcome"),
+    ("--orphan-job-timeout", "ORPHAN_JOB_TIMEOUT", float, _T.orphan_job_s,
+     "seconds a migration job may outlive its agent before it is aborted"),
+    ("--resolve-timeout", "RESOLVE_TIMEOUT", float, _T.resolve_s,
+     "seconds the reports may stay unsettled before the Migration fails as GuestLocationUnknown"),
     ("--default-node-selector", "DEFAULT_NODE_SELECTOR", _selector, {},
      "k=v,... applied to targets for keys neither VM nor Migration mention"),
     ("--destination-uri-template", "DESTINATION_URI_TEMPLATE", str, _D.destination_uri_template,
      "libvirt URI of a target node without annotation; {ip} = its InternalIP"),
     ("--migration-uri-template", "MIGRATION_URI_TEMPLATE", str, _D.migration_uri_template,
      "migration data URI of a target node without annotation; {ip} = its InternalIP"),
-    ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, "",
-     "service account of agent pods (lets the agent report progress); empty = none"),
+    ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, _D.agent_service_account,
+     "service account of agent pods (lets the agent report progress; the controller makes "
+     "virtmigrate-agent in each namespace, any other name is yours to make); empty = none"),
     ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
     ("--log-format", "LOG_FORMAT", str, _D.log_format, "json or console"),
     ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
@@ -154,21 +218,43 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
                  "progress_timeout", "max_downtime"):
         need(v[flag] >= 1, "--" + flag.replace("_", "-"), "must be at least 1")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
-    need(v["unschedulable_timeout"] > 0 and v["pending_timeout"] > 0, "--unschedulable-timeout/--pending-timeout",
-         "must be > 0 seconds")
+    for flag in ("unschedulable_timeout", "pending_timeout", "running_timeout", "agent_grace", "settle_time",
+                 "orphan_job_timeout", "resolve_timeout"):
+        need(v[flag] > 0, "--" + flag.replace("_", "-"), "must be > 0 seconds")
     need(v["log_format"] in ("json", "console"), "--log-format", "must be json or console")
     need(v["log_level"] in ("debug", "info", "warning", "error"), "--log-level",
          "must be debug, info, warning or error")
     need("{ip}" in v["destination_uri_template"], "--destination-uri-template", "must contain {ip}")
+    uri_problem = check_libvirt_uri(v["destination_uri_template"].replace("{ip}", "192.0.2.1"))
+    need(not uri_problem, "--destination-uri-template", uri_problem)
+    mig_problem = check_migration_uri(v["migration_uri_template"].replace("{ip}", "192.0.2.1"))
+    need(not mig_problem, "--migration-uri-template", mig_problem)
+    for flag in ("limit_bandwidth_min", "limit_bandwidth_max", "limit_completion_timeout_per_gib",
+                 "limit_progress_timeout", "limit_max_downtime"):
+        need(v[flag] >= 0, "--" + flag.replace("_", "-"), "must be >= 0 (0 = no limit)")
+    need(not v["limit_bandwidth_max"] or v["limit_bandwidth_min"] <= v["limit_bandwidth_max"],
+         "--limit-bandwidth-min", "must not exceed --limit-bandwidth-max")
+    policy = PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
+                            completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
+                            progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
+                            allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
+                            allow_pause=v["allow_pause"])
+    limits = PolicyLimits(min_bandwidth_mib_s=v["limit_bandwidth_min"], max_bandwidth_mib_s=v["limit_bandwidth_max"],
+                          max_completion_timeout_per_gib_s=v["limit_completion_timeout_per_gib"],
+                          max_progress_timeout_s=v["limit_progress_timeout"],
+                          max_downtime_ms=v["limit_max_downtime"], permit_post_copy=v["permit_post_copy"],
+                          permit_pause=v["permit_pause"])
+    beyond = defaults_violations(policy, limits)
+    need(not beyond, "policy defaults (--bandwidth, --allow-post-copy, ...)",
+         "cross the cluster's own --limit-*/--permit-* settings: " + "; ".join(beyond).replace("spec.", "default "))
     return ControllerConfig(
         namespaces=v["namespaces"], workers=v["workers"],
         limits=Limits(max_running=v["max_parallel_migrations"], max_per_node=v["max_outbound_per_node"]),
-        policy=PolicyDefaults(bandwidth_mib_s=v["bandwidth"],
-                              completion_timeout_per_gib_s=v["completion_timeout_per_gib"],
-                              progress_timeout_s=v["progress_timeout"], max_downtime_ms=v["max_downtime"],
-                              allow_post_copy=v["allow_post_copy"], allow_auto_converge=v["allow_auto_converge"],
-                              allow_pause=v["allow_pause"]),
-        timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"]),
+        policy=policy, policy_limits=limits,
+        image_dirs=ImageDirs(cluster=v["image_dirs"], by_namespace=v["image_dirs_by_namespace"]),
+        timeouts=Timeouts(unschedulable_s=v["unschedulable_timeout"], pending_s=v["pending_timeout"],
+                          running_s=v["running_timeout"], agent_grace_s=v["agent_grace"], settle_s=v["settle_time"],
+                          orphan_job_s=v["orphan_job_timeout"], resolve_s=v["resolve_timeout"]),
         default_node_selector=v["default_node_selector"],
         destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
         agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],

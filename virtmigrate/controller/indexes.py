@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from virtmigrate.api.constants import LABEL_VM
+from virtmigrate.api.names import pod_migration_name, pod_vm_name
 
 JSON = dict[str, Any]
 
 MIGRATION_VM_INDEX = "migration-vm"   # Migrations by `namespace/spec.selector.name`
 POD_VM_INDEX = "pod-vm"               # Pods by `namespace/<label virtmigrate.kubevirt.io/vm>`
+POD_MIGRATION_INDEX = "pod-migration"  # Pods by `namespace/<the Migration they serve>`
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -30,6 +31,10 @@ def index_migration_by_vm(obj: JSON) -> list[str]:
 
 
 def index_pod_by_vm(obj: JSON) -> list[str]:
-    meta = obj.get("metadata") or {}
-    name = (meta.get("labels") or {}).get(LABEL_VM)
-    return [f"{meta.get('namespace', '')}/{name}"] if name else []
+    name = pod_vm_name(obj)
+    return [f"{(obj.get('metadata') or {}).get('namespace', '')}/{name}"] if name else []
+
+
+def index_pod_by_migration(obj: JSON) -> list[str]:
+    name = pod_migration_name(obj)
+    return [f"{(obj.get('metadata') or {}).get('namespace', '')}/{name}"] if name else []

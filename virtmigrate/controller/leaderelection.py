@@ -8,9 +8,12 @@ Fed by a `LeaseLock` (the Lease through KubeClient, or a fake in unit tests) and
               as measured on OUR clock since we first saw that record (no trust in remote clocks)
     lead      on_started_leading(stop_leading) runs in its own thread
     renew     every `retry_period`; if no renewal succeeds for `renew_deadline` seconds, leadership
-              is lost: stop_leading is set and on_stopped_leading() called
-    release   on graceful shutdown the leader empties holderIdentity (leaseDurationSeconds=1),
-              so a successor takes over at its next retry instead of after the lease duration
+              is lost: stop_leading is set and on_stopped_leading() called. Each attempt runs on its
+              own thread and is given only what is left of the deadline (client-go's renew context):
+              a hung connection cannot keep this replica leading past the deadline
+    release   on graceful shutdown the leader waits (bounded by `drain_timeout`) for its controllers to
+              drain, then empties holderIdentity (leaseDurationSeconds=1), so a successor takes over at
+              its next retry instead of after the lease duration — and never while our workers still act
 
 Defaults are client-go's: lease 15 s, renew deadline 10 s, retry 2 s.
 """
@@ -91,6 +94,7 @@ class LeaderElectionConfig:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     release_on_cancel: bool = True
+    drain_timeout: float = 30.0   # graceful stop: how long the controllers get to drain before the release
     name: str = "virtmigrate-controller"
     clock: Clock = field(default_factory=RealClock)
     rand: random.Random | None = None  # test-only: seeded jitter
@@ -135,7 +139,10 @@ class LeaderElector:
         finally:
             self._leading.clear()
             stop_leading.set()
-            if stop.is_set() and self.config.release_on_cancel:
+            leader.join(self.config.drain_timeout)  # the workers drain before anyone else may lead
+            if leader.is_alive():
+                self._log.warning("leader_drain_timeout", timeout_s=self.config.drain_timeout)
+            if stop.is_set() and self.config.release_on_cancel and not leader.is_alive():
                 self.release()
             self._log.info("leader_stopped", graceful=stop.is_set())
             self.config.on_stopped_leading()
@@ -157,12 +164,32 @@ class LeaderElector:
         while not stop.is_set():
             if self._clock.wait(stop, cfg.retry_period):
                 return
-            if self._try_acquire_or_renew():
+            left = cfg.renew_deadline - (self._clock.now() - last_renew)
+            if self._attempt_within(left, stop):
                 last_renew = self._clock.now()
                 continue
             if self._clock.now() - last_renew >= cfg.renew_deadline:
                 self._log.warning("leader_lost", since_renew=self._clock.now() - last_renew)
                 return
+
+    def _attempt_within(self, seconds: float, stop: threading.Event) -> bool:
+        """One renewal, given at most `seconds` (our clock). An attempt still running then counts as
+        failed; its thread is left to finish on its own (a late write only renews a Lease we no longer
+        act on: followers wait one more lease duration, never two leaders)."""
+        done = threading.Event()
+        ok: list[bool] = []
+
+        def attempt() -> None:
+            try:
+                ok.append(self._try_acquire_or_renew())
+            finally:
+                done.set()
+
+        threading.Thread(target=attempt, name="lease-renew", daemon=True).start()
+        if not self._clock.wait(done, max(seconds, 0.0)) and not done.is_set():
+            self._log.warning("lease_renew_timed_out", timeout_s=round(seconds, 3))
+            return False
+        return bool(ok and ok[0])
 
     def _try_acquire_or_renew(self) -> bool:
         lock = self.config.lock

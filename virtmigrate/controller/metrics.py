@@ -58,6 +58,9 @@ class MigrationMetrics:
         self.event_to_action = Histogram("virtmigrate_controller_event_to_action_seconds",
                                          "From the informer event that queued a key to the API write it caused.",
                                          ["controller"], buckets=_LATENCY_BUCKETS, registry=reg)
+        self.guests_lost = Counter("virtmigrate_guests_lost_total",
+                                   "Migrations that ended with their guest on no node (GuestLost), on both, or "
+                                   "nowhere verifiable; each needs an admin.", ["reason"], registry=registry)
         self.syncs = Counter("virtmigrate_controller_syncs_total", "sync(key) calls by outcome.",
                              ["controller", "outcome"], registry=reg)
         self._collector: _PhaseCollector | None = None

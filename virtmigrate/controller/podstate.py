@@ -6,10 +6,11 @@ Consumed by: the pure phase machine (migration/decide.py), which only ever sees 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class PodView:
     exit_code: int | None = None   # the first container's exit code once it terminated
     termination_message: str = ""  # the first container's termination message
     start_time: str = ""           # status.startTime
+    finished_at: str = ""          # the first container's terminated.finishedAt (RFC 3339)
+    deleted_at: str = ""           # metadata.deletionTimestamp (when the deletion is forced: asked + grace)
+    deletion_grace_s: int = 0      # metadata.deletionGracePeriodSeconds
+    finalizers: tuple[str, ...] = ()
+    domain: DomainFacts | None = None  # a launcher's report of its domain (annotation), None when none
 
     @property
     def terminated(self) -> bool:
@@ -54,26 +60,21 @@ def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:
             unschedulable = str(cond.get("message") or "Unschedulable")
     exit_code: int | None = None
     message = ""
+    finished = ""
     for cs in status.get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated")
         if term is not None:
             exit_code = int(term.get("exitCode", -1))
             message = str(term.get("message") or "")
+            finished = str(term.get("finishedAt") or "")
         break  # our pods have one container: the first is the one that matters
     return PodView(
         name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
         node=str(spec.get("nodeName") or ""), phase=str(status.get("phase") or "Pending"),
         ready=ready, deleting=bool(meta.get("deletionTimestamp")), unschedulable=unschedulable,
         exit_code=exit_code, termination_message=message, start_time=str(status.get("startTime") or ""),
+        finished_at=finished, deleted_at=str(meta.get("deletionTimestamp") or ""),
+        deletion_grace_s=int(meta.get("deletionGracePeriodSeconds") or 0),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        domain=DomainFacts.parse((meta.get("annotations") or {}).get(ANNOTATION_DOMAIN)),
     )
-
-
-def parse_termination_message(text: str) -> dict[str, Any]:
-    """The agent's JSON result, or {} when the message is absent or not ours (e.g. a crash)."""
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -10,8 +10,23 @@ Thread-safe: one client (one connection pool) is shared by all informers and wor
 Requests (everything but watches) go over a small pool of kept-alive HTTP/1.1 connections that
 share one TLS context, each request one write and its answer read by `_Connection`: urllib3's
 per-request URL parsing, pool-key normalisation and liveness poll, and http.client's header
-parsing, cost more CPU than the request itself on a busy controller. Watches, which stream,
-keep urllib3.
+parsing, cost more CPU than the request itself on a busy controller (bench/bench_kube_http.py measures
+both on the same requests against a real kube-apiserver: urllib3 took a median 3.3x the client CPU per
+request — 3.1-3.9x on small GETs and PATCHes, 1.2-1.3x on a 100-object LIST — and 1.2x the wall time).
+Watches, which stream, keep urllib3.
+
+Every request has one overall deadline (`request_timeout`, or the call's `timeout`): connecting, sending
+and every read of the answer share it, so a server that trickles bytes cannot hold a worker longer.
+Interim answers (1xx: 100 Continue, 102 Processing, 103 Early Hints) are skipped, never taken as final.
+A 429 is retried after its Retry-After (at most MAX_RETRY_AFTER_S each, and only within the deadline):
+the server did not act on the request. After a connection breaks before any answer, a request is resent
+(once, fresh) only when a second delivery cannot do anything the first did not (`replay_safe`):
+GET, HEAD, PUT (idempotent by HTTP; our PUTs carry a resourceVersion), DELETE with preconditions and
+PATCH guarded by a resourceVersion (the second delivery then meets a Conflict or NotFound, never a
+second effect). POST (creates, TokenRequests), an unguarded PATCH and an unconditional DELETE are never
+resent: the caller gets a ServerError saying the request may have been applied, and re-reads before
+acting again. Before one of those is sent on a kept-alive connection, the connection is checked for a
+close by the server, the usual cause of such a break.
 """
 
 from __future__ import annotations
@@ -21,12 +36,13 @@ import contextlib
 import http.client
 import json
 import os
+import select
 import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -34,6 +50,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from virtmigrate import errors
+from virtmigrate.clock import Clock, RealClock
 from virtmigrate.kube.resources import SERVICEACCOUNTS, Resource
 
 JSON = dict[str, Any]
@@ -41,6 +58,8 @@ JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+MAX_RETRY_AFTER_S = 10.0   # the longest a 429's Retry-After is honoured for, per attempt
+MAX_429_RETRIES = 5        # then the 429 is the caller's (ServerError), deadline or not
 
 
 @dataclass(frozen=True)
@@ -73,14 +92,42 @@ def _error_for(status: int, body: Any, method: str, path: str) -> errors.KubeErr
     return cls(text, status=status, reason=reason, body=body)
 
 
+def replay_safe(method: str, body: Any) -> bool:
+    """May this request be sent again after its connection broke before any answer? Only when a second
+    delivery cannot add an effect to the first (see the module docstring)."""
+    if method in ("GET", "HEAD", "OPTIONS", "PUT"):
+        return True
+    if method == "DELETE":
+        return isinstance(body, Mapping) and bool(body.get("preconditions"))
+    if method == "PATCH":
+        if isinstance(body, Mapping):
+            return bool((body.get("metadata") or {}).get("resourceVersion"))
+        if isinstance(body, list):  # a JSON patch: guarded by a test of the resourceVersion
+            return any(isinstance(op, Mapping) and op.get("op") == "test"
+                       and op.get("path") == "/metadata/resourceVersion" for op in body)
+    return False  # POST, and anything unguarded
+
+
+def retry_after_s(value: bytes) -> float:
+    """Seconds a 429's Retry-After asks for, bounded to [0, MAX_RETRY_AFTER_S]; 1 s when absent or an
+    HTTP date (the API server sends whole seconds)."""
+    try:
+        return min(max(float(value.strip() or b"1"), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 1.0
+
+
 class KubeClient:
     """JSON requests to one API server. Build with `from_kubeconfig`, `in_cluster` or `auto`."""
 
     def __init__(self, configuration: k8s_client.Configuration, *, maxsize: int = 32,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, clock: Clock | None = None) -> None:
+        """`request_timeout`: each request's overall deadline, seconds. `clock`: the deadlines' and the
+        Retry-After waits' time (a fake one in tests)."""
         self.host = configuration.host.rstrip("/")
         self._cfg = configuration
         self._timeout = request_timeout
+        self._clock = clock or RealClock()
         kwargs: dict[str, Any] = {"maxsize": maxsize, "block": False, "retries": False}
         if self.host.startswith("https"):
             kwargs["cert_reqs"] = "CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE"
@@ -90,7 +137,7 @@ class KubeClient:
                 kwargs["cert_file"] = configuration.cert_file
                 kwargs["key_file"] = configuration.key_file
         self._pool = urllib3.PoolManager(**kwargs)
-        self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize)
+        self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
 
     # --- construction -------------------------------------------------------------------------
@@ -162,14 +209,24 @@ class KubeClient:
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
                 timeout: float | None = None) -> Any:
-        """One request; returns the decoded JSON body or raises a mapped KubeError."""
+        """One request within `timeout` seconds in all (default `request_timeout`); returns the decoded
+        JSON body or raises a mapped KubeError (ServerError when the deadline passes)."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             content_type = content_type or "application/json"
         target = self._conns.prefix + path + self._url_query(query)
-        status, raw = self._conns.round_trip(method, target, data, self._headers(content_type),
-                                             timeout or self._timeout)
+        deadline = self._clock.now() + (timeout or self._timeout)
+        replay = replay_safe(method, body)
+        for attempt in range(MAX_429_RETRIES + 1):
+            status, raw, _keep, retry_after = self._conns.round_trip(
+                method, target, data, self._headers(content_type), deadline, replay_safe=replay)
+            if status != 429 or attempt == MAX_429_RETRIES:
+                break
+            wait = retry_after_s(retry_after)
+            if self._clock.now() + wait >= deadline:
+                break  # honouring it would pass the deadline: the 429 is the answer
+            self._clock.sleep(wait)  # 429: the server did not act on it, so any request may go again
         payload: Any = None
         if raw:
             try:
@@ -279,14 +336,28 @@ class _Disconnected(Exception):
     """The server closed the connection before any byte of an answer (a kept-alive one gone idle)."""
 
 
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    keep: bool                 # the connection may carry another request
+    retry_after: bytes = b""   # the Retry-After header as sent ("" when absent)
+
+
+LINE_MAX = 65536
+
+
 class _Connection:
     """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read with a
     buffered reader that understands Content-Length, chunked and read-until-close bodies.
-    (http.client parses every answer's headers with the email package: a fifth of a request's CPU.)"""
+    (http.client parses every answer's headers with the email package: a fifth of a request's CPU.)
 
-    def __init__(self, sock: socket.socket) -> None:
+    Every read is armed with the time left before the request's deadline and does at most one read
+    on the socket (`peek`/`read1`), so the deadline bounds the whole answer, not each read."""
+
+    def __init__(self, sock: socket.socket, clock: Clock | None = None) -> None:
         self.sock = sock
         self.rfile = sock.makefile("rb")
+        self.clock = clock or RealClock()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -294,23 +365,65 @@ class _Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-    def round_trip(self, head: bytes, body: bytes | None, timeout: float) -> tuple[int, bytes, bool]:
-        """(status, body, keep-alive) of one request whose request line and headers are `head`."""
-        self.sock.settimeout(timeout)
-        self.sock.sendall(head + body if body else head)
-        rfile = self.rfile
-        line = rfile.readline(65537)
+    def dropped(self) -> bool:
+        """True when this idle connection is readable: the server closed it (or sent what nobody asked)."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def _arm(self, deadline: float) -> None:
+        left = deadline - self.clock.now()
+        if left <= 0:
+            raise TimeoutError("the request's deadline passed before the whole answer arrived")
+        self.sock.settimeout(left)
+
+    def _readline(self, deadline: float) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            self._arm(deadline)
+            buf = self.rfile.peek(1)  # at most one read on the socket
+            if not buf:
+                return b"".join(parts)  # end of stream
+            nl = buf.find(b"\n")
+            piece = self.rfile.read(nl + 1 if nl >= 0 else len(buf))  # from the buffer only
+            parts.append(piece)
+            size += len(piece)
+            if nl >= 0:
+                return b"".join(parts)
+            if size > LINE_MAX:
+                raise http.client.LineTooLong("header or chunk-size line")
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        """`n` bytes, or fewer at the end of the stream; n < 0: until the end of the stream."""
+        parts: list[bytes] = []
+        while n:
+            self._arm(deadline)
+            piece = self.rfile.read1(n if 0 < n < (1 << 20) else (1 << 20))
+            if not piece:
+                break
+            parts.append(piece)
+            if n > 0:
+                n -= len(piece)
+        return b"".join(parts)
+
+    def _head(self, deadline: float) -> tuple[int, int, bool, bool, bytes]:
+        """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head."""
+        line = self._readline(deadline)
         if not line:
             raise _Disconnected("server closed the connection")
         parts = line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise http.client.BadStatusLine(repr(line[:100]))
         status = int(parts[1])
         length = -1
         chunked = False
         keep = parts[0] == b"HTTP/1.1"
+        retry_after = b""
         while True:
-            h = rfile.readline(65537)
+            h = self._readline(deadline)
             if h in (b"\r\n", b"\n"):
                 break
             if not h:
@@ -324,34 +437,54 @@ class _Connection:
             elif n == b"connection":
                 v = value.strip().lower()
                 keep = v != b"close" and (keep or v == b"keep-alive")
-        if status in (204, 304) or 100 <= status < 200:
-            return status, b"", keep
+            elif n == b"retry-after":
+                retry_after = value.strip()
+        return status, length, chunked, keep, retry_after
+
+    def round_trip(self, head: bytes, body: bytes | None, deadline: float) -> _Answer:
+        """The final answer to one request whose request line and headers are `head`, read before
+        `deadline` (the clock's time) or TimeoutError. Interim 1xx answers are skipped."""
+        self._arm(deadline)
+        self.sock.sendall(head + body if body else head)
+        while True:
+            status, length, chunked, keep, retry_after = self._head(deadline)
+            if status == 101:
+                raise http.client.HTTPException("101 Switching Protocols, which no request of ours asks for")
+            if not 100 <= status < 200:
+                break
+            # An interim answer (100 Continue, 102 Processing, 103 Early Hints): the final one follows.
+        if status in (204, 304):
+            return _Answer(status, b"", keep, retry_after)
         if chunked:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
-                size = int(rfile.readline(65537).split(b";", 1)[0], 16)
+                size_line = self._readline(deadline)
+                try:
+                    size = int(size_line.split(b";", 1)[0], 16)
+                except ValueError:
+                    raise http.client.IncompleteRead(b"".join(chunks)) from None
                 if size == 0:
-                    while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    while self._readline(deadline) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
-                chunk = rfile.read(size)
+                chunk = self._read(size, deadline)
                 if len(chunk) != size:
                     raise http.client.IncompleteRead(chunk, size - len(chunk))
                 chunks.append(chunk)
-                rfile.read(2)
-            return status, b"".join(chunks), keep
+                self._read(2, deadline)
+            return _Answer(status, b"".join(chunks), keep, retry_after)
         if length >= 0:
-            data = rfile.read(length)
+            data = self._read(length, deadline)
             if len(data) != length:
                 raise http.client.IncompleteRead(data, length - len(data))
-            return status, data, keep
-        return status, rfile.read(), False  # delimited by the end of the connection
+            return _Answer(status, data, keep, retry_after)
+        return _Answer(status, self._read(-1, deadline), False, retry_after)  # delimited by the end of the stream
 
 
 class _ConnectionPool:
     """Idle kept-alive HTTP(S) connections to one server, taken and returned by request threads."""
 
-    def __init__(self, host: str, cfg: k8s_client.Configuration, *, maxsize: int) -> None:
+    def __init__(self, host: str, cfg: k8s_client.Configuration, *, maxsize: int, clock: Clock | None = None) -> None:
         parts = urlsplit(host)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
@@ -359,6 +492,7 @@ class _ConnectionPool:
         self._host_header = f"Host: {parts.netloc}\r\n"
         self.prefix = parts.path.rstrip("/")
         self._maxsize = maxsize
+        self._clock = clock or RealClock()
         self._idle: builtins.list[_Connection] = []
         self._lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
@@ -371,8 +505,11 @@ class _ConnectionPool:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
             self._ctx = ctx
 
-    def _new(self, timeout: float) -> _Connection:
-        sock = socket.create_connection((self._host, self._port), timeout=timeout)
+    def _new(self, deadline: float) -> _Connection:
+        left = deadline - self._clock.now()
+        if left <= 0:
+            raise TimeoutError("the request's deadline passed before a connection was made")
+        sock = socket.create_connection((self._host, self._port), timeout=left)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ctx is not None:
@@ -380,7 +517,16 @@ class _ConnectionPool:
         except BaseException:
             sock.close()
             raise
-        return _Connection(sock)
+        return _Connection(sock, self._clock)
+
+    def _take(self, *, check: bool) -> _Connection | None:
+        """An idle connection, or None. `check`: skip (and close) those the server has closed."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or not check or not conn.dropped():
+                return conn
+            conn.close()
 
     def _head(self, method: str, target: str, headers: Mapping[str, str], body: bytes | None) -> bytes:
         fields = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -388,37 +534,45 @@ class _ConnectionPool:
         return f"{method} {target} HTTP/1.1\r\n{self._host_header}{fields}{length}\r\n".encode("latin-1")
 
     def round_trip(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str],
-                   timeout: float) -> tuple[int, bytes]:
-        """Send one request and read the whole answer: (status, body). A kept-alive connection the
-        server closed while idle fails before any byte of an answer: that one is retried once, fresh."""
+                   deadline: float, *, replay_safe: bool) -> _Answer:
+        """Send one request and read its whole final answer before `deadline`. When a kept-alive
+        connection breaks before any answer, a `replay_safe` request is sent once more on a fresh one;
+        any other is not (it may have been applied), and is sent only on a connection checked first."""
         head = self._head(method, target, headers, body)
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        conn = self._take(check=not replay_safe)
         for attempt in (0, 1):
             reused = conn is not None
             try:
                 if conn is None:
-                    conn = self._new(timeout)
-                status, data, keep = conn.round_trip(head, body, timeout)
+                    conn = self._new(deadline)
+                answer = conn.round_trip(head, body, deadline)
             except (_Disconnected, BrokenPipeError, ConnectionResetError) as e:
                 if conn is not None:
                     conn.close()
                 conn = None
-                if reused and attempt == 0:
+                if reused and attempt == 0 and replay_safe:
                     continue
+                if not replay_safe:
+                    raise errors.ServerError(
+                        f"{method} {target}: the connection broke before an answer ({e}); not sent again, as it "
+                        "may have been applied: read the object before acting again") from e
                 raise errors.ServerError(f"{method} {target}: {e}") from e
+            except TimeoutError as e:
+                if conn is not None:
+                    conn.close()
+                raise errors.ServerError(f"{method} {target}: no complete answer in time: {e}") from e
             except (OSError, ValueError, http.client.HTTPException) as e:
                 if conn is not None:
                     conn.close()
                 raise errors.ServerError(f"{method} {target}: {e}") from e
-            if keep:
+            if answer.keep:
                 with self._lock:
                     if len(self._idle) < self._maxsize:
                         self._idle.append(conn)
                         conn = None
             if conn is not None:
                 conn.close()
-            return status, data
+            return answer
         raise AssertionError("unreachable")
 
 

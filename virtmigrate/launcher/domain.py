@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import libvirt
@@ -26,6 +27,9 @@ class Node(Protocol):
         """(virDomainState, reason) of domain `name`, None when it does not exist."""
 
     def uuid(self, name: str) -> str | None: ...
+
+    def inspect(self, name: str) -> Inspection | None:
+        """State, persistence, job and UUID of domain `name` in one look; None when it does not exist."""
 
     def migrating_out(self, name: str) -> bool:
         """Whether an outgoing migration job runs on the domain."""
@@ -46,6 +50,15 @@ class Node(Protocol):
 
     def reconnect(self) -> None:
         """Open a new connection after the daemon went away (raises LibvirtError while it is down)."""
+
+
+@dataclass(frozen=True)
+class Inspection:
+    state: int             # virDomainState
+    reason: int            # the state's reason
+    persistent: bool
+    job_active: bool       # a libvirt job (for us: a migration) runs on the domain
+    uuid: str
 
 
 def _error(e: libvirt.libvirtError, what: str) -> LibvirtError:
@@ -107,6 +120,24 @@ class LibvirtNode:
     def uuid(self, name: str) -> str | None:
         dom = self._lookup(name)
         return str(dom.UUIDString()) if dom is not None else None
+
+    def inspect(self, name: str) -> Inspection | None:
+        dom = self._lookup(name)
+        if dom is None:
+            return None
+        try:
+            st, reason = dom.state()
+            persistent = bool(dom.isPersistent())
+            uuid = str(dom.UUIDString())
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise _error(e, f"inspection of domain {name}") from e
+        try:
+            job = dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        except libvirt.libvirtError:
+            job = False  # the job ended with the domain; the events tell the rest
+        return Inspection(state=int(st), reason=int(reason), persistent=persistent, job_active=job, uuid=uuid)
 
     def migrating_out(self, name: str) -> bool:
         dom = self._lookup(name)

@@ -8,16 +8,19 @@ decide.py, and acts; the wait between steps is the node's event wait, bounded by
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
+from virtmigrate.api.domainfacts import DomainFacts, LauncherMode
 from virtmigrate.clock import Clock
 from virtmigrate.errors import LibvirtError, ValidationError
 from virtmigrate.launcher import decide
-from virtmigrate.launcher.domain import Node
+from virtmigrate.launcher.domain import Inspection, Node
 from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
 from virtmigrate.launcher.exitcodes import Outcome, Reason
+from virtmigrate.launcher.report import compute_facts
 
 log = structlog.get_logger("launcher")
 
@@ -33,13 +36,23 @@ class LauncherConfig:
 
 
 class Launcher:
-    def __init__(self, node: Node, cfg: LauncherConfig, *, clock: Clock, stop: threading.Event) -> None:
+    def __init__(self, node: Node, cfg: LauncherConfig, *, clock: Clock, stop: threading.Event,
+                 report: Callable[[DomainFacts], None] | None = None) -> None:
         self.node = node
         self.cfg = cfg
         self.clock = clock
         self.stop = stop
+        self.report = report     # the pod's domain report (report.FactsPublisher.offer); None: not reported
+        self.seq = 0             # reports made by this process (DomainFacts.seq)
         self.name = cfg.guest.name
         self.log = log.bind(domain=self.name, mode=cfg.mode)
+
+    def _publish(self, seen: Inspection | None, *, reachable: bool, mode: LauncherMode) -> None:
+        if self.report is None:
+            return
+        self.seq += 1
+        observed = self.clock.wall().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.report(compute_facts(seen, reachable=reachable, mode=mode, seq=self.seq, observed=observed))
 
     def run(self) -> Outcome:
         try:
@@ -49,12 +62,14 @@ class Launcher:
             self.log.error("libvirt_failed", error=str(e))
             return Outcome(Reason.INTERNAL, str(e))
 
-    def _observe(self, events: list[tuple[int, int]], migrating_before: bool) -> decide.Observation:
-        st = self.node.state(self.name)
-        migrating = self.node.migrating_out(self.name) if st is not None else False
-        return decide.Observation(name=self.name, present=st is not None, state=st[0] if st else 0,
-                                  reason=st[1] if st else 0, events=tuple(events),
-                                  migrating_out=migrating or (migrating_before and st is None),
+    def _observe(self, events: list[tuple[int, int]], migrating_before: bool, *,
+                 mode: LauncherMode) -> decide.Observation:
+        seen = self.node.inspect(self.name)
+        self._publish(seen, reachable=True, mode=mode)
+        migrating = seen is not None and seen.job_active
+        return decide.Observation(name=self.name, present=seen is not None, state=seen.state if seen else 0,
+                                  reason=seen.reason if seen else 0, events=tuple(events),
+                                  migrating_out=migrating or (migrating_before and seen is None),
                                   sigterm=self.stop.is_set())
 
     def _start(self) -> Outcome | None:
@@ -79,7 +94,7 @@ class Launcher:
         t0 = self.clock.now()
         while True:
             self.node.events(self.name, self.cfg.poll_s)
-            o = self._observe([], False)
+            o = self._observe([], False, mode=LauncherMode.WAITING)
             d = decide.decide_receive(o, waited_s=self.clock.now() - t0, timeout_s=self.cfg.receive_timeout_s)
             if d.action is decide.Action.HOLD:
                 self.log.info("domain_received", uuid=self.node.uuid(self.name))
@@ -110,8 +125,9 @@ class Launcher:
         while True:
             try:
                 events = self.node.events(self.name, self.cfg.poll_s)
-                o = self._observe(events, migrating)
+                o = self._observe(events, migrating, mode=LauncherMode.HOLD)
             except LibvirtError as e:
+                self._publish(None, reachable=False, mode=LauncherMode.HOLD)
                 gave_up = self._reconnect(e)
                 if gave_up is not None:
                     return gave_up
@@ -121,6 +137,7 @@ class Launcher:
             if d.action is decide.Action.EXIT:
                 assert d.outcome is not None
                 self.log.info("domain_gone", reason=d.outcome.reason.value, message=d.outcome.message)
+                self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
                 return d.outcome
             if d.action is decide.Action.SHUT_DOWN:
                 return self._shut_down()
@@ -141,4 +158,5 @@ class Launcher:
                 break
             self.node.events(self.name, min(self.cfg.poll_s, 0.2))
         self.node.undefine(self.name)
+        self._publish(None, reachable=True, mode=LauncherMode.EXITING)
         return Outcome(Reason.STOPPED_ON_REQUEST, f"domain {self.name} {how} on request")

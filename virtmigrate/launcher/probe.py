@@ -1,9 +1,8 @@
 """The launcher's readiness probe (`virtmigrate-launcher --probe`): exit 0 iff the pod should be Ready.
 
 Run by the node runner (or a kubelet) as an exec probe in the launcher's container, so it sees the same
-node libvirt. Start mode: ready while the domain runs. Receive mode: ready while libvirt answers and the
-domain is absent (waiting for it), arriving or running — the migration controller's cue that the target
-can take the guest.
+node libvirt. Both modes: ready while the domain runs here. A receive-mode launcher turns ready once the
+guest has arrived and runs; that it waits to receive is in its domain report (launcher/report.py).
 """
 
 from __future__ import annotations

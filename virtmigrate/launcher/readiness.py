@@ -11,10 +11,7 @@ RUNNING, PAUSED, SHUTDOWN, SHUTOFF, CRASHED = 1, 3, 4, 5, 6
 
 
 def is_ready(mode: str, *, reachable: bool, present: bool, state: int) -> bool:
-    """The readiness probe's answer: start mode is ready while the domain runs; receive mode while the
-    node's libvirt answers and the domain has not failed (absent, arriving, or running)."""
-    if not reachable:
-        return False
-    if mode == "start":
-        return present and state == RUNNING
-    return not present or state in (RUNNING, PAUSED)
+    """The readiness probe's answer, the same in both modes: ready while the guest runs on this node. A
+    receive-mode launcher is not ready merely because it waits: only once the guest has arrived and runs.
+    (That a target waits to receive is in its domain report, virtmigrate.api.domainfacts.)"""
+    return reachable and present and state == RUNNING

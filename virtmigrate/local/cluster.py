@@ -26,12 +26,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.clock import RealClock
+from virtmigrate.controller.config import DEFAULT_IMAGE_DIRS
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import NODES, SERVICEACCOUNTS, Resource
+from virtmigrate.kube.resources import NODES
 from virtmigrate.local import procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
@@ -40,11 +40,10 @@ from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
 REPO = Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "manifests"
 # Applied by `up`: the CRDs, and the namespace, service accounts and RBAC that agent pods run with.
-CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml")
+CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yaml", "launcher-policy.yaml", "controller-policy.yaml")
 NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
-ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", kind="RoleBinding")
 CONTROLLER = "controller"
 # Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
 # (127.0.0.10, .11), so both can run on one machine at once.
@@ -175,20 +174,11 @@ class LocalCluster:
                       "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io")
 
     def grant_agent_progress(self, namespace: str) -> None:
-        """What docs/install.md asks of an operator for each namespace with VMs: the virtmigrate-agent
-        ServiceAccount bound to ClusterRole virtmigrate-agent, so agent pods report status.progress."""
-        client = self.client()
-        objs: list[tuple[Resource, dict[str, Any]]] = [(SERVICEACCOUNTS, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                   "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace}}),
-                (ROLEBINDINGS, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                                "metadata": {"name": AGENT_SERVICE_ACCOUNT, "namespace": namespace},
-                                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                            "name": AGENT_SERVICE_ACCOUNT},
-                                "subjects": [{"kind": "ServiceAccount", "name": AGENT_SERVICE_ACCOUNT,
-                                              "namespace": namespace}]})]
-        for res, obj in objs:
-            with contextlib.suppress(errors.AlreadyExists):  # up is idempotent
-                client.create(res, obj, namespace)
+        """The pods' identities in `namespace`, as the controllers make them before their first pod there
+        (virtmigrate.controller.identities); for tests that create pods before any controller acts."""
+        from virtmigrate.controller.identities import Identities
+
+        Identities(self.client()).ensure(namespace)
 
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
@@ -201,7 +191,9 @@ class LocalCluster:
             f.write_text(json.dumps({"metrics_port": port}))
         procs.start(CONTROLLER, [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
                                  f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
-                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}"],
+                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
+                                 # the test guest's kernel lies in the cache (hack/build-guest.sh)
+                                 f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
     def nodes_ready(self, *, since: str = "") -> dict[str, bool]:
@@ -268,9 +260,19 @@ class LocalCluster:
         return stopped
 
 
-def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[str]:
+def _started_at(pid_dir: Path) -> float:
+    """A process's start as a wall-clock time (boot time + its start in clock ticks)."""
+    ticks = int((pid_dir / "stat").read_text().rsplit(")", 1)[-1].split()[19])
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None) -> list[str]:
     """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
-    mounts of its folders, and listeners on its ports. Empty means clean."""
+    mounts of its folders, and listeners on its ports. Empty means clean. `since` (wall time, e.g. when
+    `down` began): a process started later is not the cluster's — the kernel reuses the number of a mount
+    namespace that is gone, and another cluster on the machine may get it."""
     found: list[str] = []
     me = os.getpid()
     needle = str(state)
@@ -285,6 +287,9 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[s
         if stat.rsplit(")", 1)[-1].split()[0] == "Z":
             continue
         if needle in cmd or mount_ns(int(entry.name)) in namespaces:
+            with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+                if needle not in cmd and since is not None and _started_at(entry) > since:
+                    continue  # a newer process in a reused namespace number: another cluster's
             found.append(f"process {entry.name}: {cmd.strip()[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         if needle in line:

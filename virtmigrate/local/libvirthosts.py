@@ -3,7 +3,8 @@
 Each host is `unshare --mount --propagation private` + private bind mounts of per-host folders over
 /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt (and over /etc/passwd and
 /etc/group, which add the `libvirt-qemu` user the QEMU driver insists on resolving), then
-`tini -s -- libvirtd` (a subreaper, so QEMU's double fork is reaped at once). The hosts share the
+`tini -s -- <restart loop> libvirtd` (a subreaper, so QEMU's double fork is reaped at once; the loop
+restarts a libvirtd that died, as systemd does on a real node, and guests survive it). The hosts share the
 machine's network and PID namespaces; each has its own host_uuid, TCP port on 127.0.0.1, and a
 migration address 127.0.0.1x with its own port range. Facts: shared/notes/libvirt-hosts.md.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from virtmigrate.local import procs
 
 # (per-host folder, mount point) pairs bind-mounted privately in each host's namespace.
+RESTART_S = 0.5  # a dead libvirtd is started again after this pause (systemd: RestartSec)
 _DIR_MOUNTS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"),
                ("log", "/var/log/libvirt"), ("cache", "/var/cache/libvirt"))
 _FILE_MOUNTS = (("passwd", "/etc/passwd"), ("group", "/etc/group"))
@@ -118,6 +120,13 @@ def mount_ns(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _alive(pid: int) -> bool:
@@ -214,8 +223,12 @@ class LibvirtHosts:
 
     def _start(self, h: Host) -> None:
         binds = [f"mount --bind {shlex.quote(str(h.root / sub))} {mp}" for sub, mp in _DIR_MOUNTS + _FILE_MOUNTS]
-        script = " && ".join([*binds, "exec tini -s -- libvirtd --listen --config /etc/libvirt/libvirtd.conf "
-                              "--pid-file /run/libvirt/libvirtd.pid"])
+        # Supervised as systemd supervises it on a real node (Restart=on-failure): a libvirtd that dies is
+        # started again in the same namespace; running guests (QEMU, reparented to tini) survive, and the
+        # new daemon reconnects to them from its state in /run/libvirt.
+        daemon = ("libvirtd --listen --config /etc/libvirt/libvirtd.conf --pid-file /run/libvirt/libvirtd.pid; "
+                  f"echo libvirtd exited with $?, restarting in {RESTART_S}s; sleep {RESTART_S}")
+        script = " && ".join([*binds, f"exec tini -s -- sh -c {shlex.quote(f'while :; do {daemon}; done')}"])
         log = open(h.root / "libvirtd.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -272,15 +285,24 @@ class LibvirtHosts:
             self._wait_ready(h, timeout)
         return hosts
 
-    def kill_daemon(self, index: int) -> None:
-        """SIGKILL host `index`'s libvirtd (a crash, for failure tests); `up` restarts it."""
-        h = self.host(index)
-        pid = self.pid(h)
+    def daemon_pid(self, index: int) -> int | None:
+        """The pid of host `index`'s libvirtd (under its supervisor), None while it is down."""
+        pid = self.pid(self.host(index))
         if pid is None:
-            return
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            return None
+        for sup in _children(pid):
+            for child in _children(sup):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{child}/comm").read_text().strip() == "libvirtd":
+                        return child
+        return None
+
+    def kill_daemon(self, index: int) -> None:
+        """SIGKILL host `index`'s libvirtd (a crash, for failure tests); its supervisor restarts it."""
+        pid = self.daemon_pid(index)
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(child), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
     def down(self) -> None:
         """Destroy all domains, stop all daemons, kill whatever is left in the hosts' namespaces."""

@@ -21,14 +21,17 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_AGENT
+from virtmigrate.api.constants import LABEL_ROLE, ROLE_AGENT
+from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import EventRecorder
 from virtmigrate.controller.indexes import (
     MIGRATION_VM_INDEX,
+    POD_MIGRATION_INDEX,
     POD_VM_INDEX,
     index_migration_by_vm,
+    index_pod_by_migration,
     index_pod_by_vm,
     object_key,
 )
@@ -58,7 +61,8 @@ class MigrationController:
         self.metrics = metrics
         self.migrations = factory.informer_for(MIGRATIONS, indexers={MIGRATION_VM_INDEX: index_migration_by_vm})
         self.vms = factory.informer_for(VMS)
-        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
+        self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={
+            POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
         self.nodes = factory.informer_for(NODES)
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             config=QueueConfig(name="migrations", clock=self.clock, registry=registry))
@@ -117,22 +121,25 @@ class MigrationController:
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
         ns = str(meta.get("namespace", ""))
-        if labels.get(LABEL_MIGRATION):
-            self.enqueue(f"{ns}/{labels[LABEL_MIGRATION]}")
-        if labels.get(LABEL_VM) and labels.get(LABEL_ROLE) != ROLE_AGENT:
+        migration, vm = pod_migration_name(pod), pod_vm_name(pod)
+        if migration:
+            self.enqueue(f"{ns}/{migration}")
+        if vm and labels.get(LABEL_ROLE) != ROLE_AGENT:
             # A launcher is also the source of the VM's later Migrations (a former target keeps the
             # label of the Migration that created it).
-            self._migrations_of_vm(ns, labels[LABEL_VM])
+            self._migrations_of_vm(ns, vm)
 
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        if labels.get(LABEL_ROLE) == ROLE_AGENT and labels.get(LABEL_MIGRATION):
+        meta = pod.get("metadata") or {}
+        ref: JSON = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Migration"), {})
+        owner, owner_name = ref.get("uid", ""), ref.get("name", "")
+        if (meta.get("labels") or {}).get(LABEL_ROLE) == ROLE_AGENT and owner:
             view = pod_view(pod)
             if view is not None and view.exit_code is not None:
-                ns = (pod.get("metadata") or {}).get("namespace")
-                self.syncer.remember_agent_exit(f"{ns}/{labels[LABEL_MIGRATION]}", view.exit_code,
-                                                view.termination_message)
+                # Keyed by the owning Migration's uid: a new Migration of the same name never inherits it.
+                self.syncer.remember_agent_exit(str(owner), view.exit_code, view.termination_message,
+                                                key=f"{meta.get('namespace')}/{owner_name}")
         self._on_pod(pod)
 
     def _on_vm(self, vm: JSON) -> None:

@@ -22,20 +22,24 @@ resumes each Migration where it stands. Three regimes:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import enum
 from dataclasses import dataclass
 from typing import Any
 
-from virtmigrate.api.constants import MigrationPhase
+from virtmigrate.api.constants import FINALIZER_AGENT, MigrationPhase
 from virtmigrate.api.exitcodes import PHASE_SUCCEEDED, ExitCode, phase_for_exit_code
+from virtmigrate.controller.migration.locate import Location, Where, claim_of, confirms, leftover, locate
 from virtmigrate.controller.migration.status import agent_result
 from virtmigrate.controller.podstate import PodView
 
 P = MigrationPhase
 
 # Reasons written to status.reason and Events (CamelCase, one line each).
-REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse
+REASON_INVALID_SPEC = "InvalidSpec"                    # the spec does not parse (or its VM's: e.g. a disallowed path)
+REASON_POLICY_VIOLATION = "PolicyViolation"            # the spec asks for more than the cluster's policy limits
+REASON_INVALID_DESTINATION = "InvalidDestination"      # the target Node's libvirt URI annotations are refused
 REASON_VM_NOT_FOUND = "VMNotFound"                     # no VM of that name in the namespace
 REASON_VM_NOT_RUNNING = "VMNotRunning"                 # the VM exists but no guest runs
 REASON_VM_BUSY = "VMBusy"                              # another Migration is moving the VM
@@ -49,6 +53,16 @@ REASON_AGENT_GONE = "AgentPodGone"                     # the agent pod vanished 
 REASON_VM_GONE = "VMDeleted"                           # the VM was deleted during the migration
 REASON_CANCELLED = "Cancelled"                         # the Migration was deleted before it completed
 REASON_MIGRATED = "Migrated"                           # success
+REASON_GUEST_LOST = "GuestLost"                        # neither node runs the guest any more
+REASON_GUEST_ON_BOTH = "GuestOnBothNodes"              # both nodes run the guest: an admin must choose
+REASON_LOCATION_UNKNOWN = "GuestLocationUnknown"       # the nodes' reports did not settle in time
+REASON_AGENT_STUCK = "AgentStuck"                      # the agent ran longer than the Running bound
+REASON_POD_REJECTED = "PodRejected"                    # the API server refused to create a pod of ours
+REASON_NO_DESTINATION = "NoDestinationURI"             # the target node has no libvirt URI
+REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy was left on the other node
+REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived its agent: aborting it
+# Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
+LOST_REASONS = frozenset({REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN})
 
 
 class Action(enum.StrEnum):
@@ -68,6 +82,11 @@ class Action(enum.StrEnum):
     DELETE_SOURCE_POD = "DeleteSourcePod"
     DELETE_TARGET_POD = "DeleteTargetPod"
     DELETE_AGENT_POD = "DeleteAgentPod"
+    FORCE_DELETE_AGENT_POD = "ForceDeleteAgentPod"  # grace 0: the agent did not stop in its grace period
+    REMOVE_AGENT_FINALIZER = "RemoveAgentFinalizer"  # the agent's outcome is recorded: let its pod go
+    CREATE_ABORT_POD = "CreateAbortPod"    # a short-lived agent that aborts an orphaned migration job
+    DELETE_ABORT_POD = "DeleteAbortPod"
+    RECORD_VM_LOST = "RecordVMLost"        # VM status: Failed/Unknown with the reason; never Running
     REMOVE_FINALIZER = "RemoveFinalizer"   # cleanup complete
 
 
@@ -80,6 +99,8 @@ class Decision:
     target_node: str = ""                   # for SET_PHASE(Scheduled)
     result: dict[str, Any] | None = None    # for SUCCEED / FAIL after the agent ran
     requeue_after: float | None = None      # look again after this many seconds
+    warning: str = ""                       # for SUCCEED / FAIL: an extra Warning Event (REASON_LEFTOVER)
+    delete_first: str = ""                  # for REMOVE_FINALIZER: delete this pod by name first
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,11 @@ class VMState:
 class Timeouts:
     unschedulable_s: float = 300.0   # target pod unschedulable this long (from Scheduling) -> Failed
     pending_s: float = 900.0         # any other wait for the target or agent pod -> Failed
+    running_s: float = 3600.0        # Running this long (the agent stuck, its node gone) -> stop the agent
+    agent_grace_s: float = 45.0      # an agent asked to stop still runs this long -> force-deleted
+    settle_s: float = 3.0            # an agent ended without proof: the launchers' reports catch up this long
+    orphan_job_s: float = 30.0       # a job still runs this long after its agent ended -> aborted
+    resolve_s: float = 300.0         # the reports still unsettled this long after the agent -> GuestLocationUnknown
 
 
 @dataclass(frozen=True)
@@ -110,6 +136,7 @@ class Observed:
     has_finalizer: bool = False
     phase_age_s: float = 0.0             # seconds since the current phase was entered
     spec_error: str = ""                 # non-empty when the spec is invalid
+    policy_violation: str = ""           # the spec's fields beyond the cluster's limits (controller/policy.py)
     vm: VMState | None = None
     competitor: str = ""                 # another active Migration of the same VM
     finishing: str = ""                  # another Migration of the VM that ended but still cleans up
@@ -123,6 +150,17 @@ class Observed:
     agent_pod: PodView | None = None
     agent_exit: tuple[int, str] | None = None  # exit code and message of an agent pod already gone
     infeasible: str = ""                 # the per-node explanation when the target is unschedulable
+    status_reason: str = ""              # status.reason (cleanup: how the VM status is recorded)
+    source_node: str = ""                # status.sourceNode
+    source_where: Where = Where.UNKNOWN  # what the source launcher says of the guest there (locate.py)
+    target_where: Where = Where.ABSENT   # what the target launcher says
+    agent_end_age_s: float = 0.0         # seconds since the agent ended (finished, or its pod vanished)
+    agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
+    abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
+    destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
+    destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
+    agent_name: str = ""                 # status.agentPod
+    entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
 
 def decide(o: Observed, t: Timeouts = Timeouts()) -> Decision:
@@ -132,7 +170,7 @@ def decide(o: Observed, t: Timeouts = Timeouts()) -> Decision:
     if o.deleting:
         if not o.has_finalizer:
             return Decision(Action.NOTHING, reason="finalizer already released")
-        return _decide_cancel(o)
+        return _decide_cancel(o, t)
     if not o.has_finalizer:
         return Decision(Action.ADD_FINALIZER)
     if o.phase in (None, P.PENDING):
@@ -145,7 +183,7 @@ def decide(o: Observed, t: Timeouts = Timeouts()) -> Decision:
         return _decide_scheduled(o, t)
     if o.phase == P.TARGET_READY:
         return _decide_target_ready(o, t)
-    return _decide_running(o)
+    return _decide_running(o, t)
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -158,6 +196,8 @@ def decide_selection(o: Observed) -> Decision | None:
     """Fail fast on a request that can never succeed; None when the selection is fine."""
     if o.spec_error:
         return _fail(REASON_INVALID_SPEC, o.spec_error)
+    if o.policy_violation:
+        return _fail(REASON_POLICY_VIOLATION, o.policy_violation)
     if o.vm is None:
         return _fail(REASON_VM_NOT_FOUND, f"VM {o.vm_name!r} not found in the Migration's namespace: "
                                           "spec.selector.name must name an existing VM")
@@ -200,9 +240,16 @@ def _target_broken(o: Observed) -> Decision | None:
 def _decide_scheduling(o: Observed, t: Timeouts) -> Decision:
     assert o.vm is not None
     if o.vm.migration_uid != o.uid:
+        if o.vm.migration_uid and not o.vm.migration_completed:
+            # Another Migration marked the VM first (e.g. admitted by a previous leader): the VM's mark,
+            # written with a resourceVersion precondition, is the compare-and-swap that admits only one.
+            return _fail(REASON_VM_BUSY, f"VM {o.vm_name!r} is being migrated by another Migration "
+                                         f"(uid {o.vm.migration_uid}): wait for it to finish")
         return Decision(Action.MARK_VM_MIGRATING)
     tp = o.target_pod
     if tp is None:
+        if o.contradiction:
+            return _fail(REASON_CONTRADICTION, f"VM {o.vm_name!r}: {o.contradiction}")
         return Decision(Action.CREATE_TARGET_POD)
     broken = _target_broken(o)
     if broken is not None:
@@ -232,9 +279,11 @@ def _decide_scheduled(o: Observed, t: Timeouts) -> Decision:
     if broken is not None:
         return broken
     assert o.target_pod is not None
-    if o.target_pod.ready:
-        return Decision(Action.SET_PHASE, phase=P.TARGET_READY)
-    return _pending_timeout(o, t, f"the target launcher pod on {o.target_node} did not get ready")
+    facts = o.target_pod.domain
+    if facts is not None and facts.reachable:
+        return Decision(Action.SET_PHASE, phase=P.TARGET_READY)  # its launcher reports, from its libvirt
+    return _pending_timeout(o, t, f"the target launcher pod on {o.target_node} did not report that it "
+                                  "waits for the guest (its annotation virtmigrate.kubevirt.io/domain)")
 
 
 def _decide_target_ready(o: Observed, t: Timeouts) -> Decision:
@@ -245,89 +294,151 @@ def _decide_target_ready(o: Observed, t: Timeouts) -> Decision:
     if broken is not None and ap is None:
         return broken  # once the agent exists its outcome decides: it fails if the target is gone
     if ap is None:
+        if o.destination_error:
+            return _fail(o.destination_reason or REASON_NO_DESTINATION, o.destination_error)
         return Decision(Action.CREATE_AGENT_POD)
     return _pending_timeout(o, t, f"the agent pod {ap.name} did not start", REASON_AGENT_NOT_STARTED)
 
 
+# --- the agent's end: its claim, checked against the nodes' facts -------------------------------------
+
+def _agent_words(code: int | None, message: str) -> str:
+    text = str(agent_result(code, message).get("message") or "") if code is not None else ""
+    if text:
+        return text
+    if code is None:
+        return "the agent pod ended without a result (crashed, killed or removed)"
+    if code in ExitCode.__members__.values():
+        return f"the agent exited with {ExitCode(code).name}"
+    return f"the agent pod ended with exit code {code} and no result (crashed or killed)"
+
+
+def _agent_ended(o: Observed) -> tuple[int | None, str] | None:
+    """(exit code, or None when it left none; its termination message) once the agent has ended; None
+    while it runs. A vanished agent pod (its finalizer removed by hand) counts as ended without a word."""
+    ap = o.agent_pod
+    if ap is not None:
+        if ap.exit_code is not None:
+            return ap.exit_code, ap.termination_message
+        return (None, "") if ap.terminated else None
+    if o.agent_exit is not None:
+        return o.agent_exit
+    return None, ""
+
+
+def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *, cancelled: bool = False) -> Decision:
+    """Succeeded or Failed from where the guest runs — the launchers' facts — with the agent's claim as
+    the reason, never the proof. A claim the facts confirm decides at once; otherwise the reports get
+    `settle_s` to catch up with the agent's end, an orphaned job is aborted after `orphan_job_s`, and facts
+    still unsettled after `resolve_s` fail the Migration as GuestLocationUnknown."""
+    confirmed_at = confirms(claim_of(code), o.source_where, o.target_where)
+    confirmed = confirmed_at is not None
+    loc = confirmed_at or locate(o.source_where, o.target_where)
+    if not confirmed:
+        if o.agent_end_age_s < t.settle_s:
+            return Decision(Action.NOTHING, reason="agent ended: waiting for the launchers' reports to settle",
+                            requeue_after=t.settle_s - o.agent_end_age_s)
+        if loc == Location.UNSETTLED:
+            if o.source_where == Where.MIGRATING and o.agent_end_age_s >= t.orphan_job_s and o.abort_pod is None:
+                return Decision(Action.CREATE_ABORT_POD, reason=REASON_ORPHANED_JOB,
+                                message=f"the migration job of VM {o.vm_name!r} still runs on node {o.source_node} "
+                                        f"{int(o.agent_end_age_s)}s after its agent ended: aborting it")
+            if o.agent_end_age_s >= t.resolve_s:
+                return _fail(REASON_LOCATION_UNKNOWN,
+                             f"{_agent_words(code, message)}; after {int(t.resolve_s)}s the launchers still do "
+                             f"not tell where VM {o.vm_name!r} runs (source {o.source_where}, target "
+                             f"{o.target_where}): check the nodes' libvirt")
+            return Decision(Action.NOTHING, reason=f"locating the guest: source {o.source_where}, "
+                                                   f"target {o.target_where}", requeue_after=1.0)
+    return _by_location(o, loc, code, message, confirmed=confirmed, cancelled=cancelled)
+
+
+def _by_location(o: Observed, loc: Location, code: int | None, message: str, *, confirmed: bool,
+                 cancelled: bool) -> Decision:
+    result = agent_result(code, message) if code is not None else None
+    words = _agent_words(code, message)
+    left = leftover(loc, o.source_where, o.target_where)
+    warning = (f"a paused copy of VM {o.vm_name!r} was left on the {left} node; its launcher pod is removed"
+               if left else "")
+    if loc == Location.TARGET:
+        how = ("the agent verified it and the target node's launcher reports the guest running" if confirmed
+               else f"{words}; the target node's launcher reports the guest running and the source node "
+                    "has none: the migration completed")
+        if cancelled:
+            how = f"the migration completed before the cancel took effect ({how})"
+        return Decision(Action.SUCCEED, reason=REASON_MIGRATED, message=how, result=result, warning=warning)
+    if loc == Location.SOURCE:
+        if cancelled:
+            reason = REASON_CANCELLED
+        elif code == ExitCode.SUCCEEDED:
+            reason = phase_for_exit_code(ExitCode.VERIFICATION_FAILED).reason  # claimed success, facts disagree
+        elif code is None:
+            reason = REASON_AGENT_GONE if o.agent_pod is None else phase_for_exit_code(-1).reason
+        else:
+            reason = phase_for_exit_code(code).reason
+        suffix = "the source node's launcher reports the guest running there"
+        text = ("the Migration was deleted; " if cancelled else "") + f"{words}; {suffix}"
+        return Decision(Action.FAIL, reason=reason, message=text, result=result, warning=warning)
+    if loc == Location.NEITHER:
+        return _fail(REASON_GUEST_LOST, f"{words}; neither the source node {o.source_node} nor the target node "
+                                        f"{o.target_node} runs VM {o.vm_name!r} any more", result)
+    return _fail(REASON_GUEST_ON_BOTH, f"{words}; both node {o.source_node} and node {o.target_node} run VM "
+                                       f"{o.vm_name!r}: both launcher pods are kept for an admin to choose", result)
+
+
 def outcome_for_agent(code: int, message: str) -> Decision:
-    """The agent's exit code and termination message -> Succeed or Fail (one table: api/exitcodes)."""
+    """What the agent's exit code alone would say (the claim; decide() confirms it with the facts)."""
     outcome = phase_for_exit_code(code)
     result = agent_result(code, message)
-    text = str(result.get("message") or "")
+    text = str(result.get("message") or "") or _agent_words(code, message)
     if outcome.phase == PHASE_SUCCEEDED:
-        return Decision(Action.SUCCEED, reason=outcome.reason, message=text or "the VM runs on the target node",
-                        result=result)
-    if not text:
-        text = ("the agent pod ended without a result (crashed or killed)"
-                if code not in ExitCode.__members__.values() else f"agent exited with {ExitCode(code).name}")
+        return Decision(Action.SUCCEED, reason=outcome.reason, message=text, result=result)
     return _fail(outcome.reason, text, result)
 
 
-def _guest_moved(o: Observed) -> bool | None:
-    """Where the launchers say the guest is: True on the target, False on the source, None unknown."""
-    sp, tp = o.source_pod, o.target_pod
-    if sp is not None and sp.running and not sp.deleting:
-        return False
-    if (sp is None or sp.phase == "Succeeded") and tp is not None and tp.running and tp.ready:
-        return True
-    return None
-
-
-def _decide_running(o: Observed) -> Decision:
+def _stop_stuck_agent(o: Observed, t: Timeouts, *, cancelling: bool) -> Decision:
     ap = o.agent_pod
-    if ap is not None and ap.exit_code is not None:
-        return outcome_for_agent(ap.exit_code, ap.termination_message)
-    if ap is not None and ap.terminated:
-        return outcome_for_agent(-1, "")  # Failed without a container status: killed before it ran
-    if ap is None:
-        if o.agent_exit is not None:
-            return outcome_for_agent(*o.agent_exit)
-        moved = _guest_moved(o)
-        if moved is True:
-            return Decision(Action.SUCCEED, reason=REASON_MIGRATED,
-                            message="the agent pod is gone; the guest runs on the target node")
-        if moved is False:
-            return _fail(REASON_AGENT_GONE, f"the agent pod disappeared; VM {o.vm_name!r} still runs "
-                                            "on its source node")
-        return Decision(Action.NOTHING, reason="agent gone, waiting for the launchers to settle",
-                        requeue_after=1.0)
-    return Decision(Action.NOTHING, reason="agent running")
+    assert ap is not None
+    if not ap.deleting:
+        if cancelling:
+            return Decision(Action.DELETE_AGENT_POD, reason="stopping the agent to cancel")
+        return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_STUCK,
+                        message=f"the agent ran for {int(o.phase_age_s)}s, over the {int(t.running_s)}s bound: "
+                                "stopping it (it aborts the job)")
+    if o.agent_stop_age_s >= 2 * t.agent_grace_s:
+        # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
+        # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
+        return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - 2 * t.agent_grace_s),
+                               t, None, "", cancelled=cancelling)
+    if o.agent_stop_age_s >= t.agent_grace_s:
+        return Decision(Action.FORCE_DELETE_AGENT_POD, requeue_after=t.agent_grace_s,
+                        message=f"agent pod {ap.name} did not stop within {int(t.agent_grace_s)}s: force-deleting it")
+    return Decision(Action.NOTHING, reason="waiting for the agent to stop",
+                    requeue_after=t.agent_grace_s - o.agent_stop_age_s)
+
+
+def _decide_running(o: Observed, t: Timeouts) -> Decision:
+    ended = _agent_ended(o)
+    if ended is not None:
+        return resolve_outcome(o, t, *ended)
+    if o.phase_age_s >= t.running_s or (o.agent_pod is not None and o.agent_pod.deleting):
+        return _stop_stuck_agent(o, t, cancelling=False)
+    return Decision(Action.NOTHING, reason="agent running", requeue_after=t.running_s - o.phase_age_s)
 
 
 # --- cancel --------------------------------------------------------------------------------------
 
-def _decide_cancel(o: Observed) -> Decision:
+def _decide_cancel(o: Observed, t: Timeouts) -> Decision:
     ap = o.agent_pod
-    if ap is not None:
-        if ap.exit_code is not None:
-            return _cancel_outcome(ap.exit_code, ap.termination_message)
-        if ap.terminated:
-            return _cancel_outcome(-1, "")
-        if not ap.deleting:
-            return Decision(Action.DELETE_AGENT_POD, reason="stopping the agent to cancel")
-        return Decision(Action.NOTHING, reason="waiting for the agent to abort")
-    if o.agent_exit is not None:
-        return _cancel_outcome(*o.agent_exit)
-    if o.phase == P.RUNNING:
-        moved = _guest_moved(o)
-        if moved is True:
-            return Decision(Action.SUCCEED, reason=REASON_MIGRATED,
-                            message="the migration completed before the cancel took effect")
-        if moved is None:
-            return Decision(Action.NOTHING, reason="agent gone, waiting for the launchers to settle",
-                            requeue_after=1.0)
+    if ap is not None and not ap.terminated:
+        return _stop_stuck_agent(o, t, cancelling=True)
+    if ap is not None or o.agent_exit is not None or o.phase == P.RUNNING:
+        ended = _agent_ended(o)
+        assert ended is not None
+        return resolve_outcome(o, t, *ended, cancelled=True)
     if o.phase in (None, P.PENDING) and (o.vm is None or o.vm.migration_uid != o.uid):
         return Decision(Action.REMOVE_FINALIZER, reason="cancelled before anything was created")
     return _fail(REASON_CANCELLED, "the Migration was deleted; the VM keeps running on its source node")
-
-
-def _cancel_outcome(code: int, message: str) -> Decision:
-    d = outcome_for_agent(code, message)
-    if d.action == Action.SUCCEED:
-        return Decision(Action.SUCCEED, reason=d.reason, result=d.result,
-                        message="the migration completed before the cancel took effect")
-    return _fail(REASON_CANCELLED, "the Migration was deleted; the agent stopped the migration and the VM "
-                                   "keeps running on its source node", d.result)
 
 
 # --- cleanup ---------------------------------------------------------------------------------------
@@ -339,25 +450,55 @@ def _decide_cleanup(o: Observed) -> Decision:
     if ap is not None:
         if not ap.deleting:
             return Decision(Action.DELETE_AGENT_POD)
+        if FINALIZER_AGENT in ap.finalizers:
+            return Decision(Action.REMOVE_AGENT_FINALIZER)  # the outcome is on the Migration now
         return Decision(Action.NOTHING, reason="waiting for the agent pod to go")
+    if o.abort_pod is not None:
+        if not o.abort_pod.deleting:
+            return Decision(Action.DELETE_ABORT_POD)
+        return Decision(Action.NOTHING, reason="waiting for the abort pod to go")
     mine = o.vm is not None and o.vm.migration_uid == o.uid and not o.vm.migration_completed
     if o.phase == P.SUCCEEDED:
         if mine:
             return Decision(Action.RECORD_VM_ON_TARGET)
-        gone = o.source_pod
+        gone, where = o.source_pod, o.source_where
     else:
         if mine:
-            return Decision(Action.RECORD_VM_ON_SOURCE)
-        gone = o.target_pod
+            lost = o.status_reason in LOST_REASONS
+            return Decision(Action.RECORD_VM_LOST if lost else Action.RECORD_VM_ON_SOURCE)
+        gone, where = o.target_pod, o.target_where
+        if o.status_reason == REASON_GUEST_ON_BOTH:
+            gone = None  # both run the guest: an admin chooses
     if gone is not None and o.vm is not None and gone.name == o.vm.launcher_pod:
         gone = None  # the pod the VM runs in now is never ours to remove
+    if gone is not None and where == Where.RUNNING:
+        # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still shown on
+        # the losing side is a leftover: the outcome was established with the guest running elsewhere, and a
+        # launcher stopped mid-job waits for the job's end before it exits.)
+        gone = None
+    if o.status_reason in LOST_REASONS:
+        gone = None  # where the guest is was not established: no launcher is removed, an admin decides
     if gone is not None:
         if not gone.deleting:
             return Decision(Action.DELETE_SOURCE_POD if o.phase == P.SUCCEEDED else Action.DELETE_TARGET_POD)
         return Decision(Action.NOTHING, reason="waiting for a pod to go")
-    if o.has_finalizer:
-        return Decision(Action.REMOVE_FINALIZER)
-    return Decision(Action.NOTHING, reason="done")
+    if (o.agent_name and P.TARGET_READY.value in o.entered and P.RUNNING.value not in o.entered
+            and o.phase == P.FAILED):
+        # Failed (e.g. cancelled) right after the agent's create: the cache may not show the pod yet.
+        return Decision(Action.REMOVE_FINALIZER, delete_first=o.agent_name)
+    return Decision(Action.REMOVE_FINALIZER)
+
+
+def decide_orphans(pods: list[PodView]) -> list[tuple[Action, PodView]]:
+    """The agent and abort pods of a Migration that no longer exists (they appeared after its cleanup, or
+    it was force-removed): delete each, and let the agent-outcome finalizer go — nobody will read it."""
+    out: list[tuple[Action, PodView]] = []
+    for pod in pods:
+        if not pod.deleting:
+            out.append((Action.DELETE_AGENT_POD, pod))
+        if FINALIZER_AGENT in pod.finalizers:
+            out.append((Action.REMOVE_AGENT_FINALIZER, pod))
+    return out
 
 
 def phase_age(entered: _dt.datetime | None, now: _dt.datetime) -> float:

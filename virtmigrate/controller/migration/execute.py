@@ -22,26 +22,43 @@ from typing import Any, Protocol
 import structlog
 
 from virtmigrate import errors
-from virtmigrate.api.constants import FINALIZER_MIGRATION, MigrationPhase
+from virtmigrate.api.constants import (
+    FINALIZER_AGENT,
+    FINALIZER_MIGRATION,
+    LABEL_ROLE,
+    ROLE_ABORT,
+    ROLE_AGENT,
+    MigrationPhase,
+)
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
-from virtmigrate.controller.indexes import object_key
+from virtmigrate.controller.identities import Identities
+from virtmigrate.controller.indexes import POD_MIGRATION_INDEX, object_key
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import decide_admissions
-from virtmigrate.controller.migration.decide import Action, Decision, decide
+from virtmigrate.controller.migration.decide import (
+    LOST_REASONS,
+    REASON_LEFTOVER,
+    REASON_POD_REJECTED,
+    Action,
+    Decision,
+    decide,
+    decide_orphans,
+)
 from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
 from virtmigrate.controller.migration.pods import (
     agent_pod_name,
-    compute_destination,
     compute_policy,
+    new_abort_pod,
     new_agent_pod,
     new_target_pod,
 )
-from virtmigrate.kube.resources import MIGRATIONS, PODS, SERVICEACCOUNTS, VMS
+from virtmigrate.controller.podstate import PodView, pod_view
+from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
 
@@ -65,9 +82,10 @@ class MigrationSync:
     """The Migration reconciler. Thread-safe: the work queue never hands one key to two workers."""
 
     def __init__(self, listers: Listers, client: KubeWriter, *, config: ControllerConfig, clock: Clock,
-                 recorder: EventRecorder, metrics: MigrationMetrics) -> None:
+                 recorder: EventRecorder, metrics: MigrationMetrics, identities: Identities | None = None) -> None:
         self.listers = listers
         self.client = client
+        self.identities = identities or Identities(client)
         self.config = config
         self.clock = clock
         self.recorder = recorder
@@ -75,19 +93,23 @@ class MigrationSync:
         self._admit_lock = threading.Lock()
         self._admitted: set[str] = set()          # admitted by us, maybe not yet in the cache
         self._waiting: set[str] = set()           # Pending for capacity: woken when a slot frees up
-        self._agent_exits: dict[str, tuple[int, str]] = {}  # last outcome of agent pods already gone
+        # Outcomes of agent pods already gone, by the owning Migration's uid (never by name: a new Migration
+        # of the same name must not inherit one). A fallback only: the agent pod's finalizer keeps its
+        # outcome readable in the API until it is recorded, so a restart that forgets this loses nothing.
+        self._agent_exits: dict[str, tuple[str, int, str]] = {}  # uid -> (key, exit code, message)
         self._exits_lock = threading.Lock()
         self.observer = Observer(listers, config=config, clock=clock)
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
-    def remember_agent_exit(self, migration_key: str, code: int, message: str) -> None:
+    def remember_agent_exit(self, migration_uid: str, code: int, message: str, *, key: str = "") -> None:
         with self._exits_lock:
-            self._agent_exits[migration_key] = (code, message)
+            self._agent_exits[migration_uid] = (key, code, message)
 
     def forget(self, key: str) -> None:
         with self._exits_lock:
-            self._agent_exits.pop(key, None)
+            for uid in [u for u, (k, _, _) in self._agent_exits.items() if k == key]:
+                del self._agent_exits[uid]
         with self._admit_lock:
             self._admitted.discard(key)
             self._waiting.discard(key)
@@ -104,6 +126,7 @@ class MigrationSync:
         raw = self.listers.migrations.get_by_key(key)
         if raw is None:
             self.forget(key)
+            self._sweep_orphans(key)
             return None  # deleted: the finalizer guaranteed cleanup was finished
         seen = self._observe(key, raw)
         d = decide(seen.observed, self.config.timeouts)
@@ -134,6 +157,19 @@ class MigrationSync:
                 self._waiting.add(key)
         return d
 
+    def _sweep_orphans(self, key: str) -> None:
+        """Agent and abort pods of Migration `key`, which no longer exists, as decide_orphans says."""
+        ns = key.partition("/")[0]
+        views = [v for p in self.listers.pods.by_index(POD_MIGRATION_INDEX, key)
+                 if (p.get("metadata") or {}).get("labels", {}).get(LABEL_ROLE) in (ROLE_AGENT, ROLE_ABORT)
+                 for v in [pod_view(p)] if v is not None]
+        for action, pod in decide_orphans(views):
+            log.info("orphan_agent_pod", migration=key, pod=pod.name, action=action.value)
+            if action == Action.DELETE_AGENT_POD:
+                self._delete_pod(ns, pod.name)
+            else:
+                self._remove_agent_finalizer(ns, pod)
+
     # --- observe ---------------------------------------------------------------------------------------
 
     def admissible_pending(self) -> list[str]:
@@ -146,7 +182,8 @@ class MigrationSync:
 
     def _observe(self, key: str, raw: JSON) -> Seen:
         with self._exits_lock:
-            agent_exit = self._agent_exits.get(key)
+            known = self._agent_exits.get(str((raw.get("metadata") or {}).get("uid", "")))
+        agent_exit = (known[1], known[2]) if known is not None else None
         return self.observer.observe(key, raw, agent_exit=agent_exit, admitted=self._admitted)
 
     # --- act -----------------------------------------------------------------------------------------
@@ -164,7 +201,8 @@ class MigrationSync:
         if a == Action.ADD_FINALIZER:
             self._patch_meta(raw, [*(meta.get("finalizers") or []), FINALIZER_MIGRATION])
         elif a == Action.REMOVE_FINALIZER:
-            self._ensure_agent_gone(raw, seen)
+            if d.delete_first:
+                self._delete_pod(ns, d.delete_first)
             self._patch_meta(raw, [f for f in meta.get("finalizers") or [] if f != FINALIZER_MIGRATION])
             bound.info("migration_released", phase=status.get("phase"))
         elif a == Action.WAIT_CAPACITY:
@@ -188,17 +226,8 @@ class MigrationSync:
                 source_node=str(status.get("sourceNode") or seen.vm.node), target_pod=seen.target_pod_name,
                 now=now))
         elif a == Action.CREATE_TARGET_POD:
-            assert seen.vm is not None and seen.mig is not None
-            merged = seen.merged
-            if merged is None:
-                result = placement.merge(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or ""),
-                                         config=self.config)
-                if isinstance(result, placement.Contradiction):
-                    self._finish(raw, Decision(Action.FAIL, reason="ConstraintContradiction",
-                                               message=result.message), seen)
-                    return
-                merged = result
-            self._create_pod(new_target_pod(seen.vm, seen.mig, merged), ns)
+            assert seen.vm is not None and seen.mig is not None and seen.merged is not None
+            self._create_pod(raw, seen, new_target_pod(seen.vm, seen.mig, seen.merged))
         elif a == Action.MARK_UNSCHEDULABLE:
             conds = st.with_condition(list(status.get("conditions") or []), st.COND_UNSCHEDULABLE, "True",
                                       d.reason, d.message, now)
@@ -220,6 +249,26 @@ class MigrationSync:
             assert seen.vm is not None
             self._patch_vm(seen.vm, st.vm_on_source(seen.vm.raw.get("status") or {},
                                                     reason=str(status.get("reason") or "Failed"), now=now))
+        elif a == Action.RECORD_VM_LOST:
+            assert seen.vm is not None
+            self._patch_vm(seen.vm, st.vm_lost(seen.vm.raw.get("status") or {}, reason=str(status.get("reason")),
+                                               message=str(status.get("message") or ""), now=now))
+        elif a == Action.FORCE_DELETE_AGENT_POD:
+            ap = seen.observed.agent_pod
+            assert ap is not None
+            self._delete_pod(ns, ap.name, grace_period_seconds=0)
+            self._event(raw, WARNING, "AgentForceDeleted", d.message)
+        elif a == Action.REMOVE_AGENT_FINALIZER:
+            assert seen.observed.agent_pod is not None
+            self._remove_agent_finalizer(ns, seen.observed.agent_pod)
+        elif a == Action.CREATE_ABORT_POD:
+            assert seen.vm is not None and seen.mig is not None
+            if self._create_pod(raw, seen, new_abort_pod(seen.vm, seen.mig, source_node=seen.observed.source_node,
+                                                         image=self.config.agent_image)):
+                self._event(raw, WARNING, d.reason, d.message)
+        elif a == Action.DELETE_ABORT_POD:
+            assert seen.observed.abort_pod is not None
+            self._delete_pod(ns, seen.observed.abort_pod.name)
         elif a == Action.DELETE_SOURCE_POD:
             assert seen.source_pod is not None
             self._delete_pod(ns, seen.source_pod.name)
@@ -264,41 +313,15 @@ class MigrationSync:
 
     def _create_agent(self, raw: JSON, seen: Seen) -> None:
         status = raw.get("status") or {}
-        assert seen.vm is not None and seen.mig is not None
-        target_node = str(status.get("targetNode") or "")
-        node = self.listers.nodes.get_by_key(target_node) or {}
-        dest = compute_destination(node, uri_template=self.config.destination_uri_template,
-                                   migration_uri_template=self.config.migration_uri_template)
-        if not dest.libvirt_uri:
-            self._finish(raw, Decision(Action.FAIL, reason="NoDestinationURI",
-                                       message=f"node {target_node} has no libvirt-uri annotation and no "
-                                               "InternalIP: annotate it with virtmigrate.kubevirt.io/libvirt-uri"),
-                         seen)
-            return
+        assert seen.vm is not None and seen.mig is not None and seen.destination is not None
+        dest = seen.destination
         policy = compute_policy(self.config.policy, seen.mig.spec.policy)
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
-                            dest=dest, policy=policy, service_account=self._agent_service_account(raw),
+                            dest=dest, policy=policy, service_account=self.config.agent_service_account,
                             image=self.config.agent_image)
-        self._create_pod(pod, seen.mig.namespace)
-        self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
-                                                 f"{seen.vm.name!r} to {dest.libvirt_uri}")
-
-    def _agent_service_account(self, raw: JSON) -> str:
-        """The configured agent ServiceAccount if it exists in the Migration's namespace; else "" and a
-        Warning event (the agent then migrates without API access and cannot report status.progress)."""
-        sa = self.config.agent_service_account
-        ns = (raw.get("metadata") or {}).get("namespace") or ""
-        if not sa:
-            return ""
-        try:
-            self.client.get(SERVICEACCOUNTS, sa, ns)
-            return sa
-        except errors.NotFound:
-            self._event(raw, WARNING, "AgentWithoutAPIAccess",
-                        f"ServiceAccount {sa!r} not found in namespace {ns!r}: the agent runs without API access "
-                        f"and cannot report status.progress; create it and bind it to ClusterRole "
-                        f"virtmigrate-agent (see docs/install.md)")
-            return ""
+        if self._create_pod(raw, seen, pod):
+            self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
+                                                     f"{seen.vm.name!r} to {dest.libvirt_uri}")
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
                 via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:
@@ -313,19 +336,15 @@ class MigrationSync:
         new = st.with_phase(status, phase, self.clock.wall(), reason=d.reason, message=message, **extra)
         self._transition(raw, new, phase, message, etype=NORMAL if phase == P.SUCCEEDED else WARNING,
                          reason=d.reason if phase == P.FAILED else "Succeeded", via=via[1] if via else ())
+        if d.warning:
+            self._event(raw, WARNING, REASON_LEFTOVER, d.warning)
+        if d.reason in LOST_REASONS:
+            self.metrics.guests_lost.labels(reason=d.reason).inc()
         created = st.parse_time((raw.get("metadata") or {}).get("creationTimestamp"))
         duration = (self.clock.wall() - created).total_seconds() if created else None
         r = result or {}
         self.metrics.finished(phase.value, d.reason, duration_s=duration,
                               data_processed=r.get("dataProcessed"), downtime_ms=r.get("downtimeMs"))
-
-    def _ensure_agent_gone(self, raw: JSON, seen: Seen) -> None:
-        """A cancel can race the agent's creation (the cache may not show it yet): delete by name."""
-        status = raw.get("status") or {}
-        entered = {e.get("phase") for e in status.get("phaseTransitionTimestamps") or []}
-        if (P.TARGET_READY.value in entered and P.RUNNING.value not in entered and status.get("agentPod")
-                and status.get("phase") == P.FAILED):
-            self._delete_pod(str((raw.get("metadata") or {}).get("namespace", "")), str(status["agentPod"]))
 
     # --- API writes --------------------------------------------------------------------------------
 
@@ -368,13 +387,31 @@ class MigrationSync:
                  "status": st.status_patch(vm.raw.get("status") or {}, new_status)}
         self.client.patch(VMS, vm.name, patch, vm.namespace, subresource="status")
 
-    def _create_pod(self, pod: JSON, namespace: str) -> None:
-        with contextlib.suppress(errors.AlreadyExists):  # a retried step: the deterministic name is ours
-            self.client.create(PODS, pod, namespace)
+    def _create_pod(self, raw: JSON, seen: Seen, pod: JSON) -> bool:
+        """Create `pod` (True when this call created it). AlreadyExists is a retried step (the deterministic
+        name is ours); a pod the API server refuses for good (422 Invalid, 403 Forbidden: admission, quota,
+        Pod Security) fails the Migration with the server's message instead of retrying forever."""
+        ns = str(pod["metadata"]["namespace"])
+        self.identities.ensure(ns)
+        try:
+            self.client.create(PODS, pod, ns)
+        except errors.AlreadyExists:
+            return False
+        except (errors.Invalid, errors.Forbidden) as e:
+            self.identities.forget(ns)  # e.g. its ServiceAccount was deleted: make it again next time
+            self._finish(raw, Decision(Action.FAIL, reason=REASON_POD_REJECTED,
+                                       message=f"the API server refused pod {pod['metadata']['name']}: {e}"), seen)
+            return False
+        return True
 
-    def _delete_pod(self, namespace: str, name: str) -> None:
+    def _remove_agent_finalizer(self, namespace: str, pod: PodView) -> None:
         with contextlib.suppress(errors.NotFound):  # already gone
-            self.client.delete(PODS, name, namespace)
+            self.client.patch(PODS, pod.name, {"metadata": {"uid": pod.uid, "finalizers": [
+                f for f in pod.finalizers if f != FINALIZER_AGENT]}}, namespace)
+
+    def _delete_pod(self, namespace: str, name: str, *, grace_period_seconds: int | None = None) -> None:
+        with contextlib.suppress(errors.NotFound):  # already gone
+            self.client.delete(PODS, name, namespace, grace_period_seconds=grace_period_seconds)
 
     def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
         obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}

@@ -9,6 +9,7 @@ No writes, no clock reads beyond the wall time the caller's clock gives for phas
 from __future__ import annotations
 
 import builtins
+import datetime as _dt
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,9 +24,17 @@ from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import Candidate, decide_admission
-from virtmigrate.controller.migration.decide import Observed, VMState, phase_age
-from virtmigrate.controller.migration.pods import agent_pod_name, target_pod_name
+from virtmigrate.controller.migration.decide import REASON_INVALID_DESTINATION, Observed, VMState, phase_age
+from virtmigrate.controller.migration.locate import Where, guest_on
+from virtmigrate.controller.migration.pods import (
+    Destination,
+    abort_pod_name,
+    agent_pod_name,
+    compute_destination,
+    target_pod_name,
+)
 from virtmigrate.controller.podstate import PodView, pod_view
+from virtmigrate.controller.policy import compute_effective_policy, destination_problem, image_path_problem
 
 JSON = dict[str, Any]
 P = MigrationPhase
@@ -62,6 +71,7 @@ class Seen:
     target_pod_name: str
     source_pod: PodView | None
     merged: placement.Merged | None
+    destination: Destination | None = None
 
 class Observer:
     """Reads the caches for sync(key)."""
@@ -93,6 +103,9 @@ class Observer:
         if vm_raw is not None:
             try:
                 vm = VM.parse(vm_raw)
+                paths = image_path_problem(ns, vm.spec.kernel, vm.spec.disk, self.config.image_dirs)
+                if paths:
+                    raise errors.ValidationError(paths)
             except errors.ValidationError as e:
                 spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
             vm_state = _vm_state(vm_raw)
@@ -114,6 +127,27 @@ class Observer:
             agent_pod=agent_pod,
         )
         observed["agent_exit"] = agent_exit
+        abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
+        observed.update(
+            status_reason=str(status.get("reason") or ""), source_node=source_node, abort_pod=abort_pod,
+            agent_name=str(status.get("agentPod") or ""),
+            entered=frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or []),
+            source_where=guest_on(source_pod, missing=Where.UNKNOWN),
+            target_where=guest_on(target_pod, missing=Where.ABSENT),
+            agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
+            agent_stop_age_s=_stop_age(agent_pod, now))
+        if mig is not None:
+            violations = compute_effective_policy(self.config.policy, self.config.policy_limits,
+                                                  mig.spec.policy).violations
+            observed["policy_violation"] = "; ".join(violations)
+        destination: Destination | None = None
+        if phase == P.TARGET_READY and agent_pod is None:
+            node = self.listers.nodes.get_by_key(observed["target_node"])
+            refused = destination_problem(node) if node is not None else ""
+            if refused:
+                observed["destination_error"], observed["destination_reason"] = refused, REASON_INVALID_DESTINATION
+            else:
+                destination, observed["destination_error"] = self.destination(observed["target_node"])
         merged: placement.Merged | None = None
         # Selection, placement and capacity matter only where the phase machine reaches _decide_pending:
         # a Migration without our finalizer first gets it (and capacity is O(all Migrations)).
@@ -144,9 +178,22 @@ class Observer:
                         self.listers.nodes.list(), self.listers.pods.list(), result, vm)
             elif target_pod is None:
                 result = placement.merge(vm, mig, source_node=source_node, config=self.config)
-                merged = result if isinstance(result, placement.Merged) else None
+                if isinstance(result, placement.Contradiction):
+                    observed["contradiction"] = result.message
+                else:
+                    merged = result
         return Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
-                     target_pod_name=target_name, source_pod=source_pod, merged=merged)
+                    target_pod_name=target_name, source_pod=source_pod, merged=merged, destination=destination)
+
+    def destination(self, target_node: str) -> tuple[Destination | None, str]:
+        """How the source reaches the target node's libvirt, or "" and why not."""
+        node = self.listers.nodes.get_by_key(target_node) or {}
+        dest = compute_destination(node, uri_template=self.config.destination_uri_template,
+                                   migration_uri_template=self.config.migration_uri_template)
+        if not dest.libvirt_uri:
+            return None, (f"node {target_node} has no libvirt-uri annotation and no InternalIP: annotate it "
+                          "with virtmigrate.kubevirt.io/libvirt-uri")
+        return dest, ""
 
     def source_pod(self, ns: str, vm_name: str, source_node: str, target_name: str,
                     vm_state: VMState | None) -> PodView | None:
@@ -215,6 +262,26 @@ class Observer:
                 node = str((vm.get("status") or {}).get("node") or "")
                 out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=False))
         return out
+
+
+def _agent_end_age(agent: PodView | None, phase_age_s: float, now: _dt.datetime) -> float:
+    """Seconds since the agent ended: its container's finishedAt; for a pod that vanished (or ended with
+    no time recorded), the time in the current phase — an upper bound the settle wait can trust."""
+    if agent is not None and agent.terminated:
+        ended = st.parse_time(agent.finished_at)
+        if ended is not None:
+            return max((now - ended).total_seconds(), 0.0)
+    return phase_age_s
+
+
+def _stop_age(agent: PodView | None, now: _dt.datetime) -> float:
+    """Seconds since the agent pod was asked to stop (deletionTimestamp minus its grace period)."""
+    if agent is None or not agent.deleted_at:
+        return 0.0
+    forced_at = st.parse_time(agent.deleted_at)
+    if forced_at is None:
+        return 0.0
+    return max((now - forced_at).total_seconds() + agent.deletion_grace_s, 0.0)
 
 
 def _vm_state(vm_raw: Mapping[str, Any]) -> VMState:

@@ -21,12 +21,12 @@ from virtmigrate.api.constants import (
     ANNOTATION_LIBVIRT_URI,
     ANNOTATION_MIGRATION_ADDRESS,
     API_VERSION,
-    LABEL_MIGRATION,
-    LABEL_ROLE,
-    LABEL_VM,
+    FINALIZER_AGENT,
+    ROLE_ABORT,
     ROLE_AGENT,
 )
 from virtmigrate.api.migration import Migration, MigrationPolicy
+from virtmigrate.api.names import child_annotations, child_labels
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.vm import pods as vmpods
 from virtmigrate.scheduler import Merged
@@ -67,6 +67,12 @@ def agent_pod_name(migration: Migration) -> str:
     """`virt-migration-<migration>-<5 hex of uid>`: deterministic, unique per Migration object."""
     prefix = f"virt-migration-{migration.name}"[: POD_NAME_MAX - 6].rstrip("-.")
     return f"{prefix}-{_hash5(migration.uid, 'agent')}"
+
+
+def abort_pod_name(migration: Migration) -> str:
+    """`virt-abort-<migration>-<5 hex of uid>`: the short-lived pod that aborts an orphaned job."""
+    prefix = f"virt-abort-{migration.name}"[: POD_NAME_MAX - 6].rstrip("-.")
+    return f"{prefix}-{_hash5(migration.uid, 'abort')}"
 
 
 def target_pod_name(migration: Migration, vm: VM) -> str:
@@ -148,7 +154,31 @@ def new_agent_pod(vm: VM, migration: Migration, *, source_node: str, dest: Desti
     else:
         spec["automountServiceAccountToken"] = False
     meta: JSON = {"name": agent_pod_name(migration), "namespace": migration.namespace,
-                  "labels": {LABEL_VM: vm.name, LABEL_MIGRATION: migration.name, LABEL_ROLE: ROLE_AGENT},
+                  "labels": child_labels(vm, migration, ROLE_AGENT),
+                  "annotations": child_annotations(vm, migration),
+                  # The exit code and termination message stay readable until the controller recorded them
+                  # on the Migration, even if the pod is deleted meanwhile (or the controller is down).
+                  "finalizers": [FINALIZER_AGENT],
+                  "ownerReferences": [owner_reference(migration)]}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def new_abort_pod(vm: VM, migration: Migration, *, source_node: str, image: str = AGENT_IMAGE) -> JSON:
+    """A short-lived agent on the source node that aborts the domain's migration job (pure): used when a
+    job outlived its agent. It exits 0 once no job runs (aborted, or already ended)."""
+    container: JSON = {
+        "name": AGENT_CONTAINER, "image": image, "command": [AGENT_COMMAND],
+        "args": ["--abort-job", f"--domain={vm.domain_name}"],
+        "resources": {"requests": {"memory": "32Mi", "cpu": "10m"}},
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    spec: JSON = {"nodeName": source_node, "restartPolicy": "Never", "terminationGracePeriodSeconds": 5,
+                  "tolerations": [{"operator": "Exists"}], "automountServiceAccountToken": False,
+                  "containers": [container]}
+    meta: JSON = {"name": abort_pod_name(migration), "namespace": migration.namespace,
+                  "labels": child_labels(vm, migration, ROLE_ABORT),
+                  "annotations": child_annotations(vm, migration),
                   "ownerReferences": [owner_reference(migration)]}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 

@@ -12,9 +12,8 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
+from virtmigrate.api.agentresult import AgentResult
 from virtmigrate.api.constants import MigrationPhase, VMPhase
-from virtmigrate.api.exitcodes import phase_for_exit_code
-from virtmigrate.controller.podstate import parse_termination_message
 
 JSON = dict[str, Any]
 
@@ -109,43 +108,12 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> JSON:
     return patch
 
 
-_RESULT_KEYS = {  # agent termination-message key -> status.result key
-    "outcome": "outcome", "duration_s": "durationSeconds", "durationSeconds": "durationSeconds",
-    "downtime_ms": "downtimeMs", "downtimeMs": "downtimeMs", "data_total": "dataTotal",
-    "dataTotal": "dataTotal", "data_processed": "dataProcessed", "dataProcessed": "dataProcessed",
-    "iterations": "iterations", "mode": "mode", "actions": "actions",
-}
-
-
 def agent_result(code: int, message: str) -> JSON:
-    """status.result from the agent's exit code and JSON termination message; `message` carries the
-    agent's human-readable reason (not stored in result: the CRD keeps it in status.message)."""
-    data = parse_termination_message(message)
-    result: JSON = {"exitCode": code, "outcome": phase_for_exit_code(code).reason}
-    for src, dst in _RESULT_KEYS.items():
-        val = data.get(src)
-        if val is None:
-            continue
-        if dst == "actions":
-            val = [a if isinstance(a, str) else _action_text(a) for a in val][:32]
-        elif dst in ("downtimeMs", "dataTotal", "dataProcessed", "iterations"):
-            val = int(val)
-        elif dst == "durationSeconds":
-            val = float(val)
-        else:
-            val = str(val)
-        result[dst] = val
-    text = data.get("message") or data.get("reason_text") or data.get("error") or ""
-    if not data and message:
-        text = message.strip()[:1024]  # not our JSON: a crash's last words
-    result["message"] = str(text)
-    return result
-
-
-def _action_text(a: Any) -> str:
-    if isinstance(a, Mapping):
-        return " ".join(f"{k}={v}" for k, v in a.items())
-    return str(a)
+    """status.result from the agent's exit code and termination message (virtmigrate.api.agentresult), with
+    the agent's human-readable reason under "message" (split off by `split_result`: the CRD keeps it in
+    status.message)."""
+    r = AgentResult.parse(code, message)
+    return {**r.status_result(), "message": r.message}
 
 
 def split_result(result: Mapping[str, Any] | None) -> tuple[JSON | None, str]:
@@ -190,6 +158,19 @@ def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime
     state = dict(out.get("migrationState") or {})
     state.update(endTimestamp=iso(now), completed=True,
                  result="Cancelled" if reason == "Cancelled" else f"Failed: {reason}")
+    out["migrationState"] = state
+    return out
+
+
+def vm_lost(vm_status: Mapping[str, Any], *, reason: str, message: str, now: _dt.datetime) -> JSON:
+    """The VM's status when no node verifiably runs its guest: never Running. GuestLost -> Failed (the
+    VM controller starts it again if it should run); the guest on both nodes or unknown -> Unknown."""
+    out = copy.deepcopy(dict(vm_status))
+    out["phase"] = "Failed" if reason == "GuestLost" else "Unknown"
+    out["reason"] = reason
+    out["message"] = message
+    state = dict(out.get("migrationState") or {})
+    state.update(endTimestamp=iso(now), completed=True, result=f"Failed: {reason}")
     out["migrationState"] = state
     return out
 

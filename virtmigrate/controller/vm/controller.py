@@ -21,25 +21,32 @@ Contract with the migration controller (which owns a VM's move between nodes):
   * A launcher that ends for any other reason (guest crash, shutdown, pod deleted) puts the VM in
     phase Failed with the launcher's reason and message; the guest is not restarted automatically —
     setting spec.running to false (phase Stopped) and back to true starts it again.
+  * A spec the controller cannot use (it does not parse, or the API server rejects the launcher pod it
+    makes) puts the VM in phase Failed with reason InvalidSpec and a message naming the field; a guest
+    already running keeps running (only reason and message say so). The fixed spec starts it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
-from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.constants import LABEL_ROLE, ROLE_LAUNCHER
+from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.events import EventRecorder
+from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.podstate import pod_view
+from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.pods import launcher_pod_name, new_launcher_pod
 from virtmigrate.controller.workers import Workers, process_next_work_item
@@ -57,12 +64,15 @@ POD_SELECTOR = LABEL_ROLE  # the same pod informer as the migration controller's
 class VMController:
     def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None,
-                 reader: Any = None) -> None:
+                 reader: Any = None, image_dirs: ImageDirs | None = None,
+                 identities: Identities | None = None) -> None:
         """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
-        without one the cache is trusted."""
+        without one the cache is trusted. `image_dirs`: where kernels and disks may lie (default: anywhere)."""
+        self.image_dirs = image_dirs or ImageDirs()
         self.client = client
         self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
         self.recorder = recorder
+        self.identities = identities or Identities(client)
         self.clock = clock or RealClock()
         self.vms = factory.informer_for(VMS)
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
@@ -82,10 +92,10 @@ class VMController:
 
     def _vm_key_of_pod(self, pod: JSON) -> str | None:
         meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(LABEL_ROLE) != ROLE_LAUNCHER or not labels.get(LABEL_VM):
+        vm = pod_vm_name(pod)
+        if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or not vm:
             return None
-        return f"{meta.get('namespace')}/{labels[LABEL_VM]}"
+        return f"{meta.get('namespace')}/{vm}"
 
     def _on_pod(self, pod: JSON) -> None:
         key = self._vm_key_of_pod(pod)
@@ -118,11 +128,17 @@ class VMController:
             return None
         try:
             vm = VM.parse(raw)
+            paths = image_path_problem(vm.namespace, vm.spec.kernel, vm.spec.disk, self.image_dirs)
+            if paths:
+                raise errors.ValidationError(paths)
         except errors.ValidationError as e:
-            self.recorder.event(raw, "Warning", "InvalidSpec", str(e))
-            return None  # a bad spec is not retried; the next edit of the VM queues it again
+            # Not retried: the next edit of the VM queues it again. The status says why it cannot start.
+            live = any(not (v.terminated or v.deleting) for p in pods for v in [pod_view(p)] if v is not None)
+            plan = vm_decide.decide_invalid_spec(raw, f"VM {key}: {e}", guest_may_run=live)
+            self._write_status(raw, plan)
+            return plan
         launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
-                                           migration=str((p["metadata"].get("labels") or {}).get(LABEL_MIGRATION, "")))
+                                           migration=pod_migration_name(p))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
                      for v in [pod_view(p)] if v is not None]
         with self._removed_lock:
@@ -166,19 +182,33 @@ class VMController:
             log.info("launcher_pod_delete", vm=vm.key, pod=name)
             self._delete_pod(vm.namespace, name, uid)
         if plan.create_attempt is not None:
-            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt))
+            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
+                                   node_name=plan.on_node)
+            self.identities.ensure(vm.namespace)  # the launcher's ServiceAccount, to report its domain
             # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
-            with contextlib.suppress(errors.AlreadyExists):
-                self.client.create(PODS, pod, vm.namespace)
+            try:
+                with contextlib.suppress(errors.AlreadyExists):
+                    self.client.create(PODS, pod, vm.namespace)
+            except errors.Invalid as e:
+                # The API server refuses the pod this spec makes: retrying cannot help, the user must fix it.
+                self._write_status(vm.raw, vm_decide.decide_invalid_spec(
+                    vm.raw, f"VM {vm.key}: the API server rejected its launcher pod {pod['metadata']['name']}: "
+                            f"{e}", guest_may_run=False))
+                return
             log.info("launcher_pod_created", vm=vm.key, pod=pod["metadata"]["name"])
+        self._write_status(vm.raw, plan)
+
+    def _write_status(self, raw: Mapping[str, Any], plan: vm_decide.Plan) -> None:
+        """The plan's status (a merge patch guarded by resourceVersion) and Event."""
+        meta = raw["metadata"]
         if plan.status is not None:
-            patch = {"metadata": {"resourceVersion": vm.raw["metadata"]["resourceVersion"]},
-                     "status": {**plan.status, "observedGeneration": vm.raw["metadata"].get("generation", 0)}}
-            self.client.patch(VMS, vm.name, patch, vm.namespace, subresource="status")
-            log.info("vm_status", vm=vm.key, phase=plan.status.get("phase"), node=plan.status.get("node"),
+            patch = {"metadata": {"resourceVersion": meta["resourceVersion"]},
+                     "status": {**plan.status, "observedGeneration": meta.get("generation", 0)}}
+            self.client.patch(VMS, meta["name"], patch, meta.get("namespace"), subresource="status")
+            log.info("vm_status", vm=object_key(raw), phase=plan.status.get("phase"), node=plan.status.get("node"),
                      reason=plan.status.get("reason"))
         if plan.event is not None:
-            self.recorder.event(vm.raw, *plan.event)
+            self.recorder.event(raw, *plan.event)
 
     # --- workers ------------------------------------------------------------------------------
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from virtmigrate.api.constants import VMPhase
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
 
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
+INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
 
 
@@ -45,6 +47,7 @@ class Plan:
     create_attempt: int | None = None          # create launcher_pod_name(vm, attempt=...)
     status: JSON | None = None                 # the managed status fields to write
     confirm_gone: str = ""                     # a pod the cache lacks: confirm with a live read first
+    on_node: str = ""                          # bind the created pod to this node (adopt a guest there)
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     requeue_after: float | None = None
 
@@ -103,8 +106,7 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
     if plan.status is None and observed != (vm.raw.get("metadata") or {}).get("generation"):
         plan = replace(plan, status=managed_status(vm))  # record that this generation was seen
     if stale:
-        plan = Plan(delete=stale + plan.delete, create_attempt=plan.create_attempt, status=plan.status,
-                    confirm_gone=plan.confirm_gone, event=plan.event, requeue_after=plan.requeue_after)
+        plan = replace(plan, delete=stale + plan.delete)
     return plan
 
 
@@ -123,7 +125,7 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
                                                 reason="LauncherPodDeleted", message=msg)),
                     event=("Warning", "LauncherPodDeleted", msg))
     if current is None:
-        if phase not in (None, VMPhase.PENDING, VMPhase.STOPPED, VMPhase.SCHEDULING):
+        if phase not in (None, VMPhase.PENDING, VMPhase.STOPPED, VMPhase.SCHEDULING) and not _spec_fixed(vm):
             return Plan()  # Failed stays Failed until the user stops and starts the VM again
         finished = tuple((p.view.name, p.view.uid) for p in others if p.view.terminated and not p.view.deleting)
         live = [p for p in others if not p.view.terminated and not p.view.deleting]
@@ -145,6 +147,17 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         reason, message = parse_termination(v.termination_message, v.exit_code)
         if reason == MIGRATED_REASON:
             return Plan(delete=extra, requeue_after=5.0)  # the migration controller will name the new pod
+        if reason not in LAUNCHER_GONE_REASONS and not v.deleting and v.node:
+            # Killed, or libvirt unreachable: the guest may well still run there (QEMU is libvirtd's child).
+            # A new launcher bound to that node adopts it if it runs, or starts it if it really is gone.
+            attempt = next_attempt(vm, all_pod_names)
+            name = launcher_pod_name(vm, attempt=attempt)
+            text = (f"launcher pod {v.name} on {v.node} ended ({v.exit_code}: {reason}) without proof that the "
+                    f"guest is gone: launcher pod {name} on the same node adopts the guest, or starts it again")
+            return Plan(delete=(*extra, (v.name, v.uid)), create_attempt=attempt, on_node=v.node,
+                        status=_status(vm, VMPhase.SCHEDULING, node=v.node, pod=name, reason="LauncherRestarted",
+                                       message=text),
+                        event=("Warning", "LauncherRestarted", text))
         message = f"launcher pod {v.name} on {v.node or 'no node'} exited ({v.exit_code}): {reason}: {message}"
         if v.deleting:
             reason = "LauncherPodDeleted"
@@ -152,7 +165,7 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         want = _status(vm, VMPhase.FAILED, node="", pod=v.name, reason=reason, message=message)
         st = _changed(vm, want)
         return Plan(delete=extra, status=st, event=("Warning", reason, message) if st else None)
-    if v.running and v.ready:
+    if v.running and (v.ready or (v.domain is not None and v.domain.running)):
         return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.RUNNING, node=v.node, pod=v.name,
                                                               uuid=uuid)))
     if v.unschedulable:
@@ -179,3 +192,37 @@ def owner_uid(pod: Mapping[str, Any]) -> str:
         if ref.get("kind") == "VM" and ref.get("controller"):
             return str(ref.get("uid", ""))
     return ""
+
+
+def _spec_fixed(vm: VM) -> bool:
+    """The VM failed for an unusable spec and the spec changed since: it may start now."""
+    st = vm.raw.get("status") or {}
+    generation = (vm.raw.get("metadata") or {}).get("generation")
+    return (vm.phase == VMPhase.FAILED and st.get("reason") == INVALID_SPEC_REASON
+            and st.get("observedGeneration") != generation)
+
+
+def decide_invalid_spec(raw: Mapping[str, Any], problem: str, *, guest_may_run: bool) -> Plan:
+    """A VM whose spec the controller cannot use (`problem` names the field and the fix).
+
+    With no launcher pod that may hold a guest, the VM is Failed with reason InvalidSpec; once the spec
+    is fixed (a new generation) `decide_vm` starts it. A guest that already runs keeps running with the
+    spec it started with: its phase and node stay, the reason and message say the current spec is
+    unusable. A Migrating VM is the migration controller's. The Warning Event comes with a change only."""
+    st = raw.get("status") or {}
+    if st.get("phase") == VMPhase.MIGRATING.value:
+        return Plan()
+    current = {k: st.get(k, "") or "" for k in STATUS_FIELDS}
+    if guest_may_run and current["phase"] in (VMPhase.RUNNING.value, VMPhase.SCHEDULING.value):
+        message = (f"{problem}; the guest keeps running with the spec it started with, and the fixed spec "
+                   "applies from its next start")
+        want = current | {"reason": INVALID_SPEC_REASON, "message": message}
+    else:
+        message = f"{problem}; the VM starts once its spec is fixed"
+        want = {"phase": VMPhase.FAILED.value, "node": "", "launcherPod": current["launcherPod"],
+                "domainUUID": "", "reason": INVALID_SPEC_REASON, "message": message}
+    changed = want != current
+    generation = (raw.get("metadata") or {}).get("generation")
+    if not changed and st.get("observedGeneration") == generation:
+        return Plan()
+    return Plan(status=want, event=("Warning", INVALID_SPEC_REASON, message) if changed else None)

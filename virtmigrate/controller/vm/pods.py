@@ -12,8 +12,10 @@ Contract of the launcher container (argv = LAUNCHER_COMMAND + args):
     --receive-timeout=<s>     receive mode: give up (exit non-zero) when nothing arrived in time
     --shutdown-timeout=<s>    on SIGTERM: wait this long for an ACPI shutdown, then destroy
 Exit codes: see virtmigrate.launcher.exitcodes (0 = the domain left by migration or a requested stop).
-Readiness: the exec probe `virtmigrate-launcher --probe ...` passes while the domain runs (start mode) or
-while libvirt is reachable and the domain is absent, incoming or running (receive mode).
+Readiness: the exec probe `virtmigrate-launcher --probe ...` passes while the domain runs on the pod's node
+(in receive mode: once the guest has arrived and runs).
+Domain report: the launcher patches its own pod's annotation `virtmigrate.kubevirt.io/domain`
+(virtmigrate.api.domainfacts) with what the node's libvirt says, under ServiceAccount LAUNCHER_SERVICE_ACCOUNT.
 """
 
 from __future__ import annotations
@@ -24,13 +26,11 @@ from typing import Any, Literal
 
 from virtmigrate.api.constants import (
     API_VERSION,
-    LABEL_MIGRATION,
     LABEL_PREFIX,
-    LABEL_ROLE,
-    LABEL_VM,
     ROLE_LAUNCHER,
 )
 from virtmigrate.api.migration import Migration
+from virtmigrate.api.names import child_annotations, child_labels
 from virtmigrate.api.vm import VM
 
 JSON = dict[str, Any]
@@ -46,6 +46,7 @@ SHUTDOWN_TIMEOUT_S = 5                          # ACPI shutdown wait before dest
 RECEIVE_TIMEOUT_S = 600                         # a target that received nothing in 10 minutes gives up
 PROBE_PERIOD_S = 2                              # readiness probe period
 POD_NAME_MAX = 63
+LAUNCHER_SERVICE_ACCOUNT = "virtmigrate-launcher"  # made in each namespace by the controllers (identities.py)
 ANNOTATION_LAUNCHER_MODE = f"{LABEL_PREFIX}/launcher-mode"  # "start" or "receive", on launcher pods
 
 
@@ -97,16 +98,15 @@ def _node_affinity(terms: Sequence[Mapping[str, Any]]) -> JSON | None:
 def new_launcher_pod(vm: VM, *, mode: LauncherMode = "start", node_selector: Mapping[str, str] | None = None,
                      affinity: Mapping[str, Any] | None = None,
                      tolerations: Sequence[Mapping[str, Any]] | None = None,
-                     name: str | None = None, migration: Migration | None = None) -> JSON:
+                     name: str | None = None, migration: Migration | None = None, node_name: str = "") -> JSON:
     """The desired launcher pod for `vm` (pure; the caller creates it).
 
     Placement defaults to the VM's own nodeSelector, required node affinity and tolerations; a migration
     passes its merged constraints instead (`affinity` is a whole pod `affinity` object). With `migration`
     the pod carries the Migration's label and, by default, a name derived from the Migration's uid.
+    `node_name` binds the pod to that node without scheduling (to adopt a guest that runs there).
     """
-    labels = {LABEL_VM: vm.name, LABEL_ROLE: ROLE_LAUNCHER}
-    if migration is not None:
-        labels[LABEL_MIGRATION] = migration.name
+    labels = child_labels(vm, migration, ROLE_LAUNCHER)
     if name is None:
         name = launcher_pod_name(vm, migration_uid=migration.uid if migration is not None else "")
     sel = dict(vm.spec.node_selector if node_selector is None else node_selector)
@@ -129,17 +129,21 @@ def new_launcher_pod(vm: VM, *, mode: LauncherMode = "start", node_selector: Map
     spec: JSON = {
         "restartPolicy": "Never",  # a launcher that exits means the guest is gone: the controllers decide
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
-        "automountServiceAccountToken": False,  # the launcher never talks to the API
+        "serviceAccountName": LAUNCHER_SERVICE_ACCOUNT,  # only to report its domain on its own pod
+        "automountServiceAccountToken": True,
         "containers": [container],
     }
-    if sel:
+    if node_name:
+        spec["nodeName"] = node_name
+        tols = [*tols, {"operator": "Exists"}]  # it must go where the guest is, whatever the node's taints
+    elif sel:
         spec["nodeSelector"] = sel
-    if aff:
+    if aff and not node_name:
         spec["affinity"] = aff
     if tols:
         spec["tolerations"] = tols
     meta: JSON = {"name": name, "namespace": vm.namespace, "labels": labels,
-                  "annotations": {ANNOTATION_LAUNCHER_MODE: mode}}
+                  "annotations": {ANNOTATION_LAUNCHER_MODE: mode, **child_annotations(vm, migration)}}
     if vm.uid:
         meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": "VM", "name": vm.name, "uid": vm.uid,
                                     "controller": True, "blockOwnerDeletion": True}]

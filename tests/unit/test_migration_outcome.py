@@ -1,0 +1,217 @@
+"""The end of an agent: its exit code is a claim, the launchers' reports decide (decide.resolve_outcome),
+and an agent that does not end is stopped, then force-deleted. Literals only; the clock is the ages in
+`Observed` (agent_end_age_s, agent_stop_age_s, phase_age_s)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.migration_literals import (
+    AGENT_RUN,
+    JOB_IN,
+    JOB_OUT,
+    NONE_HERE,
+    PAUSED_COPY,
+    RUNS,
+    SRC,
+    SRC_LEFT,
+    TGT_RUNS,
+    TGT_WAITING,
+    UNREACHABLE,
+    VM_OURS,
+    agent_exited,
+    exited,
+    obs,
+    src,
+    tgt,
+)
+from virtmigrate.api.constants import FINALIZER_AGENT
+from virtmigrate.api.constants import MigrationPhase as P
+from virtmigrate.controller.migration.decide import Action, Decision, Observed, Timeouts, decide
+from virtmigrate.controller.podstate import PodView
+
+T = Timeouts(settle_s=3.0, orphan_job_s=30.0, resolve_s=300.0, running_s=3600.0, agent_grace_s=45.0)
+KILLED = agent_exited(137, "Killed")
+ABORT_POD = PodView(name="virt-abort-m-ddddd", node="node0", phase="Running")
+
+SIDES = {  # where the launchers say the guest is
+    "target": {"source_pod": SRC_LEFT, "target_pod": TGT_RUNS},
+    "source": {"source_pod": SRC, "target_pod": TGT_WAITING},
+    "neither": {"source_pod": src(NONE_HERE, **exited("GuestCrashed", 11)), "target_pod": TGT_WAITING},
+    "both": {"source_pod": SRC, "target_pod": TGT_RUNS},
+    "moving": {"source_pod": src(JOB_OUT), "target_pod": tgt(JOB_IN)},
+    "unknown": {"source_pod": src(UNREACHABLE), "target_pod": TGT_WAITING},
+}
+
+
+def ended(guest: str, *, agent: PodView = KILLED, age: float, **kw: object) -> Observed:
+    """Running, the agent ended `age` seconds ago, the guest where `guest` says."""
+    return obs(**{"phase": P.RUNNING, "vm": VM_OURS, "agent_pod": agent, "agent_end_age_s": age, **SIDES[guest], **kw})
+
+
+# --- an agent killed by SIGKILL (137): no claim, the facts decide after the settle wait -------------------
+
+def test_killed_agent_with_the_guest_on_the_target_succeeds_after_the_reports_settle() -> None:
+    early = decide(ended("target", age=1.0), T)
+    assert early.action == Action.NOTHING and early.requeue_after == pytest.approx(2.0)
+    d = decide(ended("target", age=T.settle_s), T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    assert "target node's launcher reports the guest running" in d.message
+    assert d.result is not None and d.result["exitCode"] == 137
+
+
+def test_killed_agent_with_the_guest_on_the_source_fails_as_agent_failed() -> None:
+    assert decide(ended("source", age=0.0), T).action == Action.NOTHING
+    d = decide(ended("source", age=T.settle_s), T)
+    assert (d.action, d.reason) == (Action.FAIL, "AgentFailed")
+    assert "source node's launcher reports the guest running there" in d.message
+
+
+def test_killed_agent_with_the_guest_on_neither_node_is_a_lost_guest() -> None:
+    d = decide(ended("neither", age=T.settle_s), T)
+    assert (d.action, d.reason) == (Action.FAIL, "GuestLost")
+    assert "node0" in d.message and "node1" in d.message and "'testvm'" in d.message
+
+
+def test_a_guest_on_both_nodes_is_never_resolved_automatically() -> None:
+    d = decide(ended("both", age=T.settle_s), T)
+    assert (d.action, d.reason) == (Action.FAIL, "GuestOnBothNodes")
+    assert "admin" in d.message
+
+
+def test_an_agent_pod_that_vanished_without_a_word_fails_as_agent_pod_gone() -> None:
+    o = obs(phase=P.RUNNING, vm=VM_OURS, agent_end_age_s=T.settle_s, **SIDES["source"])  # type: ignore[arg-type]
+    assert (decide(o, T).action, decide(o, T).reason) == (Action.FAIL, "AgentPodGone")
+
+
+# --- a job that outlives its agent -----------------------------------------------------------------------
+
+def test_a_job_still_running_waits_then_is_aborted_then_fails_as_location_unknown() -> None:
+    waiting = decide(ended("moving", age=T.settle_s), T)
+    assert waiting.action == Action.NOTHING and waiting.requeue_after  # looks again, bounded
+    abort = decide(ended("moving", age=T.orphan_job_s), T)
+    assert (abort.action, abort.reason) == (Action.CREATE_ABORT_POD, "OrphanedJob")
+    assert "node0" in abort.message and "'testvm'" in abort.message
+    aborting = decide(ended("moving", age=T.orphan_job_s + 10, abort_pod=ABORT_POD), T)
+    assert aborting.action == Action.NOTHING  # one abort pod, not one per look
+    d = decide(ended("moving", age=T.resolve_s, abort_pod=ABORT_POD), T)
+    assert (d.action, d.reason) == (Action.FAIL, "GuestLocationUnknown")
+    assert "check the nodes' libvirt" in d.message
+
+
+def test_an_aborted_job_then_resolves_from_the_facts() -> None:
+    d = decide(ended("source", age=T.orphan_job_s + 5, abort_pod=ABORT_POD), T)
+    assert (d.action, d.reason) == (Action.FAIL, "AgentFailed")
+
+
+def test_an_unreachable_source_is_waited_for_then_fails_as_location_unknown() -> None:
+    assert decide(ended("unknown", age=T.resolve_s - 1), T).action == Action.NOTHING  # no abort: no job seen
+    d = decide(ended("unknown", age=T.resolve_s), T)
+    assert (d.action, d.reason) == (Action.FAIL, "GuestLocationUnknown")
+
+
+# --- claims the facts confirm decide at once; the others are checked -------------------------------------
+
+@pytest.mark.parametrize(("code", "guest", "decision"), [
+    pytest.param(0, "target", (Action.SUCCEED, "Migrated"), id="success-confirmed"),
+    pytest.param(20, "source", (Action.FAIL, "MigrationFailed"), id="failure-confirmed"),
+    pytest.param(23, "source", (Action.FAIL, "Cancelled"), id="cancel-confirmed"),
+])
+def test_a_confirmed_claim_decides_without_waiting(code: int, guest: str, decision: tuple[Action, str]) -> None:
+    d = decide(ended(guest, agent=agent_exited(code), age=0.0), T)
+    assert (d.action, d.reason) == decision
+
+
+@pytest.mark.parametrize(("code", "guest"), [
+    pytest.param(0, "source", id="success-claimed-guest-on-source"),
+    pytest.param(0, "moving", id="success-claimed-job-still-running"),
+    pytest.param(20, "target", id="failure-claimed-guest-on-target"),
+])
+def test_a_claim_the_facts_do_not_confirm_waits_for_them(code: int, guest: str) -> None:
+    d = decide(ended(guest, agent=agent_exited(code), age=0.0), T)
+    assert d.action == Action.NOTHING and d.requeue_after == T.settle_s
+
+
+def test_a_failure_claim_with_the_guest_on_the_target_is_a_success() -> None:
+    """The job failed late (e.g. the agent's connection broke at switch-over) yet the guest runs on the
+    target and not on the source: the facts win."""
+    d = decide(ended("target", agent=agent_exited(20), age=T.settle_s), T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    assert "the migration completed" in d.message
+
+
+def test_a_success_claim_the_facts_contradict_fails_with_a_failure_reason() -> None:
+    d = decide(ended("source", agent=agent_exited(0), age=T.settle_s), T)
+    assert d.action == Action.FAIL
+    assert d.reason != "Migrated"
+
+
+def test_a_paused_copy_left_behind_is_a_success_with_a_warning() -> None:
+    d = decide(ended("target", agent=agent_exited(0), age=0.0, source_pod=src(PAUSED_COPY)), T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    assert "paused copy" in d.warning and "source node" in d.warning
+
+
+def test_a_cancel_that_came_too_late_is_a_success() -> None:
+    o = ended("target", agent=agent_exited(23, deleting=True), age=T.settle_s, deleting=True)
+    d = decide(o, T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    assert "before the cancel took effect" in d.message
+
+
+# --- an agent that does not end -----------------------------------------------------------------------------
+
+def _running(*, age: float, agent: PodView = AGENT_RUN, stop_age: float = 0.0, deleting: bool = False) -> Observed:
+    return obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=agent, phase_age_s=age, agent_stop_age_s=stop_age,
+               deleting=deleting, **SIDES["moving"])  # type: ignore[arg-type]
+
+
+STOPPING = PodView(name=AGENT_RUN.name, node="node0", phase="Running", deleting=True, finalizers=(FINALIZER_AGENT,))
+
+
+def test_running_is_bounded_then_the_agent_is_stopped_then_force_deleted() -> None:
+    d = decide(_running(age=600.0), T)
+    assert d.action == Action.NOTHING and d.requeue_after == T.running_s - 600.0
+    stop = decide(_running(age=T.running_s), T)
+    assert (stop.action, stop.reason) == (Action.DELETE_AGENT_POD, "AgentStuck")
+    assert "3600s" in stop.message
+    waiting = decide(_running(age=T.running_s + 10, agent=STOPPING, stop_age=10.0), T)
+    assert waiting.action == Action.NOTHING and waiting.requeue_after == T.agent_grace_s - 10.0
+    force = decide(_running(age=T.running_s + 45, agent=STOPPING, stop_age=T.agent_grace_s), T)
+    assert force.action == Action.FORCE_DELETE_AGENT_POD
+    assert AGENT_RUN.name in force.message
+
+
+def test_cancel_with_a_stuck_agent_stops_it_then_force_deletes_it() -> None:
+    d = decide(_running(age=5.0, deleting=True), T)
+    assert (d.action, d.reason) == (Action.DELETE_AGENT_POD, "stopping the agent to cancel")
+    waiting = decide(_running(age=15.0, agent=STOPPING, stop_age=10.0, deleting=True), T)
+    assert waiting.action == Action.NOTHING and waiting.requeue_after == pytest.approx(35.0)
+    force = decide(_running(age=50.0, agent=STOPPING, stop_age=T.agent_grace_s, deleting=True), T)
+    assert force.action == Action.FORCE_DELETE_AGENT_POD
+
+
+def test_an_agent_deleted_by_someone_else_is_waited_for_not_deleted_again() -> None:
+    d = decide(_running(age=5.0, agent=STOPPING, stop_age=1.0), T)
+    assert d.action == Action.NOTHING
+
+
+def test_a_force_deleted_agent_that_never_goes_still_resolves() -> None:
+    stop_age = T.agent_grace_s + T.resolve_s + 60  # force-deleted long ago; the node never answered
+    o = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=STOPPING, phase_age_s=T.running_s + stop_age,
+            agent_stop_age_s=stop_age, **SIDES["unknown"])  # type: ignore[arg-type]
+    d: Decision = decide(o, T)
+    assert d.action in (Action.FAIL, Action.SUCCEED)
+
+
+def test_the_running_and_agent_timeouts_have_safe_defaults() -> None:
+    t = Timeouts()
+    assert t.settle_s < t.orphan_job_s < t.resolve_s  # settle, then abort, then give up
+    assert t.agent_grace_s < t.running_s
+
+
+def test_reports_alone_never_end_a_running_agent() -> None:
+    """The target reports the guest running while the agent still runs (switch-over): nothing is decided
+    until the agent ends — its job may still be finishing on the source."""
+    o = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=AGENT_RUN, source_pod=src(RUNS), target_pod=TGT_RUNS)
+    assert decide(o, T).action == Action.NOTHING

@@ -1,0 +1,116 @@
+"""Where a guest runs, read from its launchers' reports, and what an agent's outcome claims (pure).
+
+Fed by: migration/observe.py, with the source and target launcher pods' views (podstate.PodView, whose
+`domain` is the launcher's report, virtmigrate.api.domainfacts). Consumed by: migration/decide.py, which
+turns an agent outcome into Succeeded or Failed only when the nodes' facts agree, and otherwise waits,
+bounded, for them to settle. Nothing here infers a location from an exit code or a phase.
+
+    guest_on(pod)         -> Where      what one node's launcher says of the guest there
+    locate(source, target) -> Location  where the guest is, from both
+    claim_of(exit code)   -> Claim      where the agent says it left the guest (to confirm, never to trust)
+"""
+
+from __future__ import annotations
+
+import enum
+
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job
+from virtmigrate.api.exitcodes import ExitCode
+from virtmigrate.controller.podstate import PodView
+
+
+class Where(enum.StrEnum):
+    RUNNING = "running"        # the node's libvirt runs the guest (not paused, no job)
+    PAUSED = "paused"          # present and paused, no job
+    ABSENT = "absent"          # proven not there (libvirt said so, or the launcher exited because of it)
+    MIGRATING = "migrating"    # a migration job runs on the domain there (either direction)
+    UNKNOWN = "unknown"        # no report yet, libvirt unreachable, or the launcher died without a word
+
+
+class Location(enum.StrEnum):
+    TARGET = "target"          # runs on the target (the source has none, or a paused leftover)
+    SOURCE = "source"          # runs on the source (the target has none, or a paused leftover)
+    BOTH = "both"              # runs on both nodes: never resolved automatically
+    NEITHER = "neither"        # proven absent from both: the guest is lost
+    UNSETTLED = "unsettled"    # a job still runs, or a side is unknown: wait (bounded)
+
+
+class Claim(enum.StrEnum):
+    TARGET = "target"          # the agent verified the guest on the destination
+    SOURCE = "source"          # the agent stopped or failed the job with the guest on the source
+    NONE = "none"              # no claim: killed, crashed, verification failed, domain not found
+
+
+_SOURCE_CLAIMS = frozenset({ExitCode.INVALID_ARGUMENTS, ExitCode.SOURCE_UNREACHABLE,
+                            ExitCode.DESTINATION_UNREACHABLE, ExitCode.MIGRATION_FAILED,
+                            ExitCode.ABORTED_COMPLETION_TIMEOUT, ExitCode.ABORTED_NO_PROGRESS,
+                            ExitCode.CANCELLED})
+
+
+def claim_of(code: int | None) -> Claim:
+    if code == ExitCode.SUCCEEDED:
+        return Claim.TARGET
+    if code is not None and code in _SOURCE_CLAIMS:
+        return Claim.SOURCE
+    return Claim.NONE
+
+
+def _termination_reason(pod: PodView) -> str:
+    return pod.termination_message.partition(":")[0].strip()
+
+
+def guest_on(pod: PodView | None, *, missing: Where = Where.UNKNOWN) -> Where:
+    """What the launcher pod `pod` says of the guest on its node. `missing`: the answer when there is no
+    pod (ABSENT for a target that was never created, UNKNOWN for a source pod that vanished)."""
+    if pod is None:
+        return missing
+    if pod.terminated:
+        return Where.ABSENT if _termination_reason(pod) in LAUNCHER_GONE_REASONS else Where.UNKNOWN
+    f = pod.domain
+    if f is None or not f.reachable:
+        return Where.UNKNOWN
+    if not f.present:
+        return Where.ABSENT
+    if f.job != Job.NONE:
+        return Where.MIGRATING
+    if f.state == DomainState.RUNNING:
+        return Where.RUNNING
+    if f.state == DomainState.PAUSED:
+        return Where.PAUSED
+    if f.state in (DomainState.SHUTOFF, DomainState.CRASHED):
+        return Where.ABSENT  # defined but not running: no guest there
+    return Where.UNKNOWN
+
+
+def locate(source: Where, target: Where) -> Location:
+    """Where the guest is, given what each side's launcher says."""
+    if source == Where.RUNNING and target == Where.RUNNING:
+        return Location.BOTH
+    if target == Where.RUNNING and source in (Where.ABSENT, Where.PAUSED):
+        return Location.TARGET
+    if source == Where.RUNNING and target in (Where.ABSENT, Where.PAUSED):
+        return Location.SOURCE
+    if source == Where.ABSENT and target == Where.ABSENT:
+        return Location.NEITHER
+    return Location.UNSETTLED
+
+
+def confirms(claim: Claim, source: Where, target: Where) -> Location | None:
+    """The location an agent's claim and one node's facts establish together, or None. The claim names the
+    side; that side's launcher must report the guest running, and the other side must not: a node whose
+    libvirt is down (UNKNOWN) cannot run the guest too, since libvirt runs a migrated guest on one side only
+    once the source has stopped it — and the side that runs it said so after the job ended."""
+    if claim == Claim.TARGET and target == Where.RUNNING and source != Where.RUNNING:
+        return Location.TARGET
+    if claim == Claim.SOURCE and source == Where.RUNNING and target != Where.RUNNING:
+        return Location.SOURCE
+    return None
+
+
+def leftover(location: Location, source: Where, target: Where) -> str:
+    """"source"/"target" when the side that lost holds a paused copy (libvirt's leftover), else ""."""
+    if location == Location.TARGET and source == Where.PAUSED:
+        return "source"
+    if location == Location.SOURCE and target == Where.PAUSED:
+        return "target"
+    return ""

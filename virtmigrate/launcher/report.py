@@ -1,0 +1,140 @@
+"""The launcher's report of its domain on its own pod (annotation virtmigrate.kubevirt.io/domain).
+
+Fed by holder.py: every observation becomes `DomainFacts` (`compute_facts`, pure); `FactsPublisher.offer`
+keeps the latest and a background thread patches the pod when the facts changed — and every
+`JOB_REFRESH_S` while a migration job runs, so a reader can tell fresh facts from old ones. Consumed by the
+controllers through their pod caches (virtmigrate.api.domainfacts is the contract).
+
+A publisher that cannot reach the API logs and keeps the latest facts: the next change retries. The
+launcher never waits for the API: holding the guest comes first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, DomainState, Job, LauncherMode
+from virtmigrate.launcher.readiness import CRASHED, PAUSED, RUNNING, SHUTOFF
+
+if TYPE_CHECKING:
+    from virtmigrate.launcher.domain import Inspection
+
+JOB_REFRESH_S = 2.0          # while a job runs, report at least this often
+PAUSED_MIGRATION = 2         # virDomainPausedReason VIR_DOMAIN_PAUSED_MIGRATION
+_STATES = {RUNNING: DomainState.RUNNING, PAUSED: DomainState.PAUSED, SHUTOFF: DomainState.SHUTOFF,
+           CRASHED: DomainState.CRASHED}
+
+
+def compute_facts(seen: Inspection | None, *, reachable: bool, mode: LauncherMode, seq: int,
+                  observed: str) -> DomainFacts:
+    """The report for one observation (pure). A job on a domain this launcher waits for is incoming; on
+    a domain it holds, outgoing. An incoming domain paused for migration counts as incoming without a job."""
+    if not reachable:
+        return DomainFacts(reachable=False, mode=mode, seq=seq, observed=observed)
+    if seen is None:
+        return DomainFacts(reachable=True, mode=mode, seq=seq, observed=observed)
+    job = Job.NONE
+    if seen.job_active:
+        job = Job.IN if mode == LauncherMode.WAITING else Job.OUT
+    elif mode == LauncherMode.WAITING and seen.state == PAUSED and seen.reason == PAUSED_MIGRATION:
+        job = Job.IN
+    return DomainFacts(reachable=True, present=True, state=_STATES.get(seen.state, DomainState.OTHER),
+                       persistent=seen.persistent, job=job, uuid=seen.uuid, mode=mode, seq=seq,
+                       observed=observed)
+
+
+def should_publish(new: DomainFacts, last_sent: DomainFacts | None, *, since_sent_s: float) -> bool:
+    """Publish on any change, and while a job runs at least every JOB_REFRESH_S (pure)."""
+    if not new.same_observation(last_sent):
+        return True
+    return new.job != Job.NONE and since_sent_s >= JOB_REFRESH_S
+
+
+class Patcher:
+    """What the publisher needs of the API: patch one pod's annotation (virtmigrate.kube.KubeClient)."""
+
+    def __init__(self, client: Any, pod: str, namespace: str) -> None:
+        from virtmigrate.kube.resources import PODS
+
+        self._client, self._pods, self._pod, self._ns = client, PODS, pod, namespace
+
+    def __call__(self, value: str) -> None:
+        self._client.patch(self._pods, self._pod, {"metadata": {"annotations": {ANNOTATION_DOMAIN: value}}},
+                           self._ns)
+
+
+class FactsPublisher:
+    """Sends the latest facts from its own thread. `connect` builds a `Patcher` (on that thread: importing
+    the API client must not delay the launcher's start). `flush` waits (bounded) until the latest facts are
+    sent — used once before the launcher exits, so the last word is on the pod."""
+
+    def __init__(self, connect: Callable[[], Callable[[str], None]], *, now: Callable[[], float], log: Any) -> None:
+        self._connect = connect
+        self._now = now
+        self._log = log
+        self._cond = threading.Condition()
+        self._pending: DomainFacts | None = None   # latest facts not yet sent; guarded by _cond
+        self._sent: DomainFacts | None = None      # last facts the API accepted
+        self._sent_at = 0.0
+        self._busy = False                          # the sender is patching (flush waits for it)
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="domain-report", daemon=True)
+        self._thread.start()
+
+    def offer(self, facts: DomainFacts) -> None:
+        with self._cond:
+            last = self._pending or self._sent
+            if not should_publish(facts, last, since_sent_s=self._now() - self._sent_at) and self._pending is None:
+                return
+            self._pending = facts
+            self._cond.notify_all()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until nothing is pending (or `timeout_s`); True when the latest facts were sent."""
+        deadline = self._now() + timeout_s
+        with self._cond:
+            while (self._pending is not None or self._busy) and not self._stopped:
+                left = deadline - self._now()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return self._pending is None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            patch = self._connect()
+        except Exception as e:  # no API access: the guest is held all the same; the controller waits, bounded
+            self._log.warning("domain_report_disabled", error=str(e))
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
+            return
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stopped:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                facts, self._pending = self._pending, None
+                self._busy = True
+            try:
+                patch(facts.to_annotation())
+                ok = True
+            except Exception as e:  # retried with the next observation (at most one poll period later)
+                self._log.warning("domain_report_failed", error=str(e))
+                ok = False
+            with self._cond:
+                self._busy = False
+                if ok:
+                    self._sent, self._sent_at = facts, self._now()
+                elif self._pending is None:
+                    self._pending = facts
+                    self._cond.wait(0.5)  # do not spin on a failing API
+                self._cond.notify_all()
