@@ -57,7 +57,7 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         def one(r: RoundResult) -> dict[str, Any]:
             d = asdict(r)
-            d["plan"] = asdict(r.plan)
+            d["plan"] = {**asdict(r.plan), "skip": sorted(r.plan.skip)}
             d["violations"] = [str(v) for v in r.violations]
             return d
         return {"seed": self.seed, "rounds": [one(r) for r in self.results], "repairs": self.repairs,
