@@ -18,13 +18,15 @@ Driven by __main__.py (make chaos) and tests/e2e/test_chaos.py on a running `Loc
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tests.chaos import faults
 from tests.chaos.facts import PodWatch, heartbeat, node_domains, snapshot
@@ -68,10 +70,26 @@ class Campaign:
         self.results: list[RoundResult] = []
         self.repairs = 0
         self.started = _now()
+        self._lock: IO[str] | None = None  # the cluster's chaos.lock, flock-ed from setup until teardown
 
     # --- pool -------------------------------------------------------------------------------------
 
     def setup(self) -> None:
+        """Take the cluster's campaign lock (two campaigns on one cluster would harm each other's rounds),
+        then make the pool: a namespace, its pod identities, the VMs, each running and beating."""
+        lock = open(Path(self.lc.state) / "chaos.lock", "a+")  # noqa: SIM115 - held until teardown
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            lock.close()
+            raise RuntimeError(f"another chaos campaign runs on the cluster in {self.lc.state} ({holder}); "
+                               "wait for it or use another $VIRTMIGRATE_STATE") from None
+        self._lock = lock
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}, namespace {self.namespace}\n")
+        lock.flush()
         self.client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": self.namespace}})
         self.lc.grant_agent_progress(self.namespace)
@@ -82,6 +100,8 @@ class Campaign:
             self._wait_vm_beating(vm)
 
     def teardown(self) -> None:
+        if self._lock is None:
+            return  # setup never took the lock: the pool, if any, belongs to another campaign
         self.watch.stop()
         for m in self._list(MIGRATIONS):
             self._force_delete_migration(m["metadata"]["name"])
@@ -97,6 +117,8 @@ class Campaign:
         self._destroy_domains(self.vms)
         with contextlib.suppress(errors.KubeError):
             self.client.delete(NAMESPACES, self.namespace)
+        self._lock.close()  # releases the flock
+        self._lock = None
 
     def _list(self, res: Any) -> list[dict[str, Any]]:
         try:
