@@ -118,31 +118,23 @@ def restart_apiserver(lc: Any) -> None:
 
 
 def kill_libvirtd(lc: Any, node: str) -> int | None:
-    """SIGKILL the libvirtd of `node` and nothing else: its guests' QEMUs live on, as after a daemon crash.
-    (`LibvirtHosts.kill_daemon` kills every child of the host's tini, and QEMUs are reparented to that
-    subreaper, so it kills the guests too.) Returns libvirtd's pid."""
-    h = lc.hosts.host(int(node.removeprefix("node")))
-    tini: int | None = lc.hosts.pid(h)
-    if tini is None:
+    """SIGKILL the libvirtd of `node` and nothing else: its guests' QEMUs live on, as after a daemon crash
+    (`LibvirtHosts.kill_daemon`: the daemon under its supervisor, which restarts it as systemd would).
+    Returns libvirtd's pid, None when it is not running."""
+    index = int(node.removeprefix("node"))
+    pid: int | None = lc.hosts.daemon_pid(index)
+    if pid is None:
         return None
-    try:
-        children = [int(c) for c in Path(f"/proc/{tini}/task/{tini}/children").read_text().split()]
-    except OSError:
-        return None
-    for pid in children:
-        with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd":
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                _wait_dead(tini, timeout=5)  # tini exits with its one child
-                return pid
-    return None
+    lc.hosts.kill_daemon(index)
+    _wait_dead(pid, timeout=5)
+    return pid
 
 
 def libvirtd_back(lc: Any, node: str) -> bool:
     """The node's libvirtd runs again and answers (someone — the product — restarted it)."""
-    h = lc.hosts.host(int(node.removeprefix("node")))
-    if lc.hosts.pid(h) is None:
+    index = int(node.removeprefix("node"))
+    h = lc.hosts.host(index)
+    if lc.hosts.daemon_pid(index) is None:
         return False
     r = subprocess.run(["virsh", "-c", h.uri, "version"], capture_output=True, timeout=10)
     return r.returncode == 0
