@@ -3,7 +3,8 @@
 Driven by `virtmigrate cluster up|down|status` (virtmigrate/cmd/local.py), tests/e2e/conftest.py and
 bench/bench_cluster.py. Everything lives under one state directory:
 
-    <state>/controlplane/   etcd, kube-apiserver, kube-scheduler (virtmigrate.local.controlplane)
+    <state>/controlplane/   etcd, kube-apiserver, kube-scheduler, kube-controller-manager
+                            (virtmigrate.local.controlplane)
     <state>/libvirt/        one libvirtd per node in its own mount namespace (virtmigrate.local.libvirthosts)
     <state>/pods/           per-pod directories of the node runner (logs, termination logs, kubeconfigs)
     <state>/pids, logs/     the node runner and controller processes (virtmigrate.local.procs)
@@ -46,6 +47,8 @@ DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may r
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", kind="RoleBinding")
 CONTROLLER = "controller"
+# Taints the node lifecycle controller keeps on a node that is not Ready (or whose heartbeats stopped).
+NODE_CONDITION_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 # Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
 # (127.0.0.10, .11), so both can run on one machine at once.
 FIRST_MIGRATION_ADDRESS = 20
@@ -78,7 +81,7 @@ class LocalCluster:
         self.node_memory = node_memory
         self.node_cpus = node_cpus
         self.controller = controller
-        self.control_plane = ControlPlane(self.state)
+        self.control_plane = ControlPlane(self.state, controller_manager=True)
         self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
 
     def _saved(self) -> dict[str, object]:
@@ -204,16 +207,20 @@ class LocalCluster:
                                  f"--agent-service-account={AGENT_SERVICE_ACCOUNT}"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
-    def nodes_ready(self, *, since: str = "") -> dict[str, bool]:
-        """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given)."""
+    def nodes_ready(self, *, since: str = "", untainted: bool = False) -> dict[str, bool]:
+        """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given; and, with
+        `untainted`, without the not-ready/unreachable taints, which the node lifecycle controller removes
+        a moment after the node turns Ready — until then the scheduler places no pod there)."""
         client = self.client()
         out = {n: False for n in self.node_names()}
         for node in client.list_all(NODES):
             name = node["metadata"]["name"]
             conds = {c["type"]: c for c in (node.get("status") or {}).get("conditions") or []}
             ready = conds.get("Ready") or {}
+            taints = {t.get("key") for t in (node.get("spec") or {}).get("taints") or []}
             if name in out:
-                out[name] = ready.get("status") == "True" and str(ready.get("lastHeartbeatTime", "")) >= since
+                out[name] = (ready.get("status") == "True" and str(ready.get("lastHeartbeatTime", "")) >= since
+                             and not (untainted and taints & NODE_CONDITION_TAINTS))
         return out
 
     def _wait_nodes_ready(self, timeout: float, *, since: str = "") -> None:
@@ -224,12 +231,13 @@ class LocalCluster:
                 tail = (self.state / "logs" / f"{NODE_RUNNER}.log").read_text(errors="replace")[-3000:]
                 raise errors.ConfigError(f"the node runner exited during start-up; log tail:\n{tail}")
             try:
-                if all(self.nodes_ready(since=since).values()):
+                if all(self.nodes_ready(since=since, untainted=True).values()):
                     return
             except errors.KubeError:
                 pass  # the API may be briefly unavailable; keep waiting
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nodes not Ready after {timeout:.0f}s: {self.nodes_ready()}; "
+                raise TimeoutError(f"nodes not Ready and untainted after {timeout:.0f}s: "
+                                   f"{self.nodes_ready(untainted=True)}; "
                                    f"see {self.state / 'logs' / (NODE_RUNNER + '.log')}")
             time.sleep(0.1)
 
