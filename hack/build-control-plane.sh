@@ -73,9 +73,30 @@ build_kube_version() {
   echo "$out"
 }
 
+# The kubelet (VIRTMIGRATE_NODES=kubelet only): CGO_ENABLED=1 as upstream builds it, so a go build of
+# its own; the module graph and the pure-Go packages' downloads are shared with the one above.
+build_kubelet() {
+  local kver=$1 out="$CACHE/kubernetes-$1"
+  if [[ -x "$out/kubelet" ]]; then log "kubelet $kver cached in $out"; return 0; fi
+  local work; work=$(mktemp -d)
+  log "building kubelet $kver (CGO_ENABLED=1) in $work"
+  (
+    cd "$work"
+    go mod init local/kubelet-build >/dev/null 2>&1
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$kver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    staging_replaces "$kver" "$gomod" >> go.mod
+    go get "k8s.io/kubernetes@$kver" "k8s.io/kubernetes/cmd/kubelet@$kver"
+    local minor="${kver#v1.}"; minor="${minor%%.*}"
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+    CGO_ENABLED=1 go build -trimpath -ldflags "$ld" -o "$work/kubelet" k8s.io/kubernetes/cmd/kubelet
+  ) >&2 || { rm -rf "$work"; return 1; }
+  mv "$work/kubelet" "$out/kubelet" && rm -rf "$work"
+}
+
 build_etcd
 for kver in $KUBE_VERSIONS; do
   if dir=$(build_kube_version "$kver"); then
+    if [[ "${VIRTMIGRATE_NODES:-runner}" == kubelet ]]; then build_kubelet "$kver"; fi
     ln -sfn "$dir" "$CACHE/kubernetes-current"
     ln -sfn "$CACHE/etcd-$ETCD_VERSION" "$CACHE/etcd-current"
     log "using kubernetes $kver"

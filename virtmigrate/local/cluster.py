@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from virtmigrate import errors
+from virtmigrate.api.constants import ANNOTATION_LIBVIRT_URI, ANNOTATION_MIGRATION_ADDRESS
 from virtmigrate.clock import RealClock
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.resources import NODES, SERVICEACCOUNTS, Resource
-from virtmigrate.local import procs
+from virtmigrate.local import kubeletnodes, procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
 from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
@@ -46,6 +47,8 @@ NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", kind="RoleBinding")
+CLUSTERROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", kind="ClusterRoleBinding",
+                               namespaced=False)
 CONTROLLER = "controller"
 # Taints the node lifecycle controller keeps on a node that is not Ready (or whose heartbeats stopped).
 NODE_CONDITION_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
@@ -83,6 +86,9 @@ class LocalCluster:
         self.controller = controller
         self.control_plane = ControlPlane(self.state, controller_manager=True)
         self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
+        # "runner" (the node runner) or "kubelet" (real kubelets): $VIRTMIGRATE_NODES at the first `up`.
+        self.node_mode = str(saved.get("node_mode") or kubeletnodes.mode())
+        self.kubelets = kubeletnodes.KubeletNodes(self.state, self.hosts, self.nodes)
 
     def _saved(self) -> dict[str, object]:
         f = self.state / "cluster.json"
@@ -114,7 +120,7 @@ class LocalCluster:
         t = time.monotonic()
         self.control_plane.up(timeout=timeout)
         rep.seconds["control_plane"] = time.monotonic() - t
-        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes}))
+        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes, "node_mode": self.node_mode}))
 
         t = time.monotonic()
         self._apply_manifests()
@@ -131,7 +137,9 @@ class LocalCluster:
 
         t = time.monotonic()
         since = ""
-        if not procs.alive(NODE_RUNNER, self.state):
+        if self.node_mode == "kubelet":
+            self._kubelets_up(timeout)
+        elif not procs.alive(NODE_RUNNER, self.state):
             # Node objects may still say Ready from a runner that died: wait for fresh heartbeats.
             since = RealClock().wall().strftime("%Y-%m-%dT%H:%M:%SZ")
             procs.start(NODE_RUNNER, [sys.executable, "-m", "virtmigrate.local.noderunner",
@@ -146,6 +154,41 @@ class LocalCluster:
             self._start_controller()
         rep.seconds["controller"] = time.monotonic() - t
         return rep
+
+    def _kubelets_up(self, timeout: float) -> None:
+        """Real kubelets (VIRTMIGRATE_NODES=kubelet): the images built and loaded into every node's
+        containerd, the nodes' identities, then each Node's libvirt annotations once it has registered."""
+        archives = [Path(_script_output("image.sh")), Path(_script_output("pause-image.sh"))]
+        pause = archives[1].name.removesuffix(".oci.tar").replace("pause-", "virtmigrate/pause:", 1)
+        client = self.client()
+        with contextlib.suppress(errors.AlreadyExists):  # what the Node authorizer would grant, by RBAC
+            client.create(CLUSTERROLEBINDINGS, {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "virtmigrate-local-nodes"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]})
+        kcs = kubeletnodes.node_kubeconfigs(self.control_plane.pki, self.control_plane.server, self.state,
+                                            self.nodes)
+        self.kubelets.up(kubeconfig_for=kcs, archives=archives, sandbox_image=pause, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        pending = set(range(self.nodes))
+        while pending:
+            for i in sorted(pending):
+                h = self.hosts.host(i)
+                with contextlib.suppress(errors.NotFound):
+                    client.patch(NODES, f"node{i}", {"metadata": {"annotations": {
+                        ANNOTATION_LIBVIRT_URI: h.uri, ANNOTATION_MIGRATION_ADDRESS: h.migration_uri}}})
+                    # The kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address") and then
+                    # reports no address at all; the API server needs one to reach it (logs, exec). The
+                    # kubelet leaves addresses it could not compute alone.
+                    client.patch(NODES, f"node{i}", {"status": {"addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": f"node{i}"}]}},
+                        subresource="status")
+                    pending.discard(i)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"kubelets of nodes {sorted(pending)} did not register after {timeout:.0f}s; "
+                                   f"see {self.kubelets.state}/../logs")
+            time.sleep(0.2)
 
     def _kubectl(self, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run([str(_bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
@@ -227,7 +270,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while True:
             # A just-forked child still shows its parent's argv: only trust "dead" after a moment.
-            if time.monotonic() > deadline - timeout + 2 and not procs.alive(NODE_RUNNER, self.state):
+            if (self.node_mode == "runner" and time.monotonic() > deadline - timeout + 2
+                    and not procs.alive(NODE_RUNNER, self.state)):
                 tail = (self.state / "logs" / f"{NODE_RUNNER}.log").read_text(errors="replace")[-3000:]
                 raise errors.ConfigError(f"the node runner exited during start-up; log tail:\n{tail}")
             try:
@@ -251,6 +295,7 @@ class LocalCluster:
         out: dict[str, object] = {
             "state": str(self.state), "nodes": self.nodes,
             "control_plane": self.control_plane.running(),
+            "node_mode": self.node_mode,
             "node_runner": procs.alive(NODE_RUNNER, self.state),
             "controller": procs.alive(CONTROLLER, self.state),
             "libvirt_hosts": {h.name: self.hosts.pid(h) is not None for h in self.hosts.hosts},
@@ -267,6 +312,7 @@ class LocalCluster:
         if not self.state.exists():
             return []
         stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        stopped += self.kubelets.down()
         had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
         self.hosts.down()
         if had_hosts:
@@ -299,7 +345,17 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str]) -> list[s
             found.append(f"mount: {line}")
     listening = _listening_ports()
     found += [f"listener on 127.0.0.1:{p}" for p in ports if p in listening]
+    found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
     return found
+
+
+def _script_output(script: str) -> str:
+    """The last line hack/<script> prints (the path of what it built or found cached)."""
+    proc = subprocess.run(["bash", str(REPO / "hack" / script)], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHON": sys.executable})
+    if proc.returncode != 0:
+        raise errors.ConfigError(f"hack/{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.split()[-1]
 
 
 def _listening_ports() -> set[int]:
@@ -337,4 +393,6 @@ def cluster_ports(c: LocalCluster) -> list[int]:
     # Migration ports are not listed: only QEMU listens there, during a migration, and QEMU processes
     # are found by mount namespace; other programs may legitimately hold ports inside those ranges.
     ports += [h.tcp_port for h in c.hosts.hosts]
+    if (c.kubelets.state / "ports.json").exists():
+        ports += c.kubelets.ports()
     return ports

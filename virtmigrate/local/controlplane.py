@@ -130,6 +130,9 @@ class ControlPlane:
                                            san="IP:127.0.0.1,DNS:localhost")
         adm_crt, adm_key = pki.ensure_cert(d, "admin", "/O=system:masters/CN=virtmigrate-admin")
         sch_crt, sch_key = pki.ensure_cert(d, "scheduler", "/CN=system:kube-scheduler")
+        # How the API server authenticates to kubelets (logs, exec) when real kubelets run.
+        kcl_crt, kcl_key = pki.ensure_cert(d, "apiserver-kubelet-client",
+                                           "/O=system:masters/CN=kube-apiserver-kubelet-client")
         sa_key, sa_pub = pki.ensure_sa_keys(d)
         server = f"https://127.0.0.1:{ports['apiserver']}"
         self.kubeconfig.write_text(_kubeconfig(server, d / "ca.crt", adm_crt, adm_key, "admin"))
@@ -158,6 +161,9 @@ class ControlPlane:
                 f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
                 "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
                 "--allow-privileged=true", "--v=1",
+                f"--kubelet-client-certificate={kcl_crt}", f"--kubelet-client-key={kcl_key}",
+                # Node names do not resolve here; every node's InternalIP is 127.0.0.1.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 *self.extra_apiserver_args], self.state)
         self._wait_ready(timeout)
         if not procs.alive("kube-scheduler", self.state):
