@@ -22,7 +22,10 @@
 # README.md, virtmigrate/**, this script); <tag> is that hash unless $TAG is set. When the archive for
 # the current hash exists nothing is built: a warm run takes well under a second.
 #
-# Environment: VIRTMIGRATE_CACHE (default ~/.cache/virtmigrate), TAG, DEBIAN_MIRROR
+# Archives of older sources are removed once a new one is built: the newest $IMAGE_KEEP (default 4; the
+# cache is shared by work trees on other branches) stay.
+#
+# Environment: VIRTMIGRATE_CACHE (default ~/.cache/virtmigrate), TAG, IMAGE_KEEP, DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), and the tools MMDEBSTRAP, BUILDAH, PYTHON (default: mmdebstrap,
 # buildah, the venv's python) for machines that keep them elsewhere.
 # Exit status: 0 built or cached; 3 a tool is missing (named, with the package that provides it).
@@ -127,6 +130,7 @@ for target in "${targets[@]}"; do
 done
 tar -C "$work/layout" -cf "$archive.part" .
 mv "$archive.part" "$archive"
+ls -1t "$cache"/virtmigrate-*.oci.tar | tail -n +"$((${IMAGE_KEEP:-4} + 1))" | xargs -r rm -f --
 size=$(du -m "$archive" | cut -f1)
 log "built virtmigrate/{controller,agent,launcher}:$tag in $(($(date +%s) - t0)) s: $archive ($size MiB)"
 echo "$archive"

@@ -107,6 +107,18 @@ def test_builds_three_targets_into_one_archive_then_reuses_it_until_a_source_cha
     assert not any(c.startswith("mmdebstrap") for c in calls), "the Debian base is cached by its package list"
 
 
+def test_only_the_newest_archives_are_kept(tmp_path: Path) -> None:
+    repo, tools = _sources(tmp_path), _tools(tmp_path)
+    built = []
+    for i in range(3):
+        with (repo / "virtmigrate" / "__init__.py").open("a") as f:
+            f.write(f"# change {i}\n")
+        proc = _run(repo, tmp_path, **tools, IMAGE_KEEP="2")
+        assert proc.returncode == 0, proc.stderr
+        built.append(Path(proc.stdout.splitlines()[-1]))
+    assert sorted((tmp_path / "cache" / "images").glob("virtmigrate-*.oci.tar")) == sorted(built[1:])
+
+
 def test_a_missing_tool_is_named_with_the_package_that_provides_it(tmp_path: Path) -> None:
     repo, tools = _sources(tmp_path), _tools(tmp_path)
     proc = _run(repo, tmp_path, **{**tools, "BUILDAH": str(tmp_path / "nowhere" / "buildah")})
