@@ -1,0 +1,160 @@
+"""Doing harm to one local cluster, and what its supervisors would do afterwards.
+
+Used by campaign.py. Every pid comes from the cluster's own state directory (pid files of the node runner,
+the controller, the control plane, each pod's containers, each libvirt host's tini), and is checked against
+the process's start time or command line before a signal is sent, so nothing outside the cluster is touched.
+A killed controller or node runner is restarted with the very argv and environment it had (read from /proc
+before the kill), as a Deployment or systemd would; the API server through `ControlPlane.up()`. A node's
+libvirtd is *not* restarted here: supervising it is the product's job (issue 11, section 2), and
+`libvirtd_back` only says whether someone did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from virtmigrate.local import procs
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not _alive(pid)
+
+
+def container_pid(lc: Any, pod_uid: str, container: str) -> int | None:
+    """The live process of a pod's container, from the node runner's pid file (pid, start time, node)."""
+    f = Path(lc.state) / "pods" / pod_uid / f"{container}.pid"
+    try:
+        pid_s, start = f.read_text().split()[:2]
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    return pid if _start_time(pid) == start else None
+
+
+def kill_container(lc: Any, pod_uid: str, container: str) -> int | None:
+    """SIGKILL a container's process (an OOM kill or a crash); returns its pid, None when none ran."""
+    pid = container_pid(lc, pod_uid, container)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+@dataclass
+class Killed:
+    """A supervised process that was SIGKILLed, with what it takes to start it again as it was."""
+
+    name: str           # the pid-file name under <state>/pids
+    argv: list[str]
+    env: dict[str, str]
+    pid: int
+
+    def restart(self, lc: Any) -> None:
+        procs.start(self.name, self.argv, Path(lc.state), env=self.env)
+
+
+def kill_supervised(lc: Any, name: str) -> Killed | None:
+    """SIGKILL the process group of the cluster's `name` process ("controller" or "noderunner")."""
+    f = Path(lc.state) / "pids" / f"{name}.pid"
+    try:
+        pid = int(f.read_text().split()[0])
+        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+        env = dict(kv.decode().split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                   if b"=" in kv)
+    except (OSError, ValueError):
+        return None
+    if not procs.alive(name, Path(lc.state)):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _wait_dead(pid)
+    return Killed(name, argv, env, pid)
+
+
+def kill_apiserver(lc: Any) -> int | None:
+    """SIGKILL kube-apiserver; `restart_apiserver` brings it back."""
+    f = lc.control_plane.state / "pids" / "kube-apiserver.pid"
+    try:
+        pid = int(f.read_text().split()[0])
+    except (OSError, ValueError):
+        return None
+    if not procs.alive("kube-apiserver", lc.control_plane.state):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    _wait_dead(pid)
+    return pid
+
+
+def restart_apiserver(lc: Any) -> None:
+    lc.control_plane.up(timeout=60)
+
+
+def kill_libvirtd(lc: Any, node: str) -> int | None:
+    """SIGKILL the libvirtd of `node` and nothing else: its guests' QEMUs live on, as after a daemon crash.
+    (`LibvirtHosts.kill_daemon` kills every child of the host's tini, and QEMUs are reparented to that
+    subreaper, so it kills the guests too.) Returns libvirtd's pid."""
+    h = lc.hosts.host(int(node.removeprefix("node")))
+    tini: int | None = lc.hosts.pid(h)
+    if tini is None:
+        return None
+    try:
+        children = [int(c) for c in Path(f"/proc/{tini}/task/{tini}/children").read_text().split()]
+    except OSError:
+        return None
+    for pid in children:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                _wait_dead(tini, timeout=5)  # tini exits with its one child
+                return pid
+    return None
+
+
+def libvirtd_back(lc: Any, node: str) -> bool:
+    """The node's libvirtd runs again and answers (someone — the product — restarted it)."""
+    h = lc.hosts.host(int(node.removeprefix("node")))
+    if lc.hosts.pid(h) is None:
+        return False
+    r = subprocess.run(["virsh", "-c", h.uri, "version"], capture_output=True, timeout=10)
+    return r.returncode == 0
+
+
+def restore_libvirtd(lc: Any) -> None:
+    """What the harness does when nobody restarted a killed libvirtd: start it, so later rounds have nodes."""
+    lc.hosts.up(timeout=60)
+
+
+def kubectl(lc: Any, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    from tests.conftest import KUBECTL
+
+    return subprocess.run([KUBECTL, f"--kubeconfig={lc.kubeconfig}", *args], capture_output=True, text=True,
+                          timeout=timeout)
