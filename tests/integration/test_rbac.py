@@ -57,7 +57,7 @@ def _each(verbs: str, resource: str, subresource: str = "", scope: str = "worklo
 # are_in_the_matrix checks the first part of that automatically).
 ALLOWED: dict[str, list[Access]] = {
     CONTROLLER_SA: [
-        *_each("get list watch patch", "migrations.kubevirt.io"),   # informer; finalizer by merge patch
+        *_each("get list watch patch delete", "migrations.kubevirt.io"),  # informer; finalizer; history limit
         *_each("patch", "migrations.kubevirt.io", "status"),
         *_each("update", "migrations.kubevirt.io", "finalizers"),   # blockOwnerDeletion on agent pods
         *_each("get list watch", "vms.kubevirt.io"),

@@ -28,8 +28,9 @@ from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
 from virtmigrate.controller.identities import Identities
-from virtmigrate.controller.indexes import object_key
+from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, object_key
 from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration import history as history
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.capacity import decide_admissions
@@ -145,7 +146,21 @@ class MigrationSync:
         if d.action == Action.WAIT_CAPACITY or d.reason == "waiting for capacity":
             with self._admit_lock:
                 self._waiting.add(key)
+        elif d.action == Action.NOTHING and history.finished(raw) is not None:
+            self._prune_history(raw)
         return d
+
+    def _prune_history(self, raw: JSON) -> None:
+        """`raw` is finished: apply the history limit to its VM's Migrations, as the cache shows them."""
+        if self.config.history_limit < 0:
+            return  # keep all
+        ns, vm_name = str((raw.get("metadata") or {}).get("namespace", "")), vm_of(raw)
+        plan = history.decide_prune(self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_name}"),
+                                    self.config.history_limit)
+        if plan.delete:
+            history.prune_history(plan, namespace=ns, keep=self.config.history_limit, client=self.client,
+                                  recorder=self.recorder,
+                                  vm=history.vm_ref(self.listers.vms.get_by_key(f"{ns}/{vm_name}"), ns, vm_name))
 
     # --- observe ---------------------------------------------------------------------------------------
 
