@@ -131,3 +131,15 @@ def test_the_limit_is_configurable(argv: list[str], env: dict[str, str], limit: 
 def test_a_limit_below_minus_one_names_the_flag() -> None:
     with pytest.raises(ConfigError, match="--migration-history-limit"):
         parse_config(["--migration-history-limit=-2"], {})
+
+
+def test_a_stale_cache_does_not_delete_the_same_migrations_twice() -> None:
+    w = history_world(*(done(f"m{i}", i) for i in range(7)))
+    w.run("default/m6")
+    w.writer.actions.clear()
+    w.run("default/m5")  # the cache does not show the deletes yet
+    assert not [a for a in w.writer.actions if a[0] == "delete"]
+    w.migrations.delete(w.migrations.get_by_key("default/m0"))  # the watch catches up; m1 stays stale
+    w.migrations.add(done("m7", 7))
+    w.run("default/m7")
+    assert [a[3] for a in w.writer.actions if a[0] == "delete"] == ["m2"]

@@ -91,6 +91,13 @@ class MigrationSync:
         self._agent_exits: dict[str, tuple[str, int, str]] = {}  # uid -> (key, exit code, message)
         self._exits_lock = threading.Lock()
         self.observer = Observer(listers, config=config, clock=clock)
+        # uids of Migrations this process deleted for the history limit that the cache may still show (the
+        # delete's watch event not in yet): every finished Migration of a VM syncs, and each would otherwise
+        # delete the same ones again. By VM key; invariant: only uids the cache still shows (trimmed on each
+        # prune of their VM, a VM without any left has no entry). A restart forgets it harmlessly: a repeated
+        # delete answers NotFound.
+        self._pruned: dict[str, set[str]] = {}
+        self._pruned_lock = threading.Lock()
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
@@ -155,12 +162,20 @@ class MigrationSync:
         if self.config.history_limit < 0:
             return  # keep all
         ns, vm_name = str((raw.get("metadata") or {}).get("namespace", "")), vm_of(raw)
-        plan = history.decide_prune(self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_name}"),
-                                    self.config.history_limit)
+        cached = self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_name}")
+        uids = {str((m.get("metadata") or {}).get("uid", "")) for m in cached}
+        with self._pruned_lock:
+            deleted = self._pruned.pop(f"{ns}/{vm_name}", set()) & uids  # still in the cache
+            if deleted:
+                self._pruned[f"{ns}/{vm_name}"] = deleted
+                cached = [m for m in cached if (m.get("metadata") or {}).get("uid") not in deleted]
+        plan = history.decide_prune(cached, self.config.history_limit)
         if plan.delete:
             history.prune_history(plan, namespace=ns, keep=self.config.history_limit, client=self.client,
                                   recorder=self.recorder,
                                   vm=history.vm_ref(self.listers.vms.get_by_key(f"{ns}/{vm_name}"), ns, vm_name))
+            with self._pruned_lock:
+                self._pruned.setdefault(f"{ns}/{vm_name}", set()).update(f.uid for f in plan.delete)
 
     # --- observe ---------------------------------------------------------------------------------------
 
