@@ -41,6 +41,8 @@ SIDES = {  # where the launchers say the guest is
     "both": {"source_pod": SRC, "target_pod": TGT_RUNS},
     "moving": {"source_pod": src(JOB_OUT), "target_pod": tgt(JOB_IN)},
     "unknown": {"source_pod": src(UNREACHABLE), "target_pod": TGT_WAITING},
+    "source-target-stuck": {"source_pod": SRC, "target_pod": tgt(JOB_IN)},
+    "target-source-unknown": {"source_pod": src(UNREACHABLE), "target_pod": TGT_RUNS},
 }
 
 
@@ -108,6 +110,20 @@ def test_an_unreachable_source_is_waited_for_then_fails_as_location_unknown() ->
     assert decide(ended("unknown", age=T.resolve_s - 1), T).action == Action.NOTHING  # no abort: no job seen
     d = decide(ended("unknown", age=T.resolve_s), T)
     assert (d.action, d.reason) == (Action.FAIL, "GuestLocationUnknown")
+
+
+@pytest.mark.parametrize(("guest", "decision"), [
+    pytest.param("source-target-stuck", (Action.FAIL, "AgentFailed"), id="source-runs-target-still-shows-a-job"),
+    pytest.param("target-source-unknown", (Action.SUCCEED, "Migrated"), id="target-runs-source-cannot-say"),
+])
+def test_long_after_the_agent_the_side_that_runs_the_guest_without_a_job_has_it(
+        guest: str, decision: tuple[Action, str]) -> None:
+    """A stale or stuck report on the other side (a leftover incoming job, a libvirt that does not answer)
+    waits the orphan-job bound, not the whole resolve bound: libvirt runs a guest without a job on one side
+    only."""
+    assert decide(ended(guest, age=T.orphan_job_s - 1), T).action == Action.NOTHING
+    d = decide(ended(guest, age=T.orphan_job_s), T)
+    assert (d.action, d.reason) == decision
 
 
 # --- claims the facts confirm decide at once; the others are checked -------------------------------------

@@ -338,6 +338,14 @@ def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *,
         if o.agent_end_age_s < t.settle_s:
             return Decision(Action.NOTHING, reason="agent ended: waiting for the launchers' reports to settle",
                             requeue_after=t.settle_s - o.agent_end_age_s)
+        if loc == Location.UNSETTLED and o.agent_end_age_s >= t.orphan_job_s:
+            # Long after the agent: one side runs the guest with no job, the other still shows a job or
+            # cannot say. libvirt runs a guest on the target only once the source handed it over, and leaves
+            # the source running only when it did not: the running side is where the guest is.
+            if o.source_where == Where.RUNNING and o.target_where in (Where.MIGRATING, Where.UNKNOWN):
+                loc = Location.SOURCE
+            elif o.target_where == Where.RUNNING and o.source_where == Where.UNKNOWN:
+                loc = Location.TARGET
         if loc == Location.UNSETTLED:
             if o.source_where == Where.MIGRATING and o.agent_end_age_s >= t.orphan_job_s and o.abort_pod is None:
                 return Decision(Action.CREATE_ABORT_POD, reason=REASON_ORPHANED_JOB,
