@@ -1,16 +1,21 @@
 """Benchmarks of the migration controller, printed as figures and ratios from one invocation.
 
-    scale   N concurrent Migrations on a real API server + kube-scheduler, with a harness standing in
-            for the kubelet: it makes target launcher pods Ready and completes agent pods (exit 0,
-            a JSON result) as soon as they are bound, and finishes pod deletions. The controller runs
-            as its own process (`virtmigrate-controller`), so its CPU time and peak RSS are its own.
-            Figures: controller CPU seconds per migration (target <= 10 ms), p99 event-to-action latency
-            from its /metrics (target <= 200 ms), peak RSS, wall time to all Succeeded.
+    scale   N concurrent Migrations (200 and 1,000) on a real API server + kube-scheduler, with a harness
+            standing in for the kubelet: it makes target launcher pods Ready and completes agent pods
+            (exit 0, a JSON result) as soon as they are bound, and finishes pod deletions. Each size runs
+            with empty caches and with 10,000 finished Migrations pre-loaded (history), each scenario in
+            a namespace of its own that is emptied afterwards. The controller runs as its own process,
+            so its CPU time and peak RSS are its own; measuring starts once it is idle after its initial
+            list. Figures: controller CPU per migration (goal <= 8 ms at 1,000), p50/p99 create ->
+            Succeeded, peak RSS, and the history ratio (pre-loaded / empty, goal <= 1.1x). With
+            `--baseline DIR` (a source tree, e.g. `git archive main | tar -x -C DIR`) that tree's
+            controller runs every scenario too, interleaved, and new / baseline ratios are printed.
     e2e     `kubectl create` -> Succeeded on the local cluster vs `virsh migrate --live --p2p` of the same
             256 MiB guest between the same hosts, alternating: median ratio (target <= 1.15x) and the
             orchestration overhead (end-to-end minus the libvirt job time; target median <= 0.5 s).
 
-Usage: python bench/bench_controller.py scale [--n 1000]  (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
+Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR]
+                                                          (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
        python bench/bench_controller.py e2e [--runs 5]    (own local cluster, or the one at $VIRTMIGRATE_STATE)
 """
 
@@ -32,6 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +45,22 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from virtmigrate import errors  # noqa: E402
+from virtmigrate.api.domainfacts import (  # noqa: E402
+    ANNOTATION_DOMAIN,
+    DomainFacts,
+    DomainState,
+    LauncherMode,
+)
 from virtmigrate.kube.client import KubeClient  # noqa: E402
 from virtmigrate.kube.resources import MIGRATIONS, NAMESPACES, NODES, PODS, VMS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 JSON = dict[str, Any]
+# What launchers report of their node's libvirt (virtmigrate.api.domainfacts), as their pods' annotation:
+RUNS = DomainFacts(reachable=True, present=True, state=DomainState.RUNNING, persistent=True,
+                   mode=LauncherMode.HOLD).to_annotation()        # the guest runs here
+WAITS = DomainFacts(reachable=True, mode=LauncherMode.WAITING).to_annotation()  # ready to receive it
+GONE = DomainFacts(reachable=True, mode=LauncherMode.EXITING).to_annotation()   # it left this node
 AGENT_RESULT = json.dumps({"outcome": "succeeded", "exitCode": 0, "reason": "Migrated", "message": "",
                            "durationSeconds": 0.5, "downtimeMs": 20, "dataTotal": 67108864,
                            "dataProcessed": 67108864, "iterations": 2, "mode": "pre-copy", "actions": []})
@@ -92,7 +109,7 @@ def make_vm(client: KubeClient, ns: str, i: int, node: str) -> None:
     client.patch(VMS, name, {"status": {"phase": "Running", "node": node, "launcherPod": launcher}}, ns,
                  subresource="status")
     pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": launcher, "namespace": ns,
+           "metadata": {"name": launcher, "namespace": ns, "annotations": {ANNOTATION_DOMAIN: RUNS},
                         "labels": {"virtmigrate.kubevirt.io/vm": name, "virtmigrate.kubevirt.io/role": "launcher"}},
            "spec": {"nodeName": node, "containers": [{"name": "launcher", "image": "none"}]}}
     client.create(PODS, pod, ns)
@@ -117,13 +134,16 @@ def _done_status(code: int, message: str) -> JSON:
 
 
 class HarnessKubelet:
-    """Stands in for the kubelet of every bench node: acts on pods as soon as they are bound."""
+    """Stands in for the kubelet and the launchers of every bench node: acts on pods as soon as they are
+    bound. A target launcher becomes Ready and reports it waits for the guest; an agent "migrates": the
+    target's report says the guest runs there, the source's that it left, then the agent exits 0."""
 
     def __init__(self, client: KubeClient, ns: str) -> None:
         self.client = client
         self.ns = ns
         self.pool = cf.ThreadPoolExecutor(8)
         self.done: set[str] = set()
+        self.targets: dict[str, str] = {}  # vm -> its target launcher pod (seen bound)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -146,7 +166,8 @@ class HarnessKubelet:
     def _act(self, pod: JSON) -> None:
         meta = pod["metadata"]
         name = meta["name"]
-        role = (meta.get("labels") or {}).get("virtmigrate.kubevirt.io/role")
+        labels = meta.get("labels") or {}
+        role, vm = labels.get("virtmigrate.kubevirt.io/role"), labels.get("virtmigrate.kubevirt.io/vm", "")
         node = (pod.get("spec") or {}).get("nodeName")
         phase = (pod.get("status") or {}).get("phase")
         if meta.get("deletionTimestamp"):
@@ -157,9 +178,24 @@ class HarnessKubelet:
         if not node or phase not in (None, "Pending") or name in self.done:
             return
         self.done.add(name)
-        status = _done_status(0, AGENT_RESULT) if role == "agent" else _running_status()
-        self.pool.submit(self._quiet, self.client.patch, PODS, name, {"status": status}, self.ns,
-                         subresource="status")
+        if role == "agent":
+            self.pool.submit(self._migrate, name, vm)
+        else:
+            self.targets[vm] = name
+            self.pool.submit(self._quiet, self._target_ready, name)
+
+    def _target_ready(self, name: str) -> None:
+        self.client.patch(PODS, name, {"status": _running_status()}, self.ns, subresource="status")
+        self.client.patch(PODS, name, {"metadata": {"annotations": {ANNOTATION_DOMAIN: WAITS}}}, self.ns)
+
+    def _migrate(self, agent: str, vm: str) -> None:
+        with contextlib.suppress(errors.KubeError):
+            target = self.targets.get(vm)
+            if target:
+                self.client.patch(PODS, target, {"metadata": {"annotations": {ANNOTATION_DOMAIN: RUNS}}}, self.ns)
+            self.client.patch(PODS, f"virt-launcher-{vm}-src00", {"metadata": {"annotations": {
+                ANNOTATION_DOMAIN: GONE}}}, self.ns)
+            self.client.patch(PODS, agent, {"status": _done_status(0, AGENT_RESULT)}, self.ns, subresource="status")
 
     @staticmethod
     def _quiet(fn: Any, *args: Any, **kw: Any) -> None:
@@ -223,11 +259,12 @@ def proc_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_controller(kubeconfig: str, port: int, *extra: str) -> subprocess.Popen[bytes]:
+def start_controller(kubeconfig: str, port: int, *extra: str, argv: list[str] | None = None,
+                     env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = open(Path(tempfile.gettempdir()) / f"bench-controller-{port}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen([str(BIN / "virtmigrate-controller"), f"--kubeconfig={kubeconfig}",
+    return subprocess.Popen([*(argv or [str(BIN / "virtmigrate-controller")]), f"--kubeconfig={kubeconfig}",
                              "--leader-elect=false", "--vm-controller=false", f"--metrics-address=127.0.0.1:{port}",
-                             "--log-level=warning", *extra], stdout=log, stderr=log)
+                             "--log-level=warning", *extra], stdout=log, stderr=log, env=env)
 
 
 def wait_ready(port: int, timeout: float = 60) -> None:
@@ -241,7 +278,194 @@ def wait_ready(port: int, timeout: float = 60) -> None:
     raise TimeoutError("controller not ready")
 
 
-def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
+@dataclass
+class Figures:
+    """One scenario's outcome: `n` concurrent Migrations with `preload` finished ones already cached."""
+
+    code: str
+    n: int
+    preload: int
+    cpu_ms: float = float("nan")        # controller CPU per migration
+    p50_s: float = float("nan")         # create -> Succeeded
+    p99_s: float = float("nan")
+    rss_mib: float = float("nan")       # controller peak RSS (VmHWM)
+    e2a_p99_ms: float = float("nan")    # event-to-action p99, from the controller's /metrics
+    wall_s: float = float("nan")
+    ok: int = 0
+    failed: int = 0
+
+
+def controller_argv(code: str) -> tuple[list[str], dict[str, str]]:
+    """How to start the controller of `code`: "new" is this tree's entry point; any other value is the
+    path of a source tree (e.g. `git archive main | tar -x -C DIR`) run with the same interpreter."""
+    if code == "new":
+        return [str(BIN / "virtmigrate-controller")], dict(os.environ)
+    return [sys.executable, "-m", "virtmigrate.cmd.controller"], {**os.environ, "PYTHONPATH": code}
+
+
+def preload_history(client: KubeClient, ns: str, count: int, vms: int) -> None:
+    """`count` finished Migrations (Succeeded, no finalizer) of VMs vm0..vm<vms-1>, as a cluster that has
+    drained its nodes many times holds them."""
+    def one(i: int) -> None:
+        name = f"done{i}"
+        client.create(MIGRATIONS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                                   "metadata": {"name": name, "namespace": ns, "labels": {"bench": "history"}},
+                                   "spec": {"selector": {"name": f"vm{i % vms}"}}}, ns)
+        t = now_rfc3339()
+        client.patch(MIGRATIONS, name, {"status": {"phase": "Succeeded", "reason": "Migrated", "sourceNode":
+                                                   f"bench-node{i % 10}", "phaseTransitionTimestamps": [
+            {"phase": "Pending", "time": t}, {"phase": "Succeeded", "time": t}]}}, ns, subresource="status")
+    with cf.ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(count)))
+
+
+def wait_idle(pid: int, limit_s: float = 240.0) -> None:
+    """Until the controller's CPU use falls quiet (its initial list synced and every key handled)."""
+    end, last = time.monotonic() + limit_s, proc_cpu_s(pid)
+    while time.monotonic() < end:
+        time.sleep(1.0)
+        cur = proc_cpu_s(pid)
+        if cur - last < 0.03:
+            return
+        last = cur
+
+
+def _cleanup(client: KubeClient, ns: str) -> None:
+    """Empty the namespace (namespaces stay Terminating without a controller-manager): the next scenario's
+    controller must not find this one's objects, even a controller that caches every namespace."""
+    for res, body in ((MIGRATIONS, None), (VMS, None),
+                      (PODS, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})):
+        with contextlib.suppress(errors.KubeError):
+            client.request("DELETE", res.path(ns), body=body, timeout=300)
+    with contextlib.suppress(errors.KubeError):  # Failed ones may keep the finalizer: release it
+        for m in client.list_all(MIGRATIONS, ns):
+            client.patch(MIGRATIONS, m["metadata"]["name"], {"metadata": {"finalizers": None}}, ns)
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
+
+
+def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code: str, n: int, preload: int,
+                 workers: int) -> Figures:
+    fig = Figures("new" if code == "new" else "baseline", n, preload)
+    ns = f"bench-{fig.code}-{n}-{preload}-{int(time.time())}"
+    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    t = time.monotonic()
+    with cf.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: make_vm(client, ns, i, nodes[i % len(nodes)]), range(n)))
+    if preload:
+        preload_history(client, ns, preload, n)
+    print(f"  [{fig.code} n={n} history={preload}] setup: {n} running VMs, {preload} finished Migrations in "
+          f"{time.monotonic() - t:.0f}s", flush=True)
+    kubelet = HarnessKubelet(client, ns)
+    kubelet.start()
+    port = free_port()
+    argv, env = controller_argv(code)
+    extra = ["--migration-history-limit=-1"] if code == "new" else []  # like with like: nothing is pruned
+    proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
+                            f"--max-outbound-per-node={n}", f"--workers={workers}", *extra, argv=argv, env=env)
+    try:
+        wait_ready(port, timeout=240)
+        wait_idle(proc.pid)
+        spy = None
+        if os.environ.get("VIRTMIGRATE_BENCH_PYSPY"):  # a flame profile of the controller while it works
+            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(proc.pid), "-f", "raw", "-o",
+                                    f"{os.environ['VIRTMIGRATE_BENCH_PYSPY']}.{fig.code}-{n}-{preload}",
+                                    "--nonblocking", *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = proc_cpu_s(proc.pid)
+        created_at: dict[str, float] = {}
+        t0 = time.monotonic()
+
+        def create(i: int) -> None:
+            created_at[f"m{i}"] = time.time()
+            client.create(MIGRATIONS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                                       "metadata": {"name": f"m{i}", "namespace": ns, "labels": {"bench": "run"}},
+                                       "spec": {"selector": {"name": f"vm{i}"}}}, ns)
+        with cf.ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(n)))
+        deadline = time.monotonic() + max(180.0, n * 0.5)
+        while True:
+            items = client.list_all(MIGRATIONS, ns, label_selector="bench=run")
+            done = [m for m in items if (m.get("status") or {}).get("phase") == "Succeeded"
+                    and not m["metadata"].get("finalizers")]
+            failed = [m for m in items if (m.get("status") or {}).get("phase") == "Failed"]
+            if len(done) + len(failed) == n or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        fig.wall_s = time.monotonic() - t0
+        settle_end, last = time.monotonic() + 30, proc_cpu_s(proc.pid)
+        while time.monotonic() < settle_end:  # Events are written behind the workers: count until idle
+            time.sleep(0.5)
+            cur = proc_cpu_s(proc.pid)
+            if cur - last < 0.02:
+                break
+            last = cur
+        fig.cpu_ms = (proc_cpu_s(proc.pid) - cpu0) / n * 1000
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        lat = []
+        for m in done:
+            ok = [p["time"] for p in m["status"].get("phaseTransitionTimestamps") or [] if p["phase"] == "Succeeded"]
+            if ok and m["metadata"]["name"] in created_at:
+                lat.append(_ts(ok[-1]) - created_at[m["metadata"]["name"]])
+        fig.p50_s, fig.p99_s = _quantile(lat, 0.50), _quantile(lat, 0.99)
+        fig.rss_mib = proc_hwm_mib(proc.pid)
+        fig.e2a_p99_ms = histogram_quantile(_metrics(port), "virtmigrate_controller_event_to_action_seconds",
+                                            0.99) * 1000
+        fig.ok, fig.failed = len(done), len(failed)
+        print(f"  [{fig.code} n={n} history={preload}] {fig.ok} Succeeded, {fig.failed} Failed in {fig.wall_s:.1f}s; "
+              f"CPU {fig.cpu_ms:.2f} ms/migration; create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
+              f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms", flush=True)
+        if failed:
+            print("    first failure:", (failed[0].get("status") or {}).get("message"))
+    finally:
+        kubelet.stop.set()
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(20)
+        if proc.poll() is None:
+            proc.kill()
+        _cleanup(client, ns)
+    return fig
+
+
+def _r(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b and b == b and a == a else "n/a"
+
+
+def report(figs: list[Figures]) -> None:
+    """The history ratio (finished Migrations pre-loaded vs empty caches) per code and size, and, with a
+    baseline, new vs baseline in each scenario."""
+    by = {(f.code, f.n, f.preload): f for f in figs}
+    print("scale summary (CPU = controller CPU per migration; p50/p99 = create -> Succeeded; RSS = peak):")
+    for f in figs:
+        print(f"  {f.code:8} n={f.n:<5} history={f.preload:<6} CPU {f.cpu_ms:6.2f} ms  p50 {f.p50_s:6.2f}s  "
+              f"p99 {f.p99_s:6.2f}s  RSS {f.rss_mib:5.0f} MiB  ({f.ok}/{f.n} Succeeded)")
+    for (code, n, pre), f in by.items():
+        if pre == 0:
+            continue
+        e = by.get((code, n, 0))
+        if e is not None:
+            print(f"  history ratio, {code}, n={n} ({pre} finished / empty): CPU {_r(f.cpu_ms, e.cpu_ms)} "
+                  f"(goal <= 1.1x), p50 {_r(f.p50_s, e.p50_s)}, p99 {_r(f.p99_s, e.p99_s)}, "
+                  f"RSS {_r(f.rss_mib, e.rss_mib)}")
+    for (code, n, pre), f in by.items():
+        b = by.get(("baseline", n, pre))
+        if code == "new" and b is not None:
+            print(f"  new / baseline, n={n} history={pre}: CPU {_r(f.cpu_ms, b.cpu_ms)}, p50 {_r(f.p50_s, b.p50_s)}, "
+                  f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}")
+
+
+def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: int = 16,
+          baseline: str | None = None) -> None:
+    """Every size, with empty caches and with `preload` finished Migrations; with `baseline`, that source
+    tree's controller runs each scenario too, interleaved (same API server, same minute)."""
     state: Path | None = None
     cp = None
     if kubeconfig is None:
@@ -254,85 +478,18 @@ def scale(n: int, kubeconfig: str | None, *, workers: int = 16) -> None:
                         str(REPO / "manifests" / "crds")], check=True, capture_output=True)
         subprocess.run([str(BIN / "kubectl"), f"--kubeconfig={kubeconfig}", "wait", "--for=condition=Established",
                         "crd/migrations.kubevirt.io", "crd/vms.kubevirt.io"], check=True, capture_output=True)
-    client = KubeClient.from_kubeconfig(kubeconfig)
-    ns = f"bench-{int(time.time())}"
-    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    nodes = make_nodes(client, 10)
-    t = time.monotonic()
-    with cf.ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: make_vm(client, ns, i, nodes[i % len(nodes)]), range(n)))
-    print(f"setup: {n} running VMs with source launcher pods on {len(nodes)} nodes in {time.monotonic() - t:.1f}s")
-    kubelet = HarnessKubelet(client, ns)
-    kubelet.start()
-    port = free_port()
-    proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
-                            f"--max-outbound-per-node={n}", f"--workers={workers}")
+    figs: list[Figures] = []
     try:
-        wait_ready(port)
-        spy = None
-        if os.environ.get("VIRTMIGRATE_BENCH_PYSPY"):  # a flame profile of the controller while it works
-            spy = subprocess.Popen([str(BIN / "py-spy"), "record", "-p", str(proc.pid), "-f", "raw", "-o",
-                                    os.environ["VIRTMIGRATE_BENCH_PYSPY"], "--nonblocking",
-                                    *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        api0 = api_request_counts(client)
-        cpu0 = proc_cpu_s(proc.pid)
-        t0 = time.monotonic()
-        with cf.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: client.create(MIGRATIONS, {
-                "apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
-                "metadata": {"name": f"m{i}", "namespace": ns}, "spec": {"selector": {"name": f"vm{i}"}}}, ns),
-                range(n)))
-        created = time.monotonic() - t0
-        deadline = time.monotonic() + max(120.0, n * 0.5)
-        while True:
-            items = client.list_all(MIGRATIONS, ns)
-            done = [m for m in items if (m.get("status") or {}).get("phase") == "Succeeded"
-                    and not m["metadata"].get("finalizers")]
-            failed = [m for m in items if (m.get("status") or {}).get("phase") == "Failed"]
-            if len(done) + len(failed) == n or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        wall = time.monotonic() - t0
-        # Events are written behind the workers: count the CPU until the controller is idle again.
-        settle_end, last = time.monotonic() + 30, proc_cpu_s(proc.pid)
-        while time.monotonic() < settle_end:
-            time.sleep(0.5)
-            cur = proc_cpu_s(proc.pid)
-            if cur - last < 0.02:
-                break
-            last = cur
-        cpu = proc_cpu_s(proc.pid) - cpu0
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        text = _metrics(port)
-        p50 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.50)
-        p99 = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99)
-        vms_moved = sum(1 for v in client.list_all(VMS, ns) if not (v["status"]["node"] == "" or
-                                                                     v["status"]["launcherPod"].endswith("src00")))
-        print(f"scale: {n} Migrations created in {created:.1f}s; {len(done)} Succeeded (finalizer released), "
-              f"{len(failed)} Failed, {vms_moved} VMs recorded on their target, in {wall:.1f}s wall")
-        print(f"  ({workers} workers)")
-        print(f"  controller CPU: {cpu:.2f}s total = {cpu / n * 1000:.2f} ms per migration (target <= 10 ms)")
-        print(f"  event-to-action latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms (target p99 <= 200 ms)")
-        print(f"  controller peak RSS: {proc_hwm_mib(proc.pid):.0f} MiB")
-        syncs = {line.split('outcome="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
-                 for line in text.splitlines() if line.startswith("virtmigrate_controller_syncs_total{")
-                 and 'controller="migration"' in line}
-        api1 = api_request_counts(client)
-        print("  API requests per migration (controller and harness): " + ", ".join(
-            f"{k} {(v - api0.get(k, 0.0)) / n:.2f}" for k, v in sorted(api1.items()) if v > api0.get(k, 0.0)))
-        print("  syncs per migration: " + ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(syncs.items())))
-        if failed:
-            print("  first failure:", (failed[0].get("status") or {}).get("message"))
+        client = KubeClient.from_kubeconfig(kubeconfig)
+        nodes = make_nodes(client, 10)
+        codes = ([baseline] if baseline else []) + ["new"]
+        for n in sizes:
+            for pre in sorted({0, preload}):
+                for code in codes:
+                    figs.append(run_scenario(client, kubeconfig, nodes, code=code, n=n, preload=pre,
+                                             workers=workers))
+        report(figs)
     finally:
-        kubelet.stop.set()
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(20)
-        if proc.poll() is None:
-            proc.kill()
         if cp is not None:
             cp.down()
         if state is not None:
@@ -465,13 +622,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     s = sub.add_parser("scale")
-    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--n", default="200,1000", help="comma-separated numbers of concurrent Migrations")
+    s.add_argument("--preload", type=int, default=10_000, help="finished Migrations cached in the history runs")
     s.add_argument("--workers", type=int, default=16)
+    s.add_argument("--baseline", default=None, help="a source tree whose controller runs every scenario too")
     e = sub.add_parser("e2e")
     e.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if args.what == "scale":
-        scale(args.n, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"), workers=args.workers)
+        scale([int(x) for x in args.n.split(",")], args.preload, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"),
+              workers=args.workers, baseline=args.baseline)
         return 0
     e2e(args.runs)
     return 0

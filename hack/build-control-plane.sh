@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver and kube-scheduler from the Go module proxy into a
-# cache outside the repository, keyed by version. A second run with the binaries
-# present does nothing. Prints the bin directory on its last line.
+# Builds etcd, kube-apiserver, kube-scheduler and kube-controller-manager from the Go module proxy
+# into a cache outside the repository, keyed by version ($CACHE/kubernetes-<version>/<binary>).
+# A second run with the binaries present does nothing; a cache that lacks some of them (an older
+# checkout built fewer) gets only the missing ones, in one `go build` that reuses Go's build cache.
+# Prints the cache directory on its last line.
 #
 # Kubernetes versions are tried in order until one builds (the first served one wins):
 #   v1.37.2, v1.36.3, v1.35.4, v1.34.4
@@ -40,13 +42,17 @@ staging_replaces() {
     while read -r mod; do echo "replace $mod => $mod $minor"; done
 }
 
+# The Kubernetes programs the local control plane runs, built with CGO_ENABLED=0 in one go build.
+KUBE_PROGRAMS=(kube-apiserver kube-scheduler kube-controller-manager)
+
 build_kube_version() {
-  local kver=$1 out="$CACHE/kubernetes-$1"
-  if [[ -x "$out/kube-apiserver" && -x "$out/kube-scheduler" ]]; then
+  local kver=$1 out="$CACHE/kubernetes-$1" missing=() p
+  for p in "${KUBE_PROGRAMS[@]}"; do [[ -x "$out/$p" ]] || missing+=("$p"); done
+  if ((${#missing[@]} == 0)); then
     log "kubernetes $kver cached in $out"; echo "$out"; return 0
   fi
   local work; work=$(mktemp -d)
-  log "building kube-apiserver and kube-scheduler $kver in $work"
+  log "building ${missing[*]} $kver in $work"
   (
     cd "$work"
     go mod init local/kube-build >/dev/null 2>&1
@@ -54,19 +60,43 @@ build_kube_version() {
     [[ -n "$gomod" ]] || { log "k8s.io/kubernetes@$kver is not served"; exit 3; }
     staging_replaces "$kver" "$gomod" >> go.mod
     go get "k8s.io/kubernetes@$kver"
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$kver" "k8s.io/kubernetes/cmd/kube-scheduler@$kver"
+    local pkgs=() m
+    for m in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
+    go get "${pkgs[@]/%/@$kver}"
     local minor="${kver#v1.}"; minor="${minor%%.*}"
     local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-    go build -trimpath -ldflags "$ld" -o "$work/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    go build -trimpath -ldflags "$ld" -o "$work/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler
+    # One invocation for all programs: shared packages compile once, in parallel.
+    mkdir -p bin
+    go build -trimpath -ldflags "$ld" -o "$work/bin/" "${pkgs[@]}"
   ) >&2 || { rm -rf "$work"; return 1; }
-  mkdir -p "$out" && mv "$work/kube-apiserver" "$work/kube-scheduler" "$out/" && rm -rf "$work"
+  mkdir -p "$out" && mv "$work"/bin/* "$out/" && rm -rf "$work"
   echo "$out"
+}
+
+# The kubelet (VIRTMIGRATE_NODES=kubelet only): CGO_ENABLED=1 as upstream builds it, so a go build of
+# its own; the module graph and the pure-Go packages' downloads are shared with the one above.
+build_kubelet() {
+  local kver=$1 out="$CACHE/kubernetes-$1"
+  if [[ -x "$out/kubelet" ]]; then log "kubelet $kver cached in $out"; return 0; fi
+  local work; work=$(mktemp -d)
+  log "building kubelet $kver (CGO_ENABLED=1) in $work"
+  (
+    cd "$work"
+    go mod init local/kubelet-build >/dev/null 2>&1
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$kver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    staging_replaces "$kver" "$gomod" >> go.mod
+    go get "k8s.io/kubernetes@$kver" "k8s.io/kubernetes/cmd/kubelet@$kver"
+    local minor="${kver#v1.}"; minor="${minor%%.*}"
+    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+    CGO_ENABLED=1 go build -trimpath -ldflags "$ld" -o "$work/kubelet" k8s.io/kubernetes/cmd/kubelet
+  ) >&2 || { rm -rf "$work"; return 1; }
+  mv "$work/kubelet" "$out/kubelet" && rm -rf "$work"
 }
 
 build_etcd
 for kver in $KUBE_VERSIONS; do
   if dir=$(build_kube_version "$kver"); then
+    if [[ "${VIRTMIGRATE_NODES:-runner}" == kubelet ]]; then build_kubelet "$kver"; fi
     ln -sfn "$dir" "$CACHE/kubernetes-current"
     ln -sfn "$CACHE/etcd-$ETCD_VERSION" "$CACHE/etcd-current"
     log "using kubernetes $kver"

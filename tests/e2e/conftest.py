@@ -1,4 +1,6 @@
-"""The e2e tier's cluster: the whole local cluster (control plane, libvirt nodes, node runner, controller).
+"""The e2e tier's cluster: the whole local cluster (control plane with kube-controller-manager, libvirt nodes,
+node runner, controller). A test's namespace is deleted after it (tests/conftest.py) and the namespace
+controller removes everything in it, launcher and agent pods included, so tests need no clean-up of their own.
 
 Session fixture `local_cluster`: reuses the cluster whose state directory is $VIRTMIGRATE_E2E_STATE when
 one runs there (and leaves it running), else brings one up in a temporary directory and tears it down
@@ -104,16 +106,3 @@ def serial_lines(local_cluster: Any, node: str, domain: str) -> int:
         return sum(1 for line in f.read_text(errors="replace").splitlines() if line.startswith("heartbeat"))
     except OSError:
         return 0
-
-
-@pytest.fixture(autouse=True)
-def _clean_namespace(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Without a namespace controller, pods outlive their namespace: delete the test's VMs and pods
-    (gracefully, without waiting) before the shared `namespace` fixture deletes the namespace."""
-    if "namespace" not in request.fixturenames:
-        yield
-        return
-    k = request.getfixturevalue("kubectl")
-    yield
-    k.run("delete", "vms", "--all", "--wait=false", check=False)
-    k.run("delete", "pods", "--all", "--wait=false", check=False)

@@ -59,7 +59,7 @@ def _each(verbs: str, resource: str, subresource: str = "", scope: str = "worklo
 ALLOWED: dict[str, list[Access]] = {
     CONTROLLER_SA: [
         *_each("get list watch patch", "migrations.kubevirt.io"),   # informer; finalizer by merge patch
-        *_each("create delete", "migrations.kubevirt.io"),          # evacuations of a draining node
+        *_each("create delete", "migrations.kubevirt.io"),          # evacuations; the history limit deletes
         *_each("patch", "migrations.kubevirt.io", "status"),
         *_each("update", "migrations.kubevirt.io", "finalizers"),   # blockOwnerDeletion on agent pods
         *_each("get list watch", "vms.kubevirt.io"),

@@ -27,6 +27,7 @@ from virtmigrate.controller.indexes import (
     index_pod_by_vm,
 )
 from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration.active import ACTIVE_INDEXERS
 from virtmigrate.controller.migration.capacity import Limits
 from virtmigrate.controller.migration.execute import Listers, MigrationSync
 from virtmigrate.informer.store import Store
@@ -139,7 +140,7 @@ def pod(name: str, node_name: str = "", *, role: str = "launcher", vm_name: str 
 
 class World:
     def __init__(self, *, limits: Limits | None = None, agent_service_account: str = "") -> None:
-        self.migrations = Store({MIGRATION_VM_INDEX: index_migration_by_vm})
+        self.migrations = Store({MIGRATION_VM_INDEX: index_migration_by_vm, **ACTIVE_INDEXERS})
         self.vms = Store()
         self.pods = Store({POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
         self.nodes = Store()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from virtmigrate.errors import ConfigError
 from virtmigrate.local.noderunner import podenv
-from virtmigrate.local.noderunner.node import NodeSpec, desired_taints, new_node, zone_of
+from virtmigrate.local.noderunner.node import NodeSpec, micro_time, new_lease, new_node, zone_of
 
 POD: dict[str, Any] = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
                        "spec": {"nodeName": "node1", "serviceAccountName": "sa"}}
@@ -53,7 +54,7 @@ def test_argv_resolves_console_scripts_and_image_entry_points(tmp_path: Path) ->
         podenv.container_argv({"name": "c", "image": "busybox"}, env, bin_dir=tmp_path)
 
 
-def test_node_object_labels_annotations_and_taints() -> None:
+def test_node_object_labels_and_annotations() -> None:
     n = NodeSpec(name="node1", index=1, libvirt_uri="qemu+tcp://127.0.0.1:1/system",
                  migration_address="tcp://127.0.0.21", host_uuid="h")
     node = new_node(n)
@@ -62,7 +63,16 @@ def test_node_object_labels_annotations_and_taints() -> None:
     assert [zone_of(i) for i in range(4)] == ["zone-a", "zone-b", "zone-a", "zone-b"]
     assert node["metadata"]["annotations"] == {"virtmigrate.kubevirt.io/libvirt-uri": "qemu+tcp://127.0.0.1:1/system",
                                                "virtmigrate.kubevirt.io/migration-address": "tcp://127.0.0.21"}
-    other = {"key": "dedicated", "effect": "NoSchedule"}
-    not_ready = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
-    assert desired_taints([other, not_ready], ready=True) == [other]
-    assert desired_taints([other], ready=False) == [other, not_ready]
+    assert "taints" not in node["spec"], "taints are the node lifecycle controller's, not the node's"
+
+
+def test_node_lease_is_held_by_the_node_and_owned_by_it() -> None:
+    n = NodeSpec(name="node1", index=1, libvirt_uri="qemu+tcp://127.0.0.1:1/system",
+                 migration_address="tcp://127.0.0.21", host_uuid="h")
+    renew = micro_time(datetime.datetime(2026, 11, 28, 13, 45, 1, 250000, tzinfo=datetime.UTC))
+    assert renew == "2026-11-28T13:45:01.250000Z"
+    lease = new_lease(n, node_uid="uid-1", renew_time=renew)
+    assert lease["metadata"]["namespace"] == "kube-node-lease" and lease["metadata"]["name"] == "node1"
+    assert lease["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "node1",
+                                                      "uid": "uid-1"}]
+    assert lease["spec"] == {"holderIdentity": "node1", "leaseDurationSeconds": 40, "renewTime": renew}

@@ -105,7 +105,9 @@ class App:
     def lead(self, stop: threading.Event) -> None:
         """Run the controllers until `stop` (leadership lost or shutdown)."""
         cfg = self.cfg
-        factory = SharedInformerFactory(self.client, FactoryConfig(defaults=InformerConfig(registry=self.registry)))
+        # --namespaces scopes what the informers list and watch, not only what is reconciled.
+        factory = SharedInformerFactory(self.client, FactoryConfig(defaults=InformerConfig(registry=self.registry),
+                                                                   namespaces=cfg.namespaces))
         recorder = KubeEventRecorder(self.client)
         self.controller = MigrationController(self.client, factory, config=cfg, recorder=recorder,
                                               metrics=self.metrics, clock=RealClock(), registry=self.registry)

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     status = cluster.status()
     print(json.dumps(status, indent=2))
-    ok = bool(status["control_plane"]) and bool(status["node_runner"]) and all(
+    nodes_run = bool(status["node_runner"]) or status["node_mode"] == "kubelet"
+    ok = bool(status["control_plane"]) and nodes_run and all(
         dict(status["libvirt_hosts"]).values())  # type: ignore[call-overload]
     return 0 if ok else 3
 

@@ -53,6 +53,7 @@ class ControllerConfig:
     run_vm_controller: bool = True              # also run the VM controller in this process
     agent_image: str = "virtmigrate/agent:0.1.0"
     drain_taint_key: str = "virtmigrate.kubevirt.io/drain"  # a node with a taint of this key is drained; "" = off
+    history_limit: int = 5                      # finished Migrations kept per VM; -1 = all (history.py)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -185,6 +186,8 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--vm-controller", "VM_CONTROLLER", _bool, True, "also run the VM controller"),
     ("--drain-taint-key", "DRAIN_TAINT_KEY", str, _D.drain_taint_key,
      "a node tainted with this key is evacuated like a cordoned one; empty = cordon only"),
+    ("--migration-history-limit", "MIGRATION_HISTORY_LIMIT", int, _D.history_limit,
+     "finished Migrations kept per VM (older ones are deleted, with an Event on the VM); 0 = none, -1 = all"),
 )
 
 
@@ -220,6 +223,8 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
     for flag in ("workers", "max_parallel_migrations", "max_outbound_per_node", "completion_timeout_per_gib",
                  "progress_timeout", "max_downtime"):
         need(v[flag] >= 1, "--" + flag.replace("_", "-"), "must be at least 1")
+    need(v["migration_history_limit"] >= -1, "--migration-history-limit",
+         "must be -1 (keep all), 0 (keep none) or a positive count")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
     for flag in ("unschedulable_timeout", "pending_timeout", "running_timeout", "agent_grace", "settle_time",
                  "orphan_job_timeout", "resolve_timeout"):
@@ -266,4 +271,5 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
         lease_namespace=v["lease_namespace"] or env.get("POD_NAMESPACE") or _D.lease_namespace,
         lease_name=v["lease_name"], identity=v["identity"] or env.get("POD_NAME") or socket.gethostname(),
         run_vm_controller=v["vm_controller"], agent_image=v["image"], drain_taint_key=v["drain_taint_key"],
+        history_limit=v["migration_history_limit"],
     )

@@ -1,5 +1,9 @@
 """One shared informer per (resource, namespace, label selector, field selector).
 
+A factory configured with `namespaces` lists and watches a namespaced resource only in those namespaces:
+`informer_for(resource)` without a namespace gives that one namespace's informer, or, for several, a
+`NamespacesInformer` over one informer per namespace. Cluster-scoped resources (Nodes) are unaffected.
+
 Consumed by the controller's main: every controller asks the factory for the informers it
 needs, so two controllers watching pods share one reflector, one cache and one connection;
 then the main calls `start(stop)` and `wait_for_cache_sync` before starting workers.
@@ -12,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from virtmigrate.clock import Clock, RealClock
+from virtmigrate.informer.namespaces import NamespacesInformer
 from virtmigrate.informer.shared import InformerConfig, SharedInformer
 from virtmigrate.informer.store import DEFAULT_INDEXERS, IndexFunc
 from virtmigrate.kube.client import KubeClient
@@ -33,6 +38,7 @@ class _Key:
 class FactoryConfig:
     clock: Clock = field(default_factory=RealClock)
     defaults: InformerConfig = field(default_factory=InformerConfig)  # name/indexers are per informer
+    namespaces: tuple[str, ...] = ()  # the scope of namespaced informers asked for without one; () = all
 
 
 class SharedInformerFactory:
@@ -45,6 +51,7 @@ class SharedInformerFactory:
         self._lw_for = lister_watcher_for or self._kube_lw
         self._lock = threading.Lock()
         self._informers: dict[_Key, SharedInformer] = {}
+        self._scoped: dict[_Key, NamespacesInformer] = {}  # namespace=None keys over several namespaces
         self._running: set[_Key] = set()
         self._threads: list[threading.Thread] = []
 
@@ -54,9 +61,28 @@ class SharedInformerFactory:
 
     def informer_for(self, resource: Resource, *, namespace: str | None = None,
                      label_selector: str | None = None, field_selector: str | None = None,
-                     indexers: Mapping[str, IndexFunc] | None = None) -> SharedInformer:
+                     indexers: Mapping[str, IndexFunc] | None = None) -> SharedInformer | NamespacesInformer:
         """The shared informer of this collection, created on first request. `indexers` are added
-        to an existing informer's (a name clash with a different function raises ValueError)."""
+        to an existing informer's (a name clash with a different function raises ValueError).
+        Without `namespace`, a namespaced resource is watched in the factory's `namespaces` (if set)."""
+        scope = self._cfg.namespaces
+        if namespace is None and resource.namespaced and scope:
+            if len(scope) == 1:
+                namespace = scope[0]
+            else:
+                parts = {ns: self._informer_for(resource, ns, label_selector, field_selector, indexers)
+                         for ns in scope}
+                key = _Key(resource, None, label_selector, field_selector)
+                with self._lock:
+                    scoped = self._scoped.get(key)
+                    if scoped is None:
+                        name = resource.plural + "@" + ",".join(scope)
+                        scoped = self._scoped[key] = NamespacesInformer(parts, name)
+                    return scoped
+        return self._informer_for(resource, namespace, label_selector, field_selector, indexers)
+
+    def _informer_for(self, resource: Resource, namespace: str | None, label_selector: str | None,
+                      field_selector: str | None, indexers: Mapping[str, IndexFunc] | None) -> SharedInformer:
         key = _Key(resource, namespace, label_selector, field_selector)
         with self._lock:
             inf = self._informers.get(key)

@@ -192,6 +192,11 @@ class Store:
         with self._lock:
             return sorted(self._indices[index_name].get(value, ()))
 
+    def index_count(self, index_name: str, value: str) -> int:
+        """How many objects are filed under `value` in index `index_name` (O(1))."""
+        with self._lock:
+            return len(self._indices[index_name].get(value, ()))
+
     def list_index_values(self, index_name: str) -> builtins.list[str]:
         with self._lock:
             return list(self._indices[index_name])

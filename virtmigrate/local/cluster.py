@@ -3,7 +3,8 @@
 Driven by `virtmigrate cluster up|down|status` (virtmigrate/cmd/local.py), tests/e2e/conftest.py and
 bench/bench_cluster.py. Everything lives under one state directory:
 
-    <state>/controlplane/   etcd, kube-apiserver, kube-scheduler (virtmigrate.local.controlplane)
+    <state>/controlplane/   etcd, kube-apiserver, kube-scheduler, kube-controller-manager
+                            (virtmigrate.local.controlplane)
     <state>/libvirt/        one libvirtd per node in its own mount namespace (virtmigrate.local.libvirthosts)
     <state>/pods/           per-pod directories of the node runner (logs, termination logs, kubeconfigs)
     <state>/pids, logs/     the node runner and controller processes (virtmigrate.local.procs)
@@ -28,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from virtmigrate import errors
+from virtmigrate.api.constants import ANNOTATION_LIBVIRT_URI, ANNOTATION_MIGRATION_ADDRESS
 from virtmigrate.clock import RealClock
 from virtmigrate.controller.config import DEFAULT_IMAGE_DIRS
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import NODES
-from virtmigrate.local import procs
+from virtmigrate.kube.resources import NODES, Resource
+from virtmigrate.local import kubeletnodes, procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
 from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
@@ -45,7 +47,11 @@ CLUSTER_MANIFESTS = ("crds", "namespace.yaml", "serviceaccounts.yaml", "rbac.yam
 NODE_RUNNER = "noderunner"
 DEMO_NAMESPACE = "default"  # the namespace `make demo` uses; agents there may report progress
 AGENT_SERVICE_ACCOUNT = "virtmigrate-agent"
+CLUSTERROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", kind="ClusterRoleBinding",
+                               namespaced=False)
 CONTROLLER = "controller"
+# Taints the node lifecycle controller keeps on a node that is not Ready (or whose heartbeats stopped).
+NODE_CONDITION_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 # Node i migrates on 127.0.0.<20 + i> (ports 50152 + 100 i ...): apart from the agent's integration hosts
 # (127.0.0.10, .11), so both can run on one machine at once.
 FIRST_MIGRATION_ADDRESS = 20
@@ -78,8 +84,11 @@ class LocalCluster:
         self.node_memory = node_memory
         self.node_cpus = node_cpus
         self.controller = controller
-        self.control_plane = ControlPlane(self.state)
+        self.control_plane = ControlPlane(self.state, controller_manager=True)
         self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
+        # "runner" (the node runner) or "kubelet" (real kubelets): $VIRTMIGRATE_NODES at the first `up`.
+        self.node_mode = str(saved.get("node_mode") or kubeletnodes.mode())
+        self.kubelets = kubeletnodes.KubeletNodes(self.state, self.hosts, self.nodes)
 
     def _saved(self) -> dict[str, object]:
         f = self.state / "cluster.json"
@@ -111,7 +120,7 @@ class LocalCluster:
         t = time.monotonic()
         self.control_plane.up(timeout=timeout)
         rep.seconds["control_plane"] = time.monotonic() - t
-        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes}))
+        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes, "node_mode": self.node_mode}))
 
         t = time.monotonic()
         self._apply_manifests()
@@ -128,7 +137,9 @@ class LocalCluster:
 
         t = time.monotonic()
         since = ""
-        if not procs.alive(NODE_RUNNER, self.state):
+        if self.node_mode == "kubelet":
+            self._kubelets_up(timeout)
+        elif not procs.alive(NODE_RUNNER, self.state):
             # Node objects may still say Ready from a runner that died: wait for fresh heartbeats.
             since = RealClock().wall().strftime("%Y-%m-%dT%H:%M:%SZ")
             procs.start(NODE_RUNNER, [sys.executable, "-m", "virtmigrate.local.noderunner",
@@ -143,6 +154,41 @@ class LocalCluster:
             self._start_controller()
         rep.seconds["controller"] = time.monotonic() - t
         return rep
+
+    def _kubelets_up(self, timeout: float) -> None:
+        """Real kubelets (VIRTMIGRATE_NODES=kubelet): the images built and loaded into every node's
+        containerd, the nodes' identities, then each Node's libvirt annotations once it has registered."""
+        archives = [Path(_script_output("image.sh")), Path(_script_output("pause-image.sh"))]
+        pause = archives[1].name.removesuffix(".oci.tar").replace("pause-", "virtmigrate/pause:", 1)
+        client = self.client()
+        with contextlib.suppress(errors.AlreadyExists):  # what the Node authorizer would grant, by RBAC
+            client.create(CLUSTERROLEBINDINGS, {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "virtmigrate-local-nodes"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]})
+        kcs = kubeletnodes.node_kubeconfigs(self.control_plane.pki, self.control_plane.server, self.state,
+                                            self.nodes)
+        self.kubelets.up(kubeconfig_for=kcs, archives=archives, sandbox_image=pause, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        pending = set(range(self.nodes))
+        while pending:
+            for i in sorted(pending):
+                h = self.hosts.host(i)
+                with contextlib.suppress(errors.NotFound):
+                    client.patch(NODES, f"node{i}", {"metadata": {"annotations": {
+                        ANNOTATION_LIBVIRT_URI: h.uri, ANNOTATION_MIGRATION_ADDRESS: h.migration_uri}}})
+                    # The kubelet refuses a loopback --node-ip ("nodeIP can't be loopback address") and then
+                    # reports no address at all; the API server needs one to reach it (logs, exec). The
+                    # kubelet leaves addresses it could not compute alone.
+                    client.patch(NODES, f"node{i}", {"status": {"addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": f"node{i}"}]}},
+                        subresource="status")
+                    pending.discard(i)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"kubelets of nodes {sorted(pending)} did not register after {timeout:.0f}s; "
+                                   f"see {self.kubelets.state}/../logs")
+            time.sleep(0.2)
 
     def _kubectl(self, *args: str, timeout: float = 120) -> str:
         proc = subprocess.run([str(_bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
@@ -198,32 +244,38 @@ class LocalCluster:
                                  f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
 
-    def nodes_ready(self, *, since: str = "") -> dict[str, bool]:
-        """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given)."""
+    def nodes_ready(self, *, since: str = "", untainted: bool = False) -> dict[str, bool]:
+        """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given; and, with
+        `untainted`, without the not-ready/unreachable taints, which the node lifecycle controller removes
+        a moment after the node turns Ready — until then the scheduler places no pod there)."""
         client = self.client()
         out = {n: False for n in self.node_names()}
         for node in client.list_all(NODES):
             name = node["metadata"]["name"]
             conds = {c["type"]: c for c in (node.get("status") or {}).get("conditions") or []}
             ready = conds.get("Ready") or {}
+            taints = {t.get("key") for t in (node.get("spec") or {}).get("taints") or []}
             if name in out:
-                out[name] = ready.get("status") == "True" and str(ready.get("lastHeartbeatTime", "")) >= since
+                out[name] = (ready.get("status") == "True" and str(ready.get("lastHeartbeatTime", "")) >= since
+                             and not (untainted and taints & NODE_CONDITION_TAINTS))
         return out
 
     def _wait_nodes_ready(self, timeout: float, *, since: str = "") -> None:
         deadline = time.monotonic() + timeout
         while True:
             # A just-forked child still shows its parent's argv: only trust "dead" after a moment.
-            if time.monotonic() > deadline - timeout + 2 and not procs.alive(NODE_RUNNER, self.state):
+            if (self.node_mode == "runner" and time.monotonic() > deadline - timeout + 2
+                    and not procs.alive(NODE_RUNNER, self.state)):
                 tail = (self.state / "logs" / f"{NODE_RUNNER}.log").read_text(errors="replace")[-3000:]
                 raise errors.ConfigError(f"the node runner exited during start-up; log tail:\n{tail}")
             try:
-                if all(self.nodes_ready(since=since).values()):
+                if all(self.nodes_ready(since=since, untainted=True).values()):
                     return
             except errors.KubeError:
                 pass  # the API may be briefly unavailable; keep waiting
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nodes not Ready after {timeout:.0f}s: {self.nodes_ready()}; "
+                raise TimeoutError(f"nodes not Ready and untainted after {timeout:.0f}s: "
+                                   f"{self.nodes_ready(untainted=True)}; "
                                    f"see {self.state / 'logs' / (NODE_RUNNER + '.log')}")
             time.sleep(0.1)
 
@@ -237,6 +289,7 @@ class LocalCluster:
         out: dict[str, object] = {
             "state": str(self.state), "nodes": self.nodes,
             "control_plane": self.control_plane.running(),
+            "node_mode": self.node_mode,
             "node_runner": procs.alive(NODE_RUNNER, self.state),
             "controller": procs.alive(CONTROLLER, self.state),
             "libvirt_hosts": {h.name: self.hosts.pid(h) is not None for h in self.hosts.hosts},
@@ -253,6 +306,7 @@ class LocalCluster:
         if not self.state.exists():
             return []
         stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        stopped += self.kubelets.down()
         had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
         self.hosts.down()
         if had_hosts:
@@ -298,7 +352,17 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
             found.append(f"mount: {line}")
     listening = _listening_ports()
     found += [f"listener on 127.0.0.1:{p}" for p in ports if p in listening]
+    found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
     return found
+
+
+def _script_output(script: str) -> str:
+    """The last line hack/<script> prints (the path of what it built or found cached)."""
+    proc = subprocess.run(["bash", str(REPO / "hack" / script)], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHON": sys.executable})
+    if proc.returncode != 0:
+        raise errors.ConfigError(f"hack/{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout.split()[-1]
 
 
 def _listening_ports() -> set[int]:
@@ -336,4 +400,6 @@ def cluster_ports(c: LocalCluster) -> list[int]:
     # Migration ports are not listed: only QEMU listens there, during a migration, and QEMU processes
     # are found by mount namespace; other programs may legitimately hold ports inside those ranges.
     ports += [h.tcp_port for h in c.hosts.hosts]
+    if (c.kubelets.state / "ports.json").exists():
+        ports += c.kubelets.ports()
     return ports

@@ -1,8 +1,16 @@
-"""A real etcd, kube-apiserver and kube-scheduler on free ports of 127.0.0.1.
+"""A real etcd, kube-apiserver, kube-scheduler (and kube-controller-manager) on free ports of 127.0.0.1.
 
 Binaries come from hack/build-control-plane.sh (cached outside the repository). State — PKI,
 etcd data, logs, pid files, kubeconfigs and the chosen ports — lives in one state directory,
 so `up` twice reuses what runs and `down` stops exactly the processes `up` started.
+
+The kube-controller-manager is optional (`controller_manager=True`, which the local cluster asks for):
+with it, ownerReferences cascade (garbage collector), deleted namespaces empty and go away, nodes
+whose heartbeats stop turn NotReady/Unknown and get tainted (node lifecycle), Deployments and
+PodDisruptionBudgets get their status, and every namespace gets its `default` ServiceAccount. Each
+controller runs under its own ServiceAccount (`--use-service-account-credentials`), as kubeadm sets it
+up. The bare control plane of the integration tier runs without it: its tests create Node objects that
+never heartbeat, which the node lifecycle controller would taint unreachable.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ from pathlib import Path
 from virtmigrate.local import pki, procs
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-scheduler")
+CONTROLLER_MANAGER = "kube-controller-manager"
+# Node lifecycle: a node whose Lease and Ready heartbeat are older than this turns Unknown and is
+# tainted unreachable. Node heartbeats come every 10 s (kubelet lease renewal, node runner).
+NODE_MONITOR_GRACE_PERIOD = "30s"
 
 
 def cache_dir() -> Path:
@@ -36,13 +48,15 @@ class Binaries:
     etcd: Path
     apiserver: Path
     scheduler: Path
+    controller_manager: Path
 
     @classmethod
-    def from_cache(cls) -> Binaries:
+    def from_cache(cls, *, controller_manager: bool = False) -> Binaries:
         c = cache_dir()
         b = cls(c / "etcd-current" / "etcd", c / "kubernetes-current" / "kube-apiserver",
-                c / "kubernetes-current" / "kube-scheduler")
-        missing = [str(p) for p in (b.etcd, b.apiserver, b.scheduler) if not p.exists()]
+                c / "kubernetes-current" / "kube-scheduler", c / "kubernetes-current" / CONTROLLER_MANAGER)
+        wanted = [b.etcd, b.apiserver, b.scheduler, *([b.controller_manager] if controller_manager else [])]
+        missing = [str(p) for p in wanted if not p.exists()]
         if missing:
             raise FileNotFoundError(f"control-plane binaries missing: {', '.join(missing)}; "
                                     "run hack/build-control-plane.sh (make cluster-up does)")
@@ -64,10 +78,17 @@ def _kubeconfig(server: str, ca: Path, crt: Path, key: Path, user: str) -> str:
 class ControlPlane:
     """One local control plane rooted at `state`."""
 
-    def __init__(self, state: Path | None = None, *, extra_apiserver_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, state: Path | None = None, *, extra_apiserver_args: tuple[str, ...] = (),
+                 controller_manager: bool = False) -> None:
         self.state = (state or default_state_dir()) / "controlplane"
         self.extra_apiserver_args = extra_apiserver_args
+        self.controller_manager = controller_manager
         self._started: dict[str, subprocess.Popen[bytes]] = {}  # children of this process, for exit codes
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The processes this control plane runs, in start order."""
+        return COMPONENTS + ((CONTROLLER_MANAGER,) if self.controller_manager else ())
 
     @property
     def kubeconfig(self) -> Path:
@@ -79,10 +100,12 @@ class ControlPlane:
 
     def _ports(self) -> dict[str, int]:
         f = self.state / "ports.json"
-        if f.exists():
-            ports: dict[str, int] = json.loads(f.read_text())
+        ports: dict[str, int] = json.loads(f.read_text()) if f.exists() else {}
+        want = ("etcd", "etcd_peer", "apiserver", "scheduler", "controller_manager")
+        if all(name in ports for name in want):
             return ports
-        ports = {name: procs.free_port() for name in ("etcd", "etcd_peer", "apiserver", "scheduler")}
+        # Chosen once and kept (a state written by an older checkout may lack the newer names).
+        ports = {name: ports.get(name) or procs.free_port() for name in want}
         f.write_text(json.dumps(ports))
         return ports
 
@@ -91,14 +114,14 @@ class ControlPlane:
         return f"https://127.0.0.1:{self._ports()['apiserver']}"
 
     def running(self) -> bool:
-        return all(procs.alive(c, self.state) for c in COMPONENTS)
+        return all(procs.alive(c, self.state) for c in self.components)
 
     def up(self, *, timeout: float = 60.0) -> float:
         """Start whatever is not running and wait for /readyz; returns the seconds it took."""
         t0 = time.monotonic()
         if self.running() and self._ready():
             return 0.0
-        bins = Binaries.from_cache()
+        bins = Binaries.from_cache(controller_manager=self.controller_manager)
         self.state.mkdir(parents=True, exist_ok=True)
         ports = self._ports()
         d = self.pki
@@ -107,6 +130,9 @@ class ControlPlane:
                                            san="IP:127.0.0.1,DNS:localhost")
         adm_crt, adm_key = pki.ensure_cert(d, "admin", "/O=system:masters/CN=virtmigrate-admin")
         sch_crt, sch_key = pki.ensure_cert(d, "scheduler", "/CN=system:kube-scheduler")
+        # How the API server authenticates to kubelets (logs, exec) when real kubelets run.
+        kcl_crt, kcl_key = pki.ensure_cert(d, "apiserver-kubelet-client",
+                                           "/O=system:masters/CN=kube-apiserver-kubelet-client")
         sa_key, sa_pub = pki.ensure_sa_keys(d)
         server = f"https://127.0.0.1:{ports['apiserver']}"
         self.kubeconfig.write_text(_kubeconfig(server, d / "ca.crt", adm_crt, adm_key, "admin"))
@@ -135,6 +161,9 @@ class ControlPlane:
                 f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
                 "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
                 "--allow-privileged=true", "--v=1",
+                f"--kubelet-client-certificate={kcl_crt}", f"--kubelet-client-key={kcl_key}",
+                # Node names do not resolve here; every node's InternalIP is 127.0.0.1.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 *self.extra_apiserver_args], self.state)
         self._wait_ready(timeout)
         if not procs.alive("kube-scheduler", self.state):
@@ -143,7 +172,30 @@ class ControlPlane:
                 f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
                 "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
                 "--leader-elect=false", "--v=1"], self.state)
+        if self.controller_manager and not procs.alive(CONTROLLER_MANAGER, self.state):
+            self._start_controller_manager(bins, server, ports["controller_manager"])
         return time.monotonic() - t0
+
+    def _start_controller_manager(self, bins: Binaries, server: str, port: int) -> None:
+        d = self.pki
+        crt, key = pki.ensure_cert(d, "controller-manager", "/CN=system:kube-controller-manager")
+        kc = self.state / "controller-manager.kubeconfig"
+        kc.write_text(_kubeconfig(server, d / "ca.crt", crt, key, "controller-manager"))
+        procs.start(CONTROLLER_MANAGER, [
+            str(bins.controller_manager), f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={port}", "--leader-elect=false",
+            # Every controller under its own ServiceAccount in kube-system, with the RBAC the API server
+            # bootstraps for it; tokens are minted through the TokenRequest API.
+            "--use-service-account-credentials=true",
+            # The ServiceAccount token controller signs legacy token Secrets with the API server's key;
+            # the root CA publisher puts kube-root-ca.crt into every namespace.
+            f"--service-account-private-key-file={d / 'sa.key'}", f"--root-ca-file={d / 'ca.crt'}",
+            f"--cluster-signing-cert-file={d / 'ca.crt'}", f"--cluster-signing-key-file={d / 'ca.key'}",
+            "--controllers=*", "--node-monitor-period=2s",
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD}",
+            # 127.0.0.1 is every node's address here; there is no pod network to allocate.
+            "--allocate-node-cidrs=false", "--v=1"], self.state)
 
     def _ready(self) -> bool:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -170,6 +222,7 @@ class ControlPlane:
 
     def down(self) -> list[str]:
         """Stop what `up` started (reverse order) and remove all state; returns what was stopped."""
-        stopped = [c for c in reversed(COMPONENTS) if procs.stop(c, self.state)]
+        # Every component that may run here, whatever this object was told: `down` stops what any `up` started.
+        stopped = [c for c in reversed((*COMPONENTS, CONTROLLER_MANAGER)) if procs.stop(c, self.state)]
         shutil.rmtree(self.state, ignore_errors=True)
         return stopped

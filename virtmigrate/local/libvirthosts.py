@@ -6,7 +6,9 @@ Each host is `unshare --mount --propagation private` + private bind mounts of pe
 `tini -s -- <restart loop> libvirtd` (a subreaper, so QEMU's double fork is reaped at once; the loop
 restarts a libvirtd that died, as systemd does on a real node, and guests survive it). The hosts share the
 machine's network and PID namespaces; each has its own host_uuid, TCP port on 127.0.0.1, and a
-migration address 127.0.0.1x with its own port range. Facts: shared/notes/libvirt-hosts.md.
+migration address 127.0.0.1x with its own port range. The unix socket (`run/libvirt-sock` under the host's
+folder, /run/libvirt/libvirt-sock inside its namespace) is mode 0770, group `libvirt` (gid SOCKET_GID), so a
+non-root container given that supplementary group can use it, as on a Debian node. Facts: shared/notes/libvirt-hosts.md.
 
 Used by the agent's integration tests and benchmark, and by the local cluster (node runner). `up` is
 idempotent (it reuses hosts that run); `down` destroys every domain, stops the daemons and kills every
@@ -40,6 +42,14 @@ _FILE_MOUNTS = (("passwd", "/etc/passwd"), ("group", "/etc/group"))
 
 _QEMU_USER = "libvirt-qemu"
 _QEMU_UID_GID = 64055  # Debian's libvirt-qemu uid; only a name the driver resolves, nothing runs as it
+# The read-write socket belongs to group `libvirt` (mode 0770), as with Debian's libvirt-daemon-system:
+# a non-root client (a container running as user 65532) reaches it with this supplementary group.
+SOCKET_GROUP = "libvirt"
+SOCKET_GID = 64056
+# libvirtd looks up the user and group records of every unix-socket client's uid and gid and refuses the
+# connection without them ("Failed to find user record for uid"): the image's user and group must exist on
+# the node.
+CLIENT_USER, CLIENT_UID = "virtmigrate", 65532
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,7 @@ def _libvirtd_conf(h: Host) -> str:
     return "\n".join([
         "listen_tcp = 1", "listen_tls = 0", 'listen_addr = "127.0.0.1"', f'tcp_port = "{h.tcp_port}"',
         'auth_tcp = "none"', 'auth_unix_rw = "none"', 'auth_unix_ro = "none"',
+        f'unix_sock_group = "{SOCKET_GROUP}"', 'unix_sock_rw_perms = "0770"',
         f'host_uuid = "{h.host_uuid}"', "keepalive_interval = 5", "keepalive_count = 5",
         'log_outputs = "3:stderr"', "",
     ])
@@ -108,8 +119,10 @@ def _qemu_conf(h: Host) -> str:
     ])
 
 
-def _with_qemu_account(text: str, line: str) -> str:
-    if any(x.split(":", 1)[0] == _QEMU_USER for x in text.splitlines()):
+def _with_account(text: str, line: str) -> str:
+    """`text` (an /etc/passwd or /etc/group) with the entry `line` unless one of that name exists."""
+    name = line.split(":", 1)[0]
+    if any(x.split(":", 1)[0] == name for x in text.splitlines()):
         return text
     return text.rstrip("\n") + "\n" + line + "\n"
 
@@ -214,10 +227,14 @@ class LibvirtHosts:
         # The QEMU driver resolves its compiled-in default user before reading qemu.conf: give it one,
         # in this host's private /etc/passwd and /etc/group only.
         gid = _QEMU_UID_GID
-        (h.root / "passwd").write_text(_with_qemu_account(
+        passwd = _with_account(
             Path("/etc/passwd").read_text(),
-            f"{_QEMU_USER}:x:{gid}:{gid}:libvirt qemu (virtmigrate host):/var/lib/libvirt:/usr/sbin/nologin"))
-        (h.root / "group").write_text(_with_qemu_account(Path("/etc/group").read_text(), f"{_QEMU_USER}:x:{gid}:"))
+            f"{_QEMU_USER}:x:{gid}:{gid}:libvirt qemu (virtmigrate host):/var/lib/libvirt:/usr/sbin/nologin")
+        (h.root / "passwd").write_text(_with_account(
+            passwd, f"{CLIENT_USER}:x:{CLIENT_UID}:{CLIENT_UID}:virtmigrate pods:/nonexistent:/usr/sbin/nologin"))
+        group = _with_account(Path("/etc/group").read_text(), f"{_QEMU_USER}:x:{gid}:")
+        group = _with_account(group, f"{CLIENT_USER}:x:{CLIENT_UID}:")
+        (h.root / "group").write_text(_with_account(group, f"{SOCKET_GROUP}:x:{SOCKET_GID}:"))
         for _, mountpoint in _DIR_MOUNTS:
             Path(mountpoint).mkdir(parents=True, exist_ok=True)  # bind targets must exist
 

@@ -19,15 +19,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start(name: str, argv: Sequence[str], state: Path, *, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session, output to `state/logs/<name>.log`, pid in `state/pids/<name>.pid`."""
+          cwd: Path | None = None, exe: str | None = None) -> subprocess.Popen[bytes]:
+    """Start `argv` in its own session, output to `state/logs/<name>.log`, pid in `state/pids/<name>.pid`.
+
+    `exe` is the program the process runs once started, when argv[0] execs another (`nsenter ... -- prog`):
+    the pid file records it, so `alive` and `stop` recognise the process."""
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "pids").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True, env=env, cwd=cwd)
     log.close()
-    (state / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+    (state / "pids" / f"{name}.pid").write_text(f"{proc.pid}\n{exe or argv[0]}\n")
     return proc
 
 

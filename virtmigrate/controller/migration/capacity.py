@@ -1,6 +1,6 @@
 """Pure capacity decisions: which Pending Migrations may start now, oldest first.
 
-Fed by: migration/execute.py (every Migration in the store, reduced to `Candidate`s) and the
+Fed by: migration/observe.py (every active Migration, from the active index, reduced to `Candidate`s) and the
 controller's event handlers (to wake the Pending Migrations that a finished one makes room for).
 Consumed by: the phase machine, through `Observed.admit` / `capacity_message`.
 

@@ -36,6 +36,7 @@ from virtmigrate.controller.indexes import (
     object_key,
 )
 from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration.active import ACTIVE_INDEX, ACTIVE_INDEXERS, vm_value
 from virtmigrate.controller.migration.decide import Action, Decision
 from virtmigrate.controller.migration.execute import KubeWriter, Listers, MigrationSync
 from virtmigrate.controller.podstate import pod_view
@@ -59,7 +60,8 @@ class MigrationController:
         self.config = config
         self.clock = clock or RealClock()
         self.metrics = metrics
-        self.migrations = factory.informer_for(MIGRATIONS, indexers={MIGRATION_VM_INDEX: index_migration_by_vm})
+        self.migrations = factory.informer_for(MIGRATIONS, indexers={MIGRATION_VM_INDEX: index_migration_by_vm,
+                                                                     **ACTIVE_INDEXERS})
         self.vms = factory.informer_for(VMS)
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={
             POD_VM_INDEX: index_pod_by_vm, POD_MIGRATION_INDEX: index_pod_by_migration})
@@ -115,10 +117,8 @@ class MigrationController:
             self.enqueue(key)
 
     def _migrations_of_vm(self, ns: str, vm: str) -> None:
-        for m in self.migrations.indexer.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm}"):
-            meta = m.get("metadata") or {}
-            if (m.get("status") or {}).get("phase") not in TERMINAL or meta.get("finalizers"):
-                self.enqueue(object_key(m))
+        for m in self.migrations.indexer.by_index(ACTIVE_INDEX, vm_value(ns, vm)):
+            self.enqueue(object_key(m))  # finished history needs no wake-up
 
     def _on_pod(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}

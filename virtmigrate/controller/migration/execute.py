@@ -35,8 +35,9 @@ from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.events import NORMAL, WARNING, EventRecorder
 from virtmigrate.controller.identities import Identities
-from virtmigrate.controller.indexes import POD_MIGRATION_INDEX, object_key
+from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_MIGRATION_INDEX, object_key
 from virtmigrate.controller.metrics import MigrationMetrics
+from virtmigrate.controller.migration import history as history
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import policies as policies
 from virtmigrate.controller.migration import status as st
@@ -100,6 +101,13 @@ class MigrationSync:
         self._agent_exits: dict[str, tuple[str, int, str]] = {}  # uid -> (key, exit code, message)
         self._exits_lock = threading.Lock()
         self.observer = Observer(listers, config=config, clock=clock)
+        # uids of Migrations this process deleted for the history limit that the cache may still show (the
+        # delete's watch event not in yet): every finished Migration of a VM syncs, and each would otherwise
+        # delete the same ones again. By VM key; invariant: only uids the cache still shows (trimmed on each
+        # prune of their VM, a VM without any left has no entry). A restart forgets it harmlessly: a repeated
+        # delete answers NotFound.
+        self._pruned: dict[str, set[str]] = {}
+        self._pruned_lock = threading.Lock()
 
     # --- memory fed by the controller's handlers ---------------------------------------------------
 
@@ -156,6 +164,8 @@ class MigrationSync:
         if d.action == Action.WAIT_CAPACITY or d.reason == "waiting for capacity":
             with self._admit_lock:
                 self._waiting.add(key)
+        elif d.action == Action.NOTHING and history.finished(raw) is not None:
+            self._prune_history(raw)
         return d
 
     def _sweep_orphans(self, key: str) -> None:
@@ -170,6 +180,26 @@ class MigrationSync:
                 self._delete_pod(ns, pod.name)
             else:
                 self._remove_agent_finalizer(ns, pod)
+
+    def _prune_history(self, raw: JSON) -> None:
+        """`raw` is finished: apply the history limit to its VM's Migrations, as the cache shows them."""
+        if self.config.history_limit < 0:
+            return  # keep all
+        ns, vm_name = str((raw.get("metadata") or {}).get("namespace", "")), vm_of(raw)
+        cached = self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_name}")
+        uids = {str((m.get("metadata") or {}).get("uid", "")) for m in cached}
+        with self._pruned_lock:
+            deleted = self._pruned.pop(f"{ns}/{vm_name}", set()) & uids  # still in the cache
+            if deleted:
+                self._pruned[f"{ns}/{vm_name}"] = deleted
+                cached = [m for m in cached if (m.get("metadata") or {}).get("uid") not in deleted]
+        plan = history.decide_prune(cached, self.config.history_limit)
+        if plan.delete:
+            history.prune_history(plan, namespace=ns, keep=self.config.history_limit, client=self.client,
+                                  recorder=self.recorder,
+                                  vm=history.vm_ref(self.listers.vms.get_by_key(f"{ns}/{vm_name}"), ns, vm_name))
+            with self._pruned_lock:
+                self._pruned.setdefault(f"{ns}/{vm_name}", set()).update(f.uid for f in plan.delete)
 
     # --- observe ---------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from virtmigrate.controller.config import ControllerConfig
 from virtmigrate.controller.indexes import MIGRATION_VM_INDEX, POD_VM_INDEX
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import status as st
+from virtmigrate.controller.migration.active import ACTIVE_ALL, ACTIVE_INDEX, vm_value
 from virtmigrate.controller.migration.capacity import PRIORITY_EVACUATION, PRIORITY_USER, Candidate, decide_admission
 from virtmigrate.controller.migration.decide import REASON_INVALID_DESTINATION, Observed, VMState, phase_age
 from virtmigrate.controller.migration.locate import Where, guest_on
@@ -48,7 +49,7 @@ class Lister(Protocol):
     def get_by_key(self, key: str) -> JSON | None: ...
     def list(self) -> builtins.list[JSON]: ...
     def by_index(self, index_name: str, value: str) -> builtins.list[JSON]: ...
-
+    def index_count(self, index_name: str, value: str) -> int: ...
 
 
 
@@ -152,7 +153,7 @@ class Observer:
                 destination, observed["destination_error"] = self.destination(observed["target_node"])
         merged: placement.Merged | None = None
         # Selection, placement and capacity matter only where the phase machine reaches _decide_pending:
-        # a Migration without our finalizer first gets it (and capacity is O(all Migrations)).
+        # a Migration without our finalizer first gets it (capacity is O(active Migrations)).
         pending = phase in (None, P.PENDING) and not observed["deleting"] and observed["has_finalizer"]
         if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
             observed["competitor"], observed["finishing"] = self.competitor(key, raw, vm_state)
@@ -219,7 +220,8 @@ class Observer:
         me = _order(raw)
         ns = (raw.get("metadata") or {}).get("namespace", "")
         finishing = ""
-        for other in self.listers.migrations.by_index(MIGRATION_VM_INDEX, f"{ns}/{vm_of(raw)}"):
+        # Finished history (terminal, no finalizer) neither holds the VM nor cleans up: active ones only.
+        for other in self.listers.migrations.by_index(ACTIVE_INDEX, vm_value(ns, vm_of(raw))):
             ometa = other.get("metadata") or {}
             if f"{ometa.get('namespace')}/{ometa.get('name')}" == key:
                 continue
@@ -239,24 +241,25 @@ class Observer:
         return "", finishing
 
     def limits_can_bind(self) -> bool:
-        """False when there are fewer Migrations in the cache than either limit allows: every one can run
-        at once, so capacity admits without looking at them (the O(n) look costs ms at 1000)."""
+        """False when fewer Migrations are active than either limit allows: every one can run at once, so
+        capacity admits without looking at them. O(1): a count kept by the active index."""
         limits = self.config.limits
-        return len(self.listers.migrations.list()) > min(limits.max_running, limits.max_per_node)
+        return self.listers.migrations.index_count(ACTIVE_INDEX, ACTIVE_ALL) > min(limits.max_running,
+                                                                                   limits.max_per_node)
 
     def candidates(self, admitted: Collection[str]) -> list[Candidate]:
-        """Every served Migration as capacity sees it; `admitted` counts as active though still Pending."""
+        """Every active served Migration as capacity sees it; `admitted` counts as active though still
+        Pending. O(active): finished history is in no value of the active index."""
         out: list[Candidate] = []
-        with_local = admitted
         served = frozenset(self.config.namespaces)
-        for m in self.listers.migrations.list():
+        for m in self.listers.migrations.by_index(ACTIVE_INDEX, ACTIVE_ALL):
             meta = m.get("metadata") or {}
             if served and meta.get("namespace") not in served:
-                continue  # another controller's Migrations
+                continue  # another controller's Migrations (a cache wider than the served namespaces)
             status = m.get("status") or {}
             phase = status.get("phase")
             key = f"{meta.get('namespace')}/{meta.get('name')}"
-            if phase in ADMITTED or (phase in (None, P.PENDING) and key in with_local):
+            if phase in ADMITTED or (phase in (None, P.PENDING) and key in admitted):
                 node = str(status.get("sourceNode") or "")
                 out.append(Candidate(key, str(meta.get("creationTimestamp", "")), node, active=True))
             elif phase in (None, P.PENDING) and not meta.get("deletionTimestamp"):

@@ -26,11 +26,16 @@ def wants_token(pod: Mapping[str, Any]) -> bool:
 
 
 def request_token(client: KubeClient, pod: Mapping[str, Any], *, audience: str) -> str | None:
-    """A token for the pod's service account bound to the pod; None when the pod runs as the implicit
-    `default` account and that account does not exist (no ServiceAccount controller runs here).
-    Raises NotFound for a named account that does not exist."""
+    """A token for the pod's service account bound to the pod; None when the pod names no account.
+
+    The local API server runs without the ServiceAccount admission plugin, so a pod that names no account
+    keeps an empty `spec.serviceAccountName` and gets no token volume: a kubelet would mount no token, and
+    the API refuses to bind a `default` token to such a pod (its account name differs). Raises NotFound
+    for a named account that does not exist."""
     meta = pod.get("metadata") or {}
-    sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+    sa = (pod.get("spec") or {}).get("serviceAccountName") or ""
+    if not sa:
+        return None  # the pod runs without API credentials
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
             "spec": {"audiences": [audience], "expirationSeconds": TOKEN_SECONDS,
                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"),
@@ -39,7 +44,7 @@ def request_token(client: KubeClient, pod: Mapping[str, Any], *, audience: str) 
         out = client.request("POST", SERVICEACCOUNTS.path(meta.get("namespace"), sa, "token"), body=body)
     except errors.NotFound:
         if sa == "default":
-            return None  # nothing to bind to: the pod runs without API credentials
+            return None  # an explicit `default` before the ServiceAccount controller made it: no credentials
         raise
     return str(out["status"]["token"])
 

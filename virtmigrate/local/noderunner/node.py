@@ -1,9 +1,12 @@
 """The Node object of a local node: labels, annotations, capacity, Ready condition (builders are pure).
 
-The runner registers each node at start (`register`) and heartbeats its Ready condition (`heartbeat`) with a
+The runner registers each node at start (`register`), heartbeats its Ready condition (`heartbeat`) with a
 strategic merge patch, as a kubelet does (so conditions of other writers, like the evacuation controller's,
-stay); the kube-scheduler places pods on these objects and the migration controller reads
-the annotations to reach a node's libvirt. Node i of the local cluster:
+stay), and renews its Lease in kube-node-lease (`renew_lease`). The kube-controller-manager's node lifecycle
+controller turns those heartbeats into taints: the API server's `not-ready` taint at creation goes once the
+node is Ready; a node whose heartbeats stop turns Unknown and is tainted unreachable. The kube-scheduler
+places pods on these objects and the migration controller reads the annotations to reach a node's libvirt.
+Node i of the local cluster:
 
     name / kubernetes.io/hostname   node<i>
     topology.kubernetes.io/zone     zone-a for even i, zone-b for odd i (node0 a, node1 b, node2 a, ...)
@@ -16,13 +19,15 @@ the annotations to reach a node's libvirt. Node i of the local cluster:
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.api.constants import ANNOTATION_LIBVIRT_URI, ANNOTATION_MIGRATION_ADDRESS, HOSTNAME_LABEL
 from virtmigrate.kube.client import STRATEGIC_PATCH, KubeClient
-from virtmigrate.kube.resources import NODES
+from virtmigrate.kube.resources import LEASES, NODES
 
 JSON = dict[str, Any]
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -82,25 +87,37 @@ def node_status(n: NodeSpec, *, ready: bool, now: str, since: str | None = None)
     }
 
 
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_S = 40  # the kubelet's default nodeLeaseDurationSeconds; renewed every heartbeat (10 s)
 
 
-def desired_taints(existing: list[JSON], *, ready: bool) -> list[JSON]:
-    """The node's taints with the not-ready taint present iff the node is not ready; others are kept.
-    (A real cluster's node lifecycle controller does this; the apiserver adds the taint on creation.)"""
-    others = [t for t in existing if t.get("key") != NOT_READY_TAINT]
-    if ready:
-        return others
-    return [*others, {"key": NOT_READY_TAINT, "effect": "NoSchedule"}]
+def micro_time(wall: _dt.datetime) -> str:
+    """A Lease's MicroTime: RFC 3339 with microseconds."""
+    return wall.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def sync_taints(client: KubeClient, name: str, *, ready: bool) -> None:
-    node = client.get(NODES, name)
-    existing = list((node.get("spec") or {}).get("taints") or [])
-    want = desired_taints(existing, ready=ready)
-    if want != existing:
-        client.patch(NODES, name, {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]},
-                                   "spec": {"taints": want or None}})
+def new_lease(n: NodeSpec, *, node_uid: str, renew_time: str) -> JSON:
+    """The node's Lease in kube-node-lease, owned by its Node (deleting the Node collects it), as a
+    kubelet keeps it: the node lifecycle controller counts a renewal as a heartbeat."""
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": n.name, "namespace": NODE_LEASE_NAMESPACE,
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": n.name,
+                                              "uid": node_uid}]},
+            "spec": {"holderIdentity": n.name, "leaseDurationSeconds": LEASE_DURATION_S,
+                     "renewTime": renew_time}}
+
+
+def renew_lease(client: KubeClient, n: NodeSpec, *, renew_time: str) -> None:
+    """Renew the node's Lease, creating it (owned by the Node) when it does not exist yet."""
+    try:
+        client.patch(LEASES, n.name, {"spec": {"holderIdentity": n.name, "leaseDurationSeconds": LEASE_DURATION_S,
+                                               "renewTime": renew_time}}, NODE_LEASE_NAMESPACE)
+        return
+    except errors.NotFound:
+        pass  # first renewal of this node: create it below
+    node_uid = str(client.get(NODES, n.name)["metadata"]["uid"])
+    with contextlib.suppress(errors.AlreadyExists):  # another renewal won the race: it is fresh enough
+        client.create(LEASES, new_lease(n, node_uid=node_uid, renew_time=renew_time), NODE_LEASE_NAMESPACE)
 
 
 def new_node(n: NodeSpec) -> JSON:
@@ -122,7 +139,6 @@ def register(client: KubeClient, n: NodeSpec, *, ready: bool, now: str) -> None:
                                                   "annotations": desired["metadata"]["annotations"]}})
     client.patch(NODES, n.name, {"status": node_status(n, ready=ready, now=now)}, subresource="status",
                  patch_type=STRATEGIC_PATCH)
-    sync_taints(client, n.name, ready=ready)
 
 
 def heartbeat(client: KubeClient, n: NodeSpec, *, ready: bool, now: str, was_ready: bool | None,
@@ -131,5 +147,3 @@ def heartbeat(client: KubeClient, n: NodeSpec, *, ready: bool, now: str, was_rea
     keep = since if was_ready == ready else now
     client.patch(NODES, n.name, {"status": node_status(n, ready=ready, now=now, since=keep)},
                  subresource="status", patch_type=STRATEGIC_PATCH)
-    if was_ready != ready:
-        sync_taints(client, n.name, ready=ready)

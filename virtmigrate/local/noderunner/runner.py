@@ -4,7 +4,7 @@ Fed by the API (a LIST then WATCH of pods with fieldSelector spec.nodeName=<node
 or a broken stream); consumed by __main__.py, which runs one NodeRunner per node in one process.
 Two threads per node: the watch thread turns events into a queue, the sync thread (the only one that
 touches pod workers) applies them and calls every worker's `sync` every `sync_period_s`, and heartbeats
-the Node's Ready condition.
+the Node's Ready condition and its Lease.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ class NodeRunner:
         while not stop.is_set():
             try:
                 nodeobj.register(self.deps.client, self.spec, ready=self._node_ready(), now=rfc3339(clock))
+                nodeobj.renew_lease(self.deps.client, self.spec, renew_time=nodeobj.micro_time(clock.wall()))
                 break
             except errors.KubeError as e:
                 self.log.warning("node_register_failed", error=str(e))
@@ -159,6 +160,7 @@ class NodeRunner:
                 try:
                     nodeobj.heartbeat(self.deps.client, self.spec, ready=ready, now=rfc3339(clock),
                                       was_ready=was_ready, since=since)
+                    nodeobj.renew_lease(self.deps.client, self.spec, renew_time=nodeobj.micro_time(clock.wall()))
                     if ready != was_ready:
                         since = rfc3339(clock)
                     was_ready = ready

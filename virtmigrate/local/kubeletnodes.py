@@ -1,0 +1,241 @@
+"""Real nodes: a kubelet v1.37.2 and Debian's containerd 1.6 + runc per local node (VIRTMIGRATE_NODES=kubelet).
+
+Each node's containerd and kubelet run inside that node's libvirt mount namespace (`nsenter` into the
+host's `tini`), so a pod's hostPath `/run/libvirt` is that node's own libvirt socket folder, as on a real
+node. Everything a node keeps lives under `<state>/kubelet/node<i>/`: containerd's root, state and socket,
+the kubelet's root directory, pod logs, a loopback-only CNI configuration (pods use the host network),
+certificates (CN system:node:node<i>, O system:nodes) and configurations. Ports are chosen once and kept in
+`ports.json`. Facts behind each setting: shared/notes/real-nodes.md.
+
+Fed by virtmigrate.local.cluster (which starts the control plane and the libvirt hosts first); `up` loads
+the image archives of hack/image.sh and hack/pause-image.sh into every containerd and waits for the Nodes to
+register; `down` stops the kubelets, kills and removes every container, stops containerd and removes the
+cgroups its containers had, so no process, mount or cgroup outlives it (the namespace sweep of
+libvirthosts.down() catches any shim left).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from virtmigrate.local import pki, procs
+from virtmigrate.local.controlplane import cache_dir
+from virtmigrate.local.libvirthosts import LibvirtHosts
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where node `name` keeps its runtime's and kubelet's files."""
+
+    name: str
+    root: Path
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.root / "containerd" / "containerd.sock"
+
+    @property
+    def containerd_config(self) -> Path:
+        return self.root / "containerd" / "config.toml"
+
+
+def containerd_config(n: NodePaths, *, sandbox_image: str) -> str:
+    """containerd 1.6's configuration for one node: private root, state and socket; the CRI plugin with
+    restrict_oom_score_adj (root lacks CAP_SYS_RESOURCE here) and runc on cgroupfs."""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    return "\n".join([
+        "version = 2",
+        f'root = "{n.root / "containerd" / "root"}"',
+        f'state = "{n.root / "containerd" / "state"}"',
+        'disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",'
+        ' "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]',
+        "[grpc]", f'  address = "{n.containerd_socket}"',
+        "[ttrpc]", f'  address = "{n.containerd_socket}.ttrpc"',
+        "[metrics]", '  address = ""',
+        f"[{cri}]", f'  sandbox_image = "{sandbox_image}"', "  restrict_oom_score_adj = true",
+        f"[{cri}.containerd]", '  snapshotter = "overlayfs"', '  default_runtime_name = "runc"',
+        f"[{cri}.containerd.runtimes.runc]", '  runtime_type = "io.containerd.runc.v2"',
+        f"[{cri}.containerd.runtimes.runc.options]", "  SystemdCgroup = false",
+        f"[{cri}.cni]", f'  bin_dir = "{CNI_BIN_DIR}"', f'  conf_dir = "{n.root / "cni"}"', "",
+    ])
+
+
+def kubelet_config(n: NodePaths, *, port: int, healthz_port: int, client_ca: Path) -> dict[str, object]:
+    """The KubeletConfiguration these machines need (cgroup v1 hierarchies, no CAP_SYS_RESOURCE)."""
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
+        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
+        "failSwapOn": False, "localStorageCapacityIsolation": False, "resolvConf": "",
+        "containerRuntimeEndpoint": f"unix://{n.containerd_socket}",
+        "address": "127.0.0.1", "port": port, "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
+        "readOnlyPort": 0, "podLogsDir": str(n.root / "pod-logs"),
+        # The API server reaches the kubelet (logs, exec) with a client certificate of the cluster's CA.
+        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
+                           "x509": {"clientCAFile": str(client_ca)}},
+        "authorization": {"mode": "AlwaysAllow"},
+        # A shared test machine's disk is not this node's to manage: no evictions, no image GC.
+        "evictionHard": {}, "imageGCHighThresholdPercent": 100,
+        "nodeStatusUpdateFrequency": "10s", "nodeLeaseDurationSeconds": 40,
+    }
+
+
+def node_labels(index: int) -> str:
+    """The labels a kubelet may set on its own Node (kubernetes.io/hostname, arch and os it sets itself)."""
+    from virtmigrate.local.noderunner.node import zone_of
+
+    return f"topology.kubernetes.io/zone={zone_of(index)},topology.kubernetes.io/region=local"
+
+
+class KubeletNodes:
+    """`count` kubelet nodes under `state/kubelet`, next to the libvirt hosts of the same index."""
+
+    def __init__(self, state: Path, hosts: LibvirtHosts, count: int) -> None:
+        self.state = state / "kubelet"
+        self.hosts = hosts
+        self.count = count
+
+    def paths(self, index: int) -> NodePaths:
+        return NodePaths(f"node{index}", self.state / f"node{index}")
+
+    def _ports(self) -> dict[str, int]:
+        f = self.state / "ports.json"
+        ports: dict[str, int] = json.loads(f.read_text()) if f.exists() else {}
+        for i in range(self.count):
+            for kind in ("kubelet", "healthz"):
+                ports.setdefault(f"node{i}-{kind}", procs.free_port())
+        self.state.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(ports))
+        return ports
+
+    def ports(self) -> list[int]:
+        return list(self._ports().values())
+
+    def _nsenter(self, index: int) -> list[str]:
+        return self.hosts.nsenter(index)
+
+    def _ctr(self, index: int, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ctr", "-a", str(self.paths(index).containerd_socket), "-n", "k8s.io", *args],
+                              capture_output=True, text=True, timeout=300, check=check)
+
+    def up(self, *, kubeconfig_for: dict[str, Path], archives: list[Path], sandbox_image: str,
+           timeout: float = 120.0) -> None:
+        """Start containerd (loading `archives`) and the kubelet of every node that does not run."""
+        bins = cache_dir() / "kubernetes-current"
+        kubelet = bins / "kubelet"
+        if not kubelet.exists():
+            raise FileNotFoundError(f"{kubelet} missing: run VIRTMIGRATE_NODES=kubelet hack/build-control-plane.sh")
+        ports = self._ports()
+        for i in range(self.count):
+            n = self.paths(i)
+            name = f"containerd-{n.name}"
+            if not procs.alive(name, self.state):
+                for sub in ("containerd", "kubelet", "pod-logs", "cni", "certs"):
+                    (n.root / sub).mkdir(parents=True, exist_ok=True)
+                (n.root / "cni" / "10-loopback.conflist").write_text(json.dumps(
+                    {"cniVersion": "1.0.0", "name": "loopback", "plugins": [{"type": "loopback"}]}))
+                n.containerd_config.write_text(containerd_config(n, sandbox_image=sandbox_image))
+                procs.start(name, [*self._nsenter(i), "containerd", f"--config={n.containerd_config}"], self.state,
+                            exe="containerd")
+                _wait(lambda n=n: n.containerd_socket.exists(), 30, f"containerd of {n.name}")  # type: ignore[misc]
+                for a in archives:
+                    out = self._ctr(i, "images", "import", str(a)).stdout
+                    # The CRI looks images up by their normalized names (docker.io/...).
+                    for ref in (line.split()[1] for line in out.splitlines() if line.startswith("unpacking ")):
+                        self._ctr(i, "images", "tag", "--force", ref, f"docker.io/{ref}")
+            name = f"kubelet-{n.name}"
+            if not procs.alive(name, self.state):
+                cfg = n.root / "kubelet-config.json"
+                cfg.write_text(json.dumps(kubelet_config(n, port=ports[f"{n.name}-kubelet"],
+                                                         healthz_port=ports[f"{n.name}-healthz"],
+                                                         client_ca=kubeconfig_for["ca"])))
+                procs.start(name, [*self._nsenter(i), str(kubelet), f"--config={cfg}",
+                                   f"--kubeconfig={kubeconfig_for[n.name]}", f"--root-dir={n.root / 'kubelet'}",
+                                   f"--cert-dir={n.root / 'certs'}", f"--hostname-override={n.name}",
+                                   # Refused as a loopback address, so the kubelet reports no address and
+                                   # the cluster writes InternalIP 127.0.0.1 itself (cluster.py).
+                                   "--node-ip=127.0.0.1", f"--node-labels={node_labels(i)}", "--v=1"],
+                            self.state, exe=str(kubelet))
+
+    def stop_kubelet(self, index: int) -> bool:
+        """Stop node `index`'s kubelet only (a node fault): its pods keep running, its heartbeats stop."""
+        return procs.stop(f"kubelet-node{index}", self.state)
+
+    def down(self) -> list[str]:
+        """Stop every kubelet, kill and remove every container, stop containerd, remove container cgroups."""
+        stopped = []
+        for i in range(self.count):
+            n = self.paths(i)
+            if procs.stop(f"kubelet-{n.name}", self.state):
+                stopped.append(f"kubelet-{n.name}")
+            if procs.alive(f"containerd-{n.name}", self.state):
+                tasks = self._ctr(i, "tasks", "ls", "-q", check=False).stdout.split()
+                for t in tasks:
+                    self._ctr(i, "tasks", "kill", "-s", "SIGKILL", t, check=False)
+                for t in tasks:
+                    self._ctr(i, "tasks", "delete", "--force", t, check=False)
+                for c in self._ctr(i, "containers", "ls", "-q", check=False).stdout.split():
+                    self._ctr(i, "containers", "rm", c, check=False)
+                procs.stop(f"containerd-{n.name}", self.state, grace=15)
+                stopped.append(f"containerd-{n.name}")
+        remove_container_cgroups()
+        return stopped
+
+
+def pod_cgroups() -> list[Path]:
+    """Cgroup folders runc made for containers of the local kubelets (under `k8s.io` of each hierarchy)."""
+    found: list[Path] = []
+    with contextlib.suppress(OSError):
+        for hierarchy in CGROUP_ROOT.iterdir():
+            d = hierarchy / "k8s.io"
+            if d.is_dir():
+                found.append(d)
+    return found
+
+
+def remove_container_cgroups() -> None:
+    """rmdir the (empty, once their processes are dead) container cgroups, deepest first."""
+    for d in pod_cgroups():
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def node_kubeconfigs(pki_dir: Path, server: str, state: Path, count: int) -> dict[str, Path]:
+    """A client certificate and kubeconfig per node (CN system:node:<name>, O system:nodes); key "ca" is the
+    cluster CA, for the kubelets' client-certificate authentication."""
+    from virtmigrate.local.controlplane import _kubeconfig
+
+    out: dict[str, Path] = {"ca": pki_dir / "ca.crt"}
+    for i in range(count):
+        name = f"node{i}"
+        crt, key = pki.ensure_cert(pki_dir, f"kubelet-{name}", f"/O=system:nodes/CN=system:node:{name}")
+        kc = state / "kubelet" / f"{name}.kubeconfig"
+        kc.parent.mkdir(parents=True, exist_ok=True)
+        kc.write_text(_kubeconfig(server, pki_dir / "ca.crt", crt, key, f"system:node:{name}"))
+        out[name] = kc
+    return out
+
+
+def _wait(cond: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not up after {timeout:.0f}s")
+
+
+def mode() -> str:
+    """How the local cluster runs pods: "runner" (the node runner, default) or "kubelet" (real kubelets)."""
+    return os.environ.get("VIRTMIGRATE_NODES", "runner")
