@@ -531,7 +531,8 @@ def e2e(runs: int) -> None:
     state_env = os.environ.get("VIRTMIGRATE_STATE")
     own = state_env is None
     state = Path(state_env) if state_env else Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    lc = LocalCluster(state, nodes=3, first_address=50) if own else LocalCluster(state)
+    first = int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "50"))  # apart from other clusters on this host
+    lc = LocalCluster(state, nodes=3, first_address=first) if own else LocalCluster(state)
     lc.up()
     kubectl = [str(BIN / "kubectl"), f"--kubeconfig={lc.kubeconfig}"]
     client = lc.client()
