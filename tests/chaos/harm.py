@@ -173,8 +173,13 @@ class Harm:
         gone = False
         while agents and _now() < deadline and not gone:
             try:
-                self.client.get(PODS, agents[-1].name, self.namespace)
-                time.sleep(0.1)
+                pod = self.client.get(PODS, agents[-1].name, self.namespace)
+                # The agent-outcome finalizer keeps a deleted agent pod (Terminating, its process ended)
+                # until the controller recorded the outcome: deleted, as far as anyone can delete it.
+                gone = bool(pod["metadata"].get("deletionTimestamp")) and (pod.get("status") or {}).get(
+                    "phase") in ("Succeeded", "Failed")
+                if not gone:
+                    time.sleep(0.1)
             except errors.NotFound:
                 gone = True
             except errors.KubeError:
