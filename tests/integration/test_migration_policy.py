@@ -35,8 +35,9 @@ IMAGES = "/var/lib/virtmigrate/images"
 @pytest.fixture
 def migration_controller(kube: KubeClient, namespace: str) -> Iterator[MigrationController]:
     """The migration controller on the test's API server, serving only the test's namespace."""
+    # history_limit=-1: these tests read every finished Migration back (pruning is tested on its own).
     config = ControllerConfig(namespaces=(namespace,), workers=2, policy_limits=LIMITS,
-                              image_dirs=ImageDirs(cluster=(IMAGES,)))
+                              image_dirs=ImageDirs(cluster=(IMAGES,)), history_limit=-1)
     factory = SharedInformerFactory(kube)
     recorder = KubeEventRecorder(kube)
     ctl = MigrationController(kube, factory, config=config, recorder=recorder,
