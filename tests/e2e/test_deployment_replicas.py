@@ -91,8 +91,12 @@ def replicas(local_cluster: Any, kube: Any, tmp_path: Path,
                 p.kill()
         local_cluster.up()  # the local cluster's own controller again
         for f in sorted(tmp_path.glob("*.log")):
-            if b"Forbidden" in f.read_bytes() or b"forbidden" in f.read_bytes():
-                pytest.fail(f"{f.name} logged a permission error:\n" + f.read_text(errors="replace")[-3000:])
+            # A 403 for a namespace being deleted (an earlier test's, now really deleted by the
+            # kube-controller-manager) is the namespace lifecycle, not a permission the RBAC lacks.
+            denied = [line for line in f.read_text(errors="replace").splitlines()
+                      if "orbidden" in line and "because it is being terminated" not in line]
+            if denied:
+                pytest.fail(f"{f.name} logged a permission error:\n" + "\n".join(denied[-20:]))
 
 
 def test_two_replicas_from_the_manifests_one_acts_and_the_other_takes_over(
