@@ -31,12 +31,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_time(pid: int) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
 
 
 def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
@@ -54,7 +48,7 @@ def container_pid(lc: Any, pod_uid: str, container: str) -> int | None:
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    return pid if _start_time(pid) == start else None
+    return pid if procs.start_ticks(pid) == start else None
 
 
 def kill_container(lc: Any, pod_uid: str, container: str) -> int | None:

@@ -316,12 +316,6 @@ class LocalCluster:
         return stopped
 
 
-def _started_at(pid_dir: Path) -> float:
-    """A process's start as a wall-clock time (boot time + its start in clock ticks)."""
-    ticks = int((pid_dir / "stat").read_text().rsplit(")", 1)[-1].split()[19])
-    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                 if line.startswith("btime "))
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None) -> list[str]:
@@ -343,9 +337,9 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
         if stat.rsplit(")", 1)[-1].split()[0] == "Z":
             continue
         if needle in cmd or mount_ns(int(entry.name)) in namespaces:
-            with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
-                if needle not in cmd and since is not None and _started_at(entry) > since:
-                    continue  # a newer process in a reused namespace number: another cluster's
+            began = procs.started_at(int(entry.name)) if since is not None and needle not in cmd else None
+            if began is not None and since is not None and began > since:
+                continue  # a newer process in a reused namespace number: another cluster's
             found.append(f"process {entry.name}: {cmd.strip()[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         if needle in line:

@@ -12,6 +12,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+def start_ticks(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22): with the pid it
+    names one process across pid reuse. None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def started_at(pid: int) -> float | None:
+    """When process `pid` started, as a wall-clock time (boot time + its start ticks)."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return None
+    btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                 if line.startswith("btime "))
+    return btime + int(ticks) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))

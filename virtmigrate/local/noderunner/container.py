@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from virtmigrate.clock import Clock
+from virtmigrate.local import procs
 
 NSENTER = "nsenter"
 
@@ -83,18 +84,11 @@ def read_tail(path: Path, limit: int) -> str:
         return ""
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (identifies it across pid reuse)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else fields[19]
 
 
 def record_pid(path: Path, pid: int, *, node: str) -> None:
     """Remember a container process (pid, start time, node) so a later runner can find it."""
-    path.write_text(f"{pid} {_start_time(pid) or 0} {node}\n")
+    path.write_text(f"{pid} {procs.start_ticks(pid) or 0} {node}\n")
 
 
 def stop_orphans(pods_dir: Path, node: str, *, grace_s: float, clock: Clock) -> list[int]:
@@ -111,14 +105,14 @@ def stop_orphans(pods_dir: Path, node: str, *, grace_s: float, clock: Clock) -> 
             continue
         if owner != node:
             continue  # another node's runner (a thread of this process) handles it
-        if _start_time(pid) == start:
+        if procs.start_ticks(pid) == start:
             found.append(pid)
         pidfile.unlink(missing_ok=True)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     deadline = clock.now() + grace_s
-    while any(_start_time(p) is not None for p in found) and clock.now() < deadline:
+    while any(procs.start_ticks(p) is not None for p in found) and clock.now() < deadline:
         clock.sleep(0.1)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
