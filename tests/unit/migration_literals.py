@@ -2,15 +2,16 @@
 
 What each node's launcher says (virtmigrate.api.domainfacts) is spelled out here once, so a test reads
 as "the source runs the guest, the target waits" rather than as a dictionary. `obs` builds an `Observed`
-the way migration/observe.py does: the sides' `Where` come from the pods through `locate.guest_on`,
-unless a test gives them.
+the way migration/observe.py does: the sides' `Where` (and whether a side's launcher is silenced) come
+from the pods and witnesses through `locate.read_sides`, unless a test gives them.
 """
 
 from __future__ import annotations
 
+from virtmigrate.api.constants import MigrationPhase
 from virtmigrate.api.domainfacts import DomainFacts, DomainState, Job, LauncherMode
 from virtmigrate.controller.migration.decide import Observed, VMState
-from virtmigrate.controller.migration.locate import Where, guest_on
+from virtmigrate.controller.migration.locate import read_sides
 from virtmigrate.controller.podstate import PodView
 
 UID = "mig-uid"
@@ -80,6 +81,14 @@ def obs(**kw: object) -> Observed:
     base: dict[str, object] = {"uid": UID, "vm_name": "testvm", "phase": None, "has_finalizer": True,
                                "vm": VM_RUNNING, "source_node": "node0", "target_node": "node1"}
     base.update(kw)
-    base.setdefault("source_where", guest_on(base.get("source_pod"), missing=Where.UNKNOWN))  # type: ignore[arg-type]
-    base.setdefault("target_where", guest_on(base.get("target_pod"), missing=Where.ABSENT))  # type: ignore[arg-type]
+    phase, entered = base.get("phase"), base.get("entered") or frozenset()
+    sides = read_sides(base.get("source_pod"), base.get("target_pod"),  # type: ignore[arg-type]
+                       source_witness=base.get("source_witness"),  # type: ignore[arg-type]
+                       target_witness=base.get("target_witness"),  # type: ignore[arg-type]
+                       target_created="TargetReady" in entered  # type: ignore[operator]
+                       or phase in (MigrationPhase.TARGET_READY, MigrationPhase.RUNNING))
+    base.setdefault("source_where", sides.source)
+    base.setdefault("target_where", sides.target)
+    base.setdefault("source_mute", sides.source_mute)
+    base.setdefault("target_mute", sides.target_mute)
     return Observed(**base)  # type: ignore[arg-type]

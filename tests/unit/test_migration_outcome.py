@@ -4,6 +4,8 @@ and an agent that does not end is stopped, then force-deleted. Literals only; th
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.unit.migration_literals import (
@@ -27,7 +29,7 @@ from tests.unit.migration_literals import (
 )
 from virtmigrate.api.constants import FINALIZER_AGENT
 from virtmigrate.api.constants import MigrationPhase as P
-from virtmigrate.controller.migration.decide import Action, Decision, Observed, Timeouts, decide
+from virtmigrate.controller.migration.decide import Action, Decision, Observed, Timeouts, VMState, decide
 from virtmigrate.controller.podstate import PodView
 
 T = Timeouts(settle_s=3.0, orphan_job_s=30.0, resolve_s=300.0, running_s=3600.0, agent_grace_s=45.0)
@@ -231,3 +233,74 @@ def test_reports_alone_never_end_a_running_agent() -> None:
     until the agent ends — its job may still be finishing on the source."""
     o = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=AGENT_RUN, source_pod=src(RUNS), target_pod=TGT_RUNS)
     assert decide(o, T).action == Action.NOTHING
+
+
+# --- a launcher killed mid-migration: a witness on its node speaks for it ---------------------------------
+
+KILLED_LAUNCHER = {"phase": "Failed", "exit_code": 137, "termination_message": ""}
+TGT_KILLED = tgt(JOB_IN, **KILLED_LAUNCHER)            # the target's launcher died during the copy
+SRC_KILLED = src(JOB_OUT, **KILLED_LAUNCHER)           # the source's launcher died during the copy
+TGT_WITNESS = PodView(name="virt-launcher-testvm-wtgt1", node="node1", phase="Running")
+SRC_WITNESS = PodView(name="virt-launcher-testvm-wsrc1", node="node0", phase="Running")
+
+
+def test_a_killed_target_launcher_gets_a_witness_whose_report_confirms_the_success() -> None:
+    silent = ended("target", agent=agent_exited(0, ""), age=0.0, target_pod=TGT_KILLED)
+    d = decide(silent, T)
+    assert (d.action, d.side, d.reason) == (Action.CREATE_WITNESS, "target", "LauncherWitness")
+    assert "node1" in d.message and "'testvm'" in d.message
+    waiting = decide(ended("target", agent=agent_exited(0, ""), age=1.0, target_pod=TGT_KILLED,
+                           target_witness=TGT_WITNESS), T)
+    assert waiting.action == Action.NOTHING  # the witness has not reported yet
+    d = decide(ended("target", agent=agent_exited(0, ""), age=1.0, target_pod=TGT_KILLED,
+                     target_witness=tgt(RUNS, name=TGT_WITNESS.name)), T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+
+
+def test_a_killed_source_launcher_on_cancel_is_resolved_by_its_witness() -> None:
+    cancel = {"deleting": True, "agent_pod": agent_exited(23, ""), "agent_end_age_s": 0.0}
+    o = obs(phase=P.RUNNING, vm=VM_OURS, source_pod=SRC_KILLED, target_pod=TGT_WAITING, **cancel)  # type: ignore[arg-type]
+    assert (decide(o, T).action, decide(o, T).side) == (Action.CREATE_WITNESS, "source")
+    o = obs(phase=P.RUNNING, vm=VM_OURS, source_pod=SRC_KILLED, target_pod=TGT_WAITING,  # type: ignore[arg-type]
+            source_witness=src(RUNS, name=SRC_WITNESS.name), **cancel)
+    d = decide(o, T)
+    assert (d.action, d.reason) == (Action.FAIL, "Cancelled")
+
+
+def test_a_vanished_target_pod_proves_nothing_once_it_was_created() -> None:
+    d = decide(ended("target", age=T.settle_s, target_pod=None, source_pod=SRC_LEFT), T)
+    assert (d.action, d.side) == (Action.CREATE_WITNESS, "target")  # not GuestLost
+
+
+def test_a_witness_that_died_without_a_word_is_replaced() -> None:
+    dead = PodView(name=TGT_WITNESS.name, node="node1", **KILLED_LAUNCHER)  # type: ignore[arg-type]
+    d = decide(ended("target", age=1.0, target_pod=TGT_KILLED, target_witness=dead), T)
+    assert (d.action, d.pod) == (Action.DELETE_WITNESS, TGT_WITNESS.name)
+
+
+def test_the_witness_holding_the_guest_becomes_the_vms_launcher_and_the_dead_pods_go() -> None:
+    holding = tgt(RUNS, name=TGT_WITNESS.name)
+    done = {"phase": P.SUCCEEDED, "source_pod": SRC_LEFT, "target_pod": TGT_KILLED, "target_witness": holding,
+            "entered": frozenset({"TargetReady", "Running"})}
+    d = decide(obs(vm=VM_OURS, **done), T)  # type: ignore[arg-type]
+    assert (d.action, d.pod) == (Action.RECORD_VM_ON_TARGET, TGT_WITNESS.name)
+    recorded = VMState(running=True, node="node1", launcher_pod=TGT_WITNESS.name, migration_uid="mig-uid",
+                       migration_completed=True)
+    removals = []
+    o = obs(vm=recorded, **done)  # type: ignore[arg-type]
+    for _ in range(3):
+        d = decide(o, T)
+        if d.action not in (Action.DELETE_SOURCE_POD, Action.DELETE_TARGET_POD):
+            break
+        removals.append(d.pod)
+        o = dataclasses.replace(o, source_pod=None) if d.pod == SRC_LEFT.name else \
+            dataclasses.replace(o, target_pod=None)
+    assert removals == [SRC_LEFT.name, TGT_KILLED.name]  # never the witness that holds the guest
+    assert d.action == Action.REMOVE_FINALIZER
+
+
+def test_a_source_witness_holding_the_guest_after_a_failure_becomes_the_vms_launcher() -> None:
+    o = obs(phase=P.FAILED, vm=VM_OURS, status_reason="Cancelled", source_pod=SRC_KILLED, target_pod=TGT_WAITING,
+            source_witness=src(RUNS, name=SRC_WITNESS.name))  # type: ignore[arg-type]
+    d = decide(o, T)
+    assert (d.action, d.pod) == (Action.RECORD_VM_ON_SOURCE, SRC_WITNESS.name)

@@ -30,7 +30,16 @@ from typing import Any
 
 from virtmigrate.api.constants import FINALIZER_AGENT, MigrationPhase
 from virtmigrate.api.exitcodes import PHASE_SUCCEEDED, ExitCode, phase_for_exit_code
-from virtmigrate.controller.migration.locate import Location, Where, claim_of, confirms, leftover, locate
+from virtmigrate.controller.migration.locate import (
+    Location,
+    Where,
+    claim_of,
+    confirms,
+    guest_on,
+    leftover,
+    locate,
+    silenced,
+)
 from virtmigrate.controller.migration.status import agent_result
 from virtmigrate.controller.podstate import PodView
 
@@ -61,6 +70,7 @@ REASON_POD_REJECTED = "PodRejected"                    # the API server refused 
 REASON_NO_DESTINATION = "NoDestinationURI"             # the target node has no libvirt URI
 REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy was left on the other node
 REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived its agent: aborting it
+REASON_WITNESS = "LauncherWitness"                     # (Event) a silenced launcher's node gets a witness
 # Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
 LOST_REASONS = frozenset({REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN})
 
@@ -86,6 +96,8 @@ class Action(enum.StrEnum):
     REMOVE_AGENT_FINALIZER = "RemoveAgentFinalizer"  # the agent's outcome is recorded: let its pod go
     CREATE_ABORT_POD = "CreateAbortPod"    # a short-lived agent that aborts an orphaned migration job
     DELETE_ABORT_POD = "DeleteAbortPod"
+    CREATE_WITNESS = "CreateWitness"       # a receive-mode launcher on a silenced side's node (`side`)
+    DELETE_WITNESS = "DeleteWitness"       # a witness that died without a word (`pod`): a new one follows
     RECORD_VM_LOST = "RecordVMLost"        # VM status: Failed/Unknown with the reason; never Running
     REMOVE_FINALIZER = "RemoveFinalizer"   # cleanup complete
 
@@ -101,6 +113,8 @@ class Decision:
     requeue_after: float | None = None      # look again after this many seconds
     warning: str = ""                       # for SUCCEED / FAIL: an extra Warning Event (REASON_LEFTOVER)
     delete_first: str = ""                  # for REMOVE_FINALIZER: delete this pod by name first
+    side: str = ""                          # for CREATE_WITNESS: "source" or "target"
+    pod: str = ""                           # for DELETE_SOURCE_POD / DELETE_TARGET_POD / DELETE_WITNESS
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,10 @@ class Observed:
     source_node: str = ""                # status.sourceNode
     source_where: Where = Where.UNKNOWN  # what the source launcher says of the guest there (locate.py)
     target_where: Where = Where.ABSENT   # what the target launcher says
+    source_mute: bool = False            # the source launcher is silenced (locate.silenced): its witness speaks
+    target_mute: bool = False            # the target launcher is silenced, after it was created
+    source_witness: PodView | None = None  # the witness launcher on the source node, when one exists
+    target_witness: PodView | None = None  # the witness launcher on the target node
     agent_end_age_s: float = 0.0         # seconds since the agent ended (finished, or its pod vanished)
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
@@ -334,6 +352,10 @@ def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *,
     confirmed_at = confirms(claim_of(code), o.source_where, o.target_where)
     confirmed = confirmed_at is not None
     loc = confirmed_at or locate(o.source_where, o.target_where)
+    if not confirmed and loc == Location.UNSETTLED:
+        witness = _witness_needed(o)
+        if witness is not None:
+            return witness
     if not confirmed:
         if o.agent_end_age_s < t.settle_s:
             return Decision(Action.NOTHING, reason="agent ended: waiting for the launchers' reports to settle",
@@ -359,6 +381,28 @@ def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *,
             return Decision(Action.NOTHING, reason=f"locating the guest: source {o.source_where}, "
                                                    f"target {o.target_where}", requeue_after=1.0)
     return _by_location(o, loc, code, message, confirmed=confirmed, cancelled=cancelled)
+
+
+def _witness_needed(o: Observed) -> Decision | None:
+    """A side whose launcher is silenced gets a witness — a receive-mode launcher bound to that node, which
+    reports what its libvirt holds and holds the guest if it runs there (it never starts one). A witness
+    that died without a word is replaced in turn. None when every side can speak."""
+    for side, mute, witness, node in (("source", o.source_mute, o.source_witness, o.source_node),
+                                      ("target", o.target_mute, o.target_witness, o.target_node)):
+        if not mute or not node:
+            continue
+        if witness is None:
+            return Decision(Action.CREATE_WITNESS, side=side, reason=REASON_WITNESS,
+                            message=f"the {side} launcher of VM {o.vm_name!r} on node {node} ended without "
+                                    "saying whether the guest runs there: a witness launcher on that node "
+                                    "reports what its libvirt holds, and keeps the guest if it runs there")
+        if silenced(witness):
+            if not witness.deleting:
+                return Decision(Action.DELETE_WITNESS, pod=witness.name,
+                                message=f"witness launcher pod {witness.name} on node {node} ended without a "
+                                        "report: replacing it")
+            return Decision(Action.NOTHING, reason="waiting for a dead witness pod to go", requeue_after=1.0)
+    return None
 
 
 def _by_location(o: Observed, loc: Location, code: int | None, message: str, *, confirmed: bool,
@@ -466,35 +510,57 @@ def _decide_cleanup(o: Observed) -> Decision:
             return Decision(Action.DELETE_ABORT_POD)
         return Decision(Action.NOTHING, reason="waiting for the abort pod to go")
     mine = o.vm is not None and o.vm.migration_uid == o.uid and not o.vm.migration_completed
-    if o.phase == P.SUCCEEDED:
-        if mine:
-            return Decision(Action.RECORD_VM_ON_TARGET)
-        gone, where = o.source_pod, o.source_where
-    else:
-        if mine:
-            lost = o.status_reason in LOST_REASONS
-            return Decision(Action.RECORD_VM_LOST if lost else Action.RECORD_VM_ON_SOURCE)
-        gone, where = o.target_pod, o.target_where
-        if o.status_reason == REASON_GUEST_ON_BOTH:
-            gone = None  # both run the guest: an admin chooses
-    if gone is not None and o.vm is not None and gone.name == o.vm.launcher_pod:
-        gone = None  # the pod the VM runs in now is never ours to remove
-    if gone is not None and where == Where.RUNNING:
-        # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still shown on
-        # the losing side is a leftover: the outcome was established with the guest running elsewhere, and a
-        # launcher stopped mid-job waits for the job's end before it exits.)
-        gone = None
-    if o.status_reason in LOST_REASONS:
-        gone = None  # where the guest is was not established: no launcher is removed, an admin decides
-    if gone is not None:
-        if not gone.deleting:
-            return Decision(Action.DELETE_SOURCE_POD if o.phase == P.SUCCEEDED else Action.DELETE_TARGET_POD)
-        return Decision(Action.NOTHING, reason="waiting for a pod to go")
+    if mine:
+        if o.phase == P.SUCCEEDED:
+            return Decision(Action.RECORD_VM_ON_TARGET, pod=holder(o, "target"))
+        if o.status_reason in LOST_REASONS:
+            return Decision(Action.RECORD_VM_LOST)
+        return Decision(Action.RECORD_VM_ON_SOURCE, pod=holder(o, "source"))
+    if o.status_reason not in LOST_REASONS:  # where the guest is was not established: an admin decides
+        for pod, action in _leftover_pods(o):
+            if o.vm is not None and pod.name == o.vm.launcher_pod:
+                continue  # the pod the VM runs in now is never ours to remove
+            if guest_on(pod) == Where.RUNNING:
+                # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still
+                # shown on the losing side is a leftover: the outcome was established with the guest running
+                # elsewhere, and a launcher stopped mid-job waits for the job's end before it exits.)
+                continue
+            if not pod.deleting:
+                return Decision(action, pod=pod.name)
+            return Decision(Action.NOTHING, reason=f"waiting for pod {pod.name} to go")
     if (o.agent_name and P.TARGET_READY.value in o.entered and P.RUNNING.value not in o.entered
             and o.phase == P.FAILED):
         # Failed (e.g. cancelled) right after the agent's create: the cache may not show the pod yet.
         return Decision(Action.REMOVE_FINALIZER, delete_first=o.agent_name)
     return Decision(Action.REMOVE_FINALIZER)
+
+
+def holder(o: Observed, side: str) -> str:
+    """The launcher pod that holds the guest on `side` once the outcome is known: the side's witness when its
+    launcher was silenced and a witness reported, else the side's launcher ("" for a source that keeps the
+    VM's recorded pod)."""
+    mute, witness = (o.target_mute, o.target_witness) if side == "target" else (o.source_mute, o.source_witness)
+    if mute and witness is not None:
+        return witness.name
+    if side == "target":
+        return o.target_pod.name if o.target_pod is not None else ""
+    return ""
+
+
+def _leftover_pods(o: Observed) -> list[tuple[PodView, Action]]:
+    """The launcher pods a finished Migration removes: the losing side's launcher and witness, and the
+    winning target's silenced launcher when its witness holds the guest now. Both sides' pods are kept when
+    both nodes run the guest."""
+    src = [p for p in (o.source_pod, o.source_witness) if p is not None]
+    tgt = [p for p in (o.target_pod, o.target_witness) if p is not None]
+    if o.phase == P.SUCCEEDED:
+        losing, keep = [(p, Action.DELETE_SOURCE_POD) for p in src], holder(o, "target")
+        winning = [(p, Action.DELETE_TARGET_POD) for p in tgt if p.name != keep and o.target_mute]
+        return losing + winning
+    if o.status_reason == REASON_GUEST_ON_BOTH:
+        return []
+    # A silenced source launcher, replaced by its witness, is the VM controller's to remove (not a target).
+    return [(p, Action.DELETE_TARGET_POD) for p in tgt]
 
 
 def decide_orphans(pods: list[PodView]) -> list[tuple[Action, PodView]]:

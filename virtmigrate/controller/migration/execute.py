@@ -58,6 +58,7 @@ from virtmigrate.controller.migration.pods import (
     new_abort_pod,
     new_agent_pod,
     new_target_pod,
+    new_witness_pod,
 )
 from virtmigrate.controller.podstate import PodView, pod_view
 from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
@@ -278,11 +279,12 @@ class MigrationSync:
             mode = str(((status.get("result") or {}).get("mode")) or "")
             self._patch_vm(seen.vm, st.vm_on_target(seen.vm.raw.get("status") or {},
                                                     target_node=str(status.get("targetNode") or ""),
-                                                    target_pod=seen.target_pod_name, mode=mode, now=now))
+                                                    target_pod=d.pod or seen.target_pod_name, mode=mode, now=now))
         elif a == Action.RECORD_VM_ON_SOURCE:
             assert seen.vm is not None
             self._patch_vm(seen.vm, st.vm_on_source(seen.vm.raw.get("status") or {},
-                                                    reason=str(status.get("reason") or "Failed"), now=now))
+                                                    reason=str(status.get("reason") or "Failed"), now=now,
+                                                    pod=d.pod))
         elif a == Action.RECORD_VM_LOST:
             assert seen.vm is not None
             self._patch_vm(seen.vm, st.vm_lost(seen.vm.raw.get("status") or {}, reason=str(status.get("reason")),
@@ -303,11 +305,13 @@ class MigrationSync:
         elif a == Action.DELETE_ABORT_POD:
             assert seen.observed.abort_pod is not None
             self._delete_pod(ns, seen.observed.abort_pod.name)
-        elif a == Action.DELETE_SOURCE_POD:
-            assert seen.source_pod is not None
-            self._delete_pod(ns, seen.source_pod.name)
-        elif a == Action.DELETE_TARGET_POD:
-            self._delete_pod(ns, seen.target_pod_name)
+        elif a in (Action.DELETE_SOURCE_POD, Action.DELETE_TARGET_POD, Action.DELETE_WITNESS):
+            self._delete_pod(ns, d.pod)
+        elif a == Action.CREATE_WITNESS:
+            assert seen.vm is not None and seen.mig is not None
+            node = seen.observed.source_node if d.side == "source" else seen.observed.target_node
+            if self._create_pod(raw, seen, new_witness_pod(seen.vm, seen.mig, side=d.side, node=node)):
+                self._event(raw, WARNING, d.reason, d.message)
         elif a == Action.DELETE_AGENT_POD:
             ap = seen.observed.agent_pod
             assert ap is not None

@@ -8,11 +8,14 @@ bounded, for them to settle. Nothing here infers a location from an exit code or
     guest_on(pod)         -> Where      what one node's launcher says of the guest there
     locate(source, target) -> Location  where the guest is, from both
     claim_of(exit code)   -> Claim      where the agent says it left the guest (to confirm, never to trust)
+    silenced(pod)         -> bool       the side's launcher can no longer report (a witness must speak for it)
+    side_where(pod, witness, ...) -> Where  what a side says: its launcher's report, or its witness's
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job
 from virtmigrate.api.exitcodes import ExitCode
@@ -80,6 +83,42 @@ def guest_on(pod: PodView | None, *, missing: Where = Where.UNKNOWN) -> Where:
     if f.state in (DomainState.SHUTOFF, DomainState.CRASHED):
         return Where.ABSENT  # defined but not running: no guest there
     return Where.UNKNOWN
+
+
+def silenced(pod: PodView | None) -> bool:
+    """The launcher of `pod` will never report again without having proved the guest gone: its pod vanished,
+    or its process ended for another reason (killed, libvirt unreachable). Only a new launcher on that node,
+    a witness, can say what its libvirt holds."""
+    return pod is None or (pod.terminated and guest_on(pod) == Where.UNKNOWN)
+
+
+def side_where(pod: PodView | None, witness: PodView | None, *, missing: Where, mute: bool) -> Where:
+    """What one side of a migration says of the guest: its launcher's report, or — when the launcher is
+    silenced (`mute`) — its witness's (UNKNOWN until the witness reports)."""
+    if not mute:
+        return guest_on(pod, missing=missing)
+    return guest_on(witness, missing=Where.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """What each side of a migration says of the guest, and whether its launcher is silenced."""
+
+    source: Where
+    target: Where
+    source_mute: bool = False
+    target_mute: bool = False
+
+
+def read_sides(source_pod: PodView | None, target_pod: PodView | None, *, source_witness: PodView | None = None,
+               target_witness: PodView | None = None, target_created: bool = False) -> Sides:
+    """Both sides, as the phase machine reads them. A target pod that was never created proves the guest
+    absent there; once it was (`target_created`), its disappearance proves nothing."""
+    s_mute = silenced(source_pod)
+    t_mute = target_created and silenced(target_pod)
+    return Sides(source=side_where(source_pod, source_witness, missing=Where.UNKNOWN, mute=s_mute),
+                 target=side_where(target_pod, target_witness, missing=Where.ABSENT, mute=t_mute),
+                 source_mute=s_mute, target_mute=t_mute)
 
 
 def locate(source: Where, target: Where) -> Location:

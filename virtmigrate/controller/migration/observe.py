@@ -26,13 +26,14 @@ from virtmigrate.controller.migration import status as st
 from virtmigrate.controller.migration.active import ACTIVE_ALL, ACTIVE_INDEX, vm_value
 from virtmigrate.controller.migration.capacity import PRIORITY_EVACUATION, PRIORITY_USER, Candidate, decide_admission
 from virtmigrate.controller.migration.decide import REASON_INVALID_DESTINATION, Observed, VMState, phase_age
-from virtmigrate.controller.migration.locate import Where, guest_on
+from virtmigrate.controller.migration.locate import read_sides
 from virtmigrate.controller.migration.pods import (
     Destination,
     abort_pod_name,
     agent_pod_name,
     compute_destination,
     target_pod_name,
+    witness_pod_name,
 )
 from virtmigrate.controller.podstate import PodView, pod_view
 from virtmigrate.controller.policy import compute_effective_policy, destination_problem, image_path_problem
@@ -120,7 +121,9 @@ class Observer:
         target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
         agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
         source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
-        source_pod = self.source_pod(ns, vm_name, source_node, target_name, vm_state)
+        witness_names = {side: witness_pod_name(mig, vm, side) if mig is not None and vm is not None else ""
+                         for side in ("source", "target")}
+        source_pod = self.source_pod(ns, vm_name, source_node, {target_name, *witness_names.values()}, vm_state)
         now = self.clock.wall()
         observed: dict[str, Any] = dict(
             uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
@@ -131,12 +134,18 @@ class Observer:
         )
         observed["agent_exit"] = agent_exit
         abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
+        witnesses = {side: pod_view(self.listers.pods.get_by_key(f"{ns}/{name}")) if name else None
+                     for side, name in witness_names.items()}
+        entered = frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or [])
+        sides = read_sides(source_pod, target_pod, source_witness=witnesses["source"],
+                           target_witness=witnesses["target"],
+                           target_created=P.TARGET_READY.value in entered or phase in (P.TARGET_READY, P.RUNNING))
         observed.update(
             status_reason=str(status.get("reason") or ""), source_node=source_node, abort_pod=abort_pod,
             agent_name=str(status.get("agentPod") or ""),
-            entered=frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or []),
-            source_where=guest_on(source_pod, missing=Where.UNKNOWN),
-            target_where=guest_on(target_pod, missing=Where.ABSENT),
+            entered=entered,
+            source_where=sides.source, target_where=sides.target, source_mute=sides.source_mute,
+            target_mute=sides.target_mute, source_witness=witnesses["source"], target_witness=witnesses["target"],
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
             agent_stop_age_s=_stop_age(agent_pod, now))
         if mig is not None:
@@ -198,15 +207,15 @@ class Observer:
                           "with virtmigrate.kubevirt.io/libvirt-uri")
         return dest, ""
 
-    def source_pod(self, ns: str, vm_name: str, source_node: str, target_name: str,
+    def source_pod(self, ns: str, vm_name: str, source_node: str, not_these: Collection[str],
                     vm_state: VMState | None) -> PodView | None:
-        """The VM's launcher pod on the source node (not the target pod)."""
+        """The VM's launcher pod on the source node (not the target pod nor this Migration's witnesses)."""
         if not vm_name:
             return None
         best: JSON | None = None
         for pod in self.listers.pods.by_index(POD_VM_INDEX, f"{ns}/{vm_name}"):
             meta = pod.get("metadata") or {}
-            if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or meta.get("name") == target_name:
+            if (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_LAUNCHER or meta.get("name") in not_these:
                 continue
             if source_node and (pod.get("spec") or {}).get("nodeName") != source_node:
                 continue

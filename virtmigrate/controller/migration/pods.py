@@ -22,6 +22,7 @@ from virtmigrate.api.constants import (
     ANNOTATION_MIGRATION_ADDRESS,
     API_VERSION,
     FINALIZER_AGENT,
+    LABEL_PREFIX,
     ROLE_ABORT,
     ROLE_AGENT,
 )
@@ -38,6 +39,7 @@ AGENT_IMAGE = "virtmigrate/agent:0.1.0"    # never pulled by the local node runn
 AGENT_CONTAINER = "agent"
 AGENT_GRACE_S = 30                         # SIGTERM -> abortJob -> verify: seconds before SIGKILL
 POD_NAME_MAX = 63
+ANNOTATION_WITNESS = f"{LABEL_PREFIX}/witness"  # "source" or "target", on witness launcher pods
 
 
 @dataclass(frozen=True)
@@ -189,4 +191,19 @@ def new_target_pod(vm: VM, migration: Migration, merged: Merged) -> JSON:
     pod = vmpods.new_launcher_pod(vm, mode="receive", node_selector=fields["nodeSelector"],
                                   affinity=fields["affinity"], tolerations=fields["tolerations"],
                                   name=target_pod_name(migration, vm), migration=migration)
+    return pod
+
+
+def witness_pod_name(migration: Migration, vm: VM, side: str) -> str:
+    """The witness launcher pod of `side` ("source" or "target"): deterministic per Migration and side."""
+    return vmpods.launcher_pod_name(vm, migration_uid=f"{migration.uid}/{side}-witness")
+
+
+def new_witness_pod(vm: VM, migration: Migration, *, side: str, node: str) -> JSON:
+    """A receive-mode launcher bound to `node` (pure): it reports what that node's libvirt holds of the guest
+    and holds the guest if it runs there, but never starts one — the voice of a side whose launcher died
+    without a word (decide.py, CREATE_WITNESS)."""
+    pod = vmpods.new_launcher_pod(vm, mode="receive", name=witness_pod_name(migration, vm, side),
+                                  migration=migration, node_name=node)
+    pod["metadata"]["annotations"][ANNOTATION_WITNESS] = side
     return pod

@@ -151,10 +151,13 @@ def vm_on_target(vm_status: Mapping[str, Any], *, target_node: str, target_pod: 
     return out
 
 
-def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime) -> JSON:
-    """The VM's status after a failed or cancelled migration: back to Running where it was."""
+def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime, pod: str = "") -> JSON:
+    """The VM's status after a failed or cancelled migration: back to Running where it was (in `pod` when a
+    witness launcher holds the guest there now, else in its recorded launcher pod)."""
     out = copy.deepcopy(dict(vm_status))
     out["phase"] = VMPhase.RUNNING.value
+    if pod:
+        out["launcherPod"] = pod
     state = dict(out.get("migrationState") or {})
     state.update(endTimestamp=iso(now), completed=True,
                  result="Cancelled" if reason == "Cancelled" else f"Failed: {reason}")
