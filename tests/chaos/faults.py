@@ -41,14 +41,21 @@ def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
 
 
 def container_pid(lc: Any, pod_uid: str, container: str) -> int | None:
-    """The live process of a pod's container, from the node runner's pid file (pid, start time, node)."""
+    """The live process of a pod's container: the child of the shim the node runner's pid file names (pid,
+    start time, node) — the container's own command, not the shim that waits for it."""
     f = Path(lc.state) / "pods" / pod_uid / f"{container}.pid"
     try:
         pid_s, start = f.read_text().split()[:2]
         pid = int(pid_s)
     except (OSError, ValueError):
         return None
-    return pid if procs.start_ticks(pid) == start else None
+    if procs.start_ticks(pid) != start:
+        return None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def kill_container(lc: Any, pod_uid: str, container: str) -> int | None:

@@ -61,19 +61,18 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
     assert domain_state(c, "node0", "default_leftover") == "running"
     assert kube.list_all(PODS, "default")
 
-    # A killed node runner: the next `up` restarts it, it stops the container its predecessor left (so the
-    # guest cannot run twice). The launcher ended without proving the guest gone, so the VM controller puts a
-    # new launcher on the same node, which adopts the guest or starts it again: it runs once, on node0.
+    # A killed node runner (a kubelet crash): the next `up` restarts it and it adopts the containers its
+    # predecessor left, as a kubelet re-attaches to its runtime's: the launcher keeps its guest, the VM stays
+    # Running in the same pod, and the pod's status still follows its process (a new runner sees its end).
     before = kube.get(VMS, "leftover", "default")["status"]["launcherPod"]
     runner_pid = int((state / "pids" / "noderunner.pid").read_text().split()[0])
     os.kill(runner_pid, signal.SIGKILL)
     assert _virtmigrate(state, "up").returncode == 0
-    st = wait_for("VM Running in a new launcher", lambda: (s := kube.get(VMS, "leftover", "default").get("status")
-                  or {}).get("phase") == "Running" and s.get("launcherPod") != before and s, timeout=90)
-    assert st["node"] == "node0"
-    events = kube.list_all(EVENTS, "default")
-    assert any(e.get("reason") == "LauncherRestarted" and (e.get("involvedObject") or {}).get("name") == "leftover"
-               for e in events), [e.get("reason") for e in events]
+    time.sleep(3)  # a runner that stopped the adopted container would have done so by now
+    st = wait_for("VM Running in the same launcher", lambda: (s := kube.get(VMS, "leftover", "default").get(
+        "status") or {}).get("phase") == "Running" and s, timeout=90)
+    assert (st["node"], st["launcherPod"]) == ("node0", before)
+    assert (kube.get(PODS, before, "default").get("status") or {}).get("phase") == "Running"
     assert domain_state(c, "node0", "default_leftover") == "running"
     assert domain_state(c, "node1", "default_leftover") == ""
     for running in (False, True):

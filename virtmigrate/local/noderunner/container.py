@@ -1,10 +1,13 @@
 """Container and probe processes: started inside a node's mount namespace, signalled as a group.
 
-Used by podworker.py. Each process runs `nsenter -t <libvirtd pid> -m -- argv` (nsenter execs argv, so the
-pid we hold is the container's), in a session of its own so that SIGTERM/SIGKILL reach its children too.
-Output goes to the container's log file. The runner is the parent, so `poll()` sees the exit at once;
-`notify_exit` has a waiter thread call back the moment a process ends, so the runner's sync loop wakes
-then instead of noticing at its next period (a finished agent or probe is reported without delay).
+Used by podworker.py. Each container runs `nsenter -t <libvirtd pid> -m -- sh -c SHIM ... argv` in a
+session of its own, so that SIGTERM/SIGKILL reach the whole group. The shim (a few lines of sh, the role
+containerd-shim plays for a kubelet) waits for the container process and writes its exit code to the
+container's exit file: the container outlives a runner that dies, and the next runner of the node adopts
+it (`Adopted`) and still learns how it ended. Output goes to the container's log file. For the containers
+it started, the runner is the shim's parent, so `poll()` sees the exit at once; `notify_exit` has a waiter
+thread call back the moment a process ends, so the sync loop wakes then (a finished agent is reported
+without delay). Probes run without a shim: they end with the runner that started them.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from virtmigrate.clock import Clock
 from virtmigrate.local import procs
 
 NSENTER = "nsenter"
+# $1: the exit file, then the container's argv. The shim survives SIGTERM/SIGINT (trapped; the container
+# gets them from the group signal), waits for the container, records its code (128+n after signal n) and
+# exits with it. A trap set after the fork leaves the container's own signal dispositions untouched.
+SHIM = ('f=$1; shift; "$@" & c=$!; trap : TERM INT HUP; '
+        'while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || break; done; echo $r >"$f.tmp" && mv "$f.tmp" "$f"; '
+        'exit $r')
+UNKNOWN_EXIT = 137  # an adopted container that ended without an exit file (its shim was killed too)
 
 
 def ns_prefix(ns_pid: int | None, workdir: Path | str) -> list[str]:
@@ -28,6 +39,58 @@ def ns_prefix(ns_pid: int | None, workdir: Path | str) -> list[str]:
     if ns_pid is None:
         return []
     return [NSENTER, "-t", str(ns_pid), "-m", f"--wd={workdir}", "--"]
+
+
+def shimmed(argv: Sequence[str], exit_file: Path) -> list[str]:
+    """`argv` run under the shim that records its exit code in `exit_file`."""
+    return ["/bin/sh", "-c", SHIM, "shim", str(exit_file), *argv]
+
+
+class Adopted:
+    """A container an earlier runner of this node started (its shim outlived that runner): watched through
+    /proc and its exit file, as a kubelet re-attaches to its runtime's containers. Offers the part of
+    Popen's interface the pod worker uses (`pid`, `poll`, `wait`)."""
+
+    def __init__(self, pid: int, start: str, exit_file: Path) -> None:
+        self.pid = pid
+        self.start = start
+        self.exit_file = exit_file
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and procs.start_ticks(self.pid) != self.start:
+            self.returncode = exit_code_in(self.exit_file)
+            if self.returncode is None:
+                self.returncode = UNKNOWN_EXIT
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (rc := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0.0)
+            time.sleep(0.05)
+        return rc
+
+
+def exit_code_in(exit_file: Path) -> int | None:
+    """The exit code a container's shim recorded, None when there is none (yet)."""
+    try:
+        return int(exit_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def recorded_pid(path: Path, node: str) -> tuple[int, str] | None:
+    """(pid, start ticks) of a container process recorded by a runner of `node`, when it still runs."""
+    try:
+        pid_s, start, owner = path.read_text().split()[:3]
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    if owner != node or procs.start_ticks(pid) != start:
+        return None
+    return pid, start
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], ns_pid: int | None, workdir: Path | str,
@@ -58,7 +121,10 @@ def notify_exit(proc: subprocess.Popen[bytes], on_exit: Callable[[], None]) -> N
     threading.Thread(target=wait, name=f"wait-{proc.pid}", daemon=True).start()
 
 
-def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+Process = subprocess.Popen[bytes] | Adopted
+
+
+def signal_group(proc: Process, sig: int) -> None:
     """Send `sig` to the process group the process leads (its whole container)."""
     if proc.poll() is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -68,7 +134,7 @@ def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: Process) -> None:
     signal_group(proc, signal.SIGKILL)
 
 
@@ -91,22 +157,20 @@ def record_pid(path: Path, pid: int, *, node: str) -> None:
     path.write_text(f"{pid} {procs.start_ticks(pid) or 0} {node}\n")
 
 
-def stop_orphans(pods_dir: Path, node: str, *, grace_s: float, clock: Clock) -> list[int]:
-    """Stop container processes a previous runner of `node` left running (it was killed, not stopped):
-    SIGTERM their groups (a launcher then shuts its guest down), SIGKILL what is left after `grace_s`.
-    Returns the pids that were found. A kubelet would adopt them; this runner cannot wait for a
-    process that is not its child, and a guest must not run twice."""
+def stop_orphans(pods_dir: Path, node: str, *, keep: Collection[str], grace_s: float, clock: Clock) -> list[int]:
+    """Stop container processes a previous runner of `node` left running for pods that are no longer bound
+    to it (deleted while no runner ran): SIGTERM their groups (a launcher then shuts its guest down),
+    SIGKILL what is left after `grace_s`. The containers of the pods in `keep` (uids) are adopted instead.
+    Returns the pids that were stopped."""
     found: list[int] = []
     for pidfile in pods_dir.glob("*/*.pid"):
-        try:
-            pid_s, start, owner = pidfile.read_text().split()[:3]
-            pid = int(pid_s)
-        except (OSError, ValueError):
+        if pidfile.parent.name in keep:
             continue
-        if owner != node:
+        rec = recorded_pid(pidfile, node)
+        if rec is None and not _owned_by(pidfile, node):
             continue  # another node's runner (a thread of this process) handles it
-        if procs.start_ticks(pid) == start:
-            found.append(pid)
+        if rec is not None:
+            found.append(rec[0])
         pidfile.unlink(missing_ok=True)
     for pid in found:
         with contextlib.suppress(ProcessLookupError):
@@ -118,3 +182,10 @@ def stop_orphans(pods_dir: Path, node: str, *, grace_s: float, clock: Clock) -> 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     return found
+
+
+def _owned_by(pidfile: Path, node: str) -> bool:
+    try:
+        return pidfile.read_text().split()[2] == node
+    except (OSError, IndexError):
+        return False

@@ -58,7 +58,7 @@ class _Run:
     """Mutable runtime state of one container."""
 
     spec: Mapping[str, Any]
-    proc: subprocess.Popen[bytes] | None = None
+    proc: ctr.Process | None = None
     state: decide.ContainerState = "waiting"
     waiting_reason: str = "ContainerCreating"
     waiting_message: str = ""
@@ -215,8 +215,11 @@ class PodWorker:
             env = podenv.container_env(self.pod, r.spec, ctx)
             argv = podenv.container_argv(r.spec, env, bin_dir=self.deps.bin_dir)
             term_log.write_text("")
+            exit_file = self.dir / f"{r.name}.exit"
+            exit_file.unlink(missing_ok=True)
             workdir = str(r.spec.get("workingDir") or self.dir)
-            proc = ctr.spawn(argv, env=env, ns_pid=ns_pid, workdir=workdir, log_path=self.dir / f"{r.name}.log")
+            proc = ctr.spawn(ctr.shimmed(argv, exit_file), env=env, ns_pid=ns_pid, workdir=workdir,
+                             log_path=self.dir / f"{r.name}.log")
             ctr.record_pid(self.dir / f"{r.name}.pid", proc.pid, node=self.deps.node)
             ctr.notify_exit(proc, self.wake)
         except (errors.VirtMigrateError, OSError) as e:
@@ -239,6 +242,44 @@ class PodWorker:
         probe = r.spec.get("readinessProbe") or {}
         r.next_probe = now + float(probe.get("initialDelaySeconds") or 0)
         self.log.info("container_started", container=r.name, pid=proc.pid, restarts=r.restart_count)
+
+    def adopt(self) -> None:
+        """This pod's containers were started by an earlier runner of the node (which was killed): re-attach
+        to those still running, as a kubelet does after a restart; one that ended meanwhile is reported with
+        the code its shim recorded (ContainerStatusUnknown when there is none), and its restart policy
+        decides, as on a kubelet."""
+        statuses = {c.get("name"): c for c in (self.pod.get("status") or {}).get("containerStatuses") or []}
+        for r in self.runs:
+            st = statuses.get(r.name) or {}
+            running = (st.get("state") or {}).get("running")
+            if running is None and not st.get("restartCount"):
+                continue
+            r.restart_count = int(st.get("restartCount") or 0)
+            rec = ctr.recorded_pid(self.dir / f"{r.name}.pid", self.deps.node) if running is not None else None
+            exit_file = self.dir / f"{r.name}.exit"
+            if rec is not None:
+                r.proc, r.state = ctr.Adopted(rec[0], rec[1], exit_file), "running"
+                r.started_at = str(running.get("startedAt") or rfc3339(self.deps.clock))  # type: ignore[union-attr]
+                r.ready = bool(st.get("ready"))
+                self.credentials_ready = True
+                self.start_time = str((self.pod.get("status") or {}).get("startTime") or "")
+                probe = r.spec.get("readinessProbe") or {}
+                r.next_probe = self.deps.clock.now() if probe else 0.0
+                self.log.info("container_adopted", container=r.name, pid=rec[0])
+                continue
+            code = ctr.exit_code_in(exit_file) if running is not None else None
+            if code is None:
+                r.terminated = decide.Terminated(
+                    ctr.UNKNOWN_EXIT, "ContainerStatusUnknown",
+                    "the container ended while no node runner ran, and left no exit code", "", rfc3339(self.deps.clock))
+            else:
+                text = ctr.read_tail(self.dir / f"{r.name}.termination-log", decide.MAX_TERMINATION_MESSAGE)
+                tail = ctr.read_tail(self.dir / f"{r.name}.log", 16 * 1024)
+                msg = decide.termination_message(text, tail, policy=str(r.spec.get("terminationMessagePolicy")
+                                                                        or "File"), exit_code=code)
+                r.terminated = decide.Terminated(code, decide.terminated_reason(code, 0), msg,
+                                                 str((running or {}).get("startedAt") or ""), rfc3339(self.deps.clock))
+            r.state, r.next_start, r.proc = "terminated", 0.0, None
 
     # --- readiness ----------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ from virtmigrate.kube.client import WatchEvent
 from virtmigrate.kube.resources import PODS
 from virtmigrate.local.noderunner import container as ctr
 from virtmigrate.local.noderunner import node as nodeobj
-from virtmigrate.local.noderunner.decide import Terminated
 from virtmigrate.local.noderunner.podworker import PodWorker, RunnerDeps, rfc3339
 
 JSON = dict[str, Any]
@@ -48,6 +47,7 @@ class NodeRunner:
         self.workers: dict[str, PodWorker] = {}
         self.finished: dict[str, None] = {}  # uids of removed pods (bounded, oldest first): late events are ignored
         self.wake = threading.Event()
+        self.listed = False  # the first pod list was applied (orphans of an earlier runner were handled)
         self.log = log.bind(node=spec.name)
 
     # --- watch thread -------------------------------------------------------------------------
@@ -93,6 +93,14 @@ class NodeRunner:
             for uid, w in self.workers.items():
                 if uid not in item:
                     w.forget()
+            if not self.listed:
+                # The first list: containers an earlier runner left for pods no longer bound here are
+                # stopped (the others were adopted by their pods' workers, the list's events came first).
+                self.listed = True
+                orphans = ctr.stop_orphans(self.deps.pods_dir, self.spec.name, keep=item,
+                                           grace_s=ORPHAN_STOP_GRACE_S, clock=self.deps.clock)
+                if orphans:
+                    self.log.warning("orphan_containers_stopped", pids=orphans)
             return
         assert isinstance(item, dict)
         uid = item["metadata"]["uid"]
@@ -110,7 +118,7 @@ class NodeRunner:
                 and not item["metadata"].get("deletionTimestamp"):
             return  # finished before this runner started: nothing to run
         w = PodWorker(item, self.deps, wake=self.wake.set)
-        _adopt_lost_containers(w)
+        w.adopt()
         self.workers[uid] = w
 
     def _node_ready(self) -> bool:
@@ -127,9 +135,6 @@ class NodeRunner:
             except errors.KubeError as e:
                 self.log.warning("node_register_failed", error=str(e))
                 clock.wait(stop, RETRY_S)
-        orphans = ctr.stop_orphans(self.deps.pods_dir, self.spec.name, grace_s=ORPHAN_STOP_GRACE_S, clock=clock)
-        if orphans:
-            self.log.warning("orphan_containers_stopped", pids=orphans)
         watcher = threading.Thread(target=self._watch, args=(stop,), name=f"watch-{self.spec.name}", daemon=True)
         watcher.start()
         was_ready: bool | None = self._node_ready()
@@ -183,19 +188,3 @@ class NodeRunner:
             nodeobj.heartbeat(self.deps.client, self.spec, ready=False, now=rfc3339(self.deps.clock),
                               was_ready=None, since=None)
         self.log.info("node_runner_stopped")
-
-
-def _adopt_lost_containers(w: PodWorker) -> None:
-    """A pod whose containers were started by an earlier runner: those processes are gone (a stopping
-    runner kills them), so report them terminated with the kubelet's ContainerStatusUnknown; the restart
-    policy then decides, as on a kubelet that lost its containers."""
-    statuses = {s.get("name"): s for s in (w.pod.get("status") or {}).get("containerStatuses") or []}
-    for r in w.runs:
-        st = statuses.get(r.name) or {}
-        if "running" in (st.get("state") or {}) or st.get("restartCount"):
-            r.terminated = Terminated(137, "ContainerStatusUnknown",
-                                      "the node runner restarted and stopped this container of its previous run", "",
-                                      rfc3339(w.deps.clock))
-            r.state, r.restart_count = "terminated", int(st.get("restartCount") or 0)
-            r.next_start = 0.0
-            r.proc = None

@@ -1,0 +1,69 @@
+"""The container shim of the node runner (container.py): real processes, no mocks. The shim records how a
+container ended, so a runner started after a crash of the previous one adopts the container and still
+reports its real exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from virtmigrate.local import procs
+from virtmigrate.local.noderunner import container as ctr
+
+
+def start(tmp_path: Path, script: str) -> tuple[ctr.Process, Path]:
+    exit_file = tmp_path / "c.exit"
+    proc = ctr.spawn(ctr.shimmed(["/bin/sh", "-c", script], exit_file), env={"PATH": os.environ["PATH"]},
+                     ns_pid=None, workdir=tmp_path, log_path=tmp_path / "c.log")
+    return proc, exit_file
+
+
+def child_of(pid: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    raise AssertionError("the shim started no container")
+
+
+def test_the_exit_code_is_recorded_and_returned(tmp_path: Path) -> None:
+    proc, exit_file = start(tmp_path, "exit 7")
+    assert proc.wait(timeout=10) == 7
+    assert ctr.exit_code_in(exit_file) == 7
+
+
+def test_a_container_killed_by_a_signal_is_recorded_as_128_plus_the_signal(tmp_path: Path) -> None:
+    proc, exit_file = start(tmp_path, "sleep 30")
+    os.kill(child_of(proc.pid), signal.SIGKILL)  # the container alone: an OOM kill
+    assert proc.wait(timeout=10) == 137
+    assert ctr.exit_code_in(exit_file) == 137
+
+
+def test_sigterm_to_the_group_reaches_the_container_and_the_shim_records_its_end(tmp_path: Path) -> None:
+    proc, exit_file = start(tmp_path, "trap 'exit 3' TERM; sleep 30 & wait")
+    child_of(proc.pid)
+    time.sleep(0.2)
+    ctr.signal_group(proc, signal.SIGTERM)
+    assert proc.wait(timeout=10) == 3  # the container's own answer to SIGTERM, not the shim's death
+    assert ctr.exit_code_in(exit_file) == 3
+
+
+def test_an_adopted_container_is_followed_until_it_ends_with_its_code(tmp_path: Path) -> None:
+    proc, exit_file = start(tmp_path, "sleep 0.5; exit 5")
+    adopted = ctr.Adopted(proc.pid, procs.start_ticks(proc.pid) or "", exit_file)  # as a new runner sees it
+    assert adopted.poll() is None
+    proc.wait(timeout=10)  # the old runner's reaping stands in for init's
+    assert adopted.wait(timeout=10) == 5
+
+
+def test_an_adopted_container_whose_shim_was_killed_too_ends_unknown(tmp_path: Path) -> None:
+    proc, exit_file = start(tmp_path, "sleep 30")
+    adopted = ctr.Adopted(proc.pid, procs.start_ticks(proc.pid) or "", exit_file)
+    ctr.kill_group(proc)
+    proc.wait(timeout=10)
+    assert adopted.wait(timeout=10) == ctr.UNKNOWN_EXIT
+    assert ctr.exit_code_in(exit_file) is None
