@@ -18,7 +18,7 @@ import pytest
 
 from tests.e2e.conftest import domain_state, wait_for
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import EVENTS, PODS, VMS
+from virtmigrate.kube.resources import PODS, VMS
 from virtmigrate.local.cluster import LocalCluster, cluster_namespaces, cluster_ports, leftovers
 
 BIN = Path(sys.executable).parent
