@@ -29,6 +29,7 @@ from virtmigrate.controller.indexes import (
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.active import ACTIVE_INDEXERS
 from virtmigrate.controller.migration.capacity import Limits
+from virtmigrate.controller.migration.decide import Timeouts
 from virtmigrate.controller.migration.execute import Listers, MigrationSync
 from virtmigrate.informer.store import Store
 
@@ -398,10 +399,23 @@ def test_cancel_completed_just_before_is_a_success() -> None:
     assert body["status"]["phase"] == "Succeeded"
 
 
+def test_an_agent_end_seen_late_still_gets_the_whole_settle_wait() -> None:
+    """The agent ended long ago by its own clock, but this controller only sees it now (its status, like the
+    launchers' reports, was held up by an API server that was down): the reports get the settle wait."""
+    w = _running_world(None, guest="source")
+    w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Failed", exit_code=137))
+    assert w.run() == []
+    w.clock.step(Timeouts().settle_s)
+    [(_, _, _, _, body)] = w.run()
+    assert (body["status"]["phase"], body["status"]["reason"]) == ("Failed", "AgentFailed")
+
+
 def test_a_remembered_exit_belongs_to_its_migration_uid_only() -> None:
     """A new Migration of the same name (another uid) must not take the old one's agent outcome."""
     w = _running_world(None, guest="source")  # its agent pod vanished; the guest is still on the source
     w.sync.remember_agent_exit("an-older-migration-of-that-name-uid", 0, '{"outcome": "succeeded"}')
+    assert w.run() == []  # the end is new to this controller: the reports get the settle wait
+    w.clock.step(Timeouts().settle_s)
     [(_, _, _, _, body)] = w.run()
     s = body["status"]
     assert (s["phase"], s["reason"]) == ("Failed", "AgentPodGone")
@@ -425,6 +439,8 @@ def test_a_job_that_outlives_its_agent_is_aborted_by_an_abort_pod() -> None:
     w = _running_world(None, guest="moving")  # the launchers still report the job on both sides
     w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Failed", exit_code=137, message="Killed",
                    finished=AGENT_ENDED_40S_AGO, finalizers=(AGENT_FIN,)))
+    assert w.run() == []  # first seen now: the reports get the settle wait before anything is decided
+    w.clock.step(Timeouts().settle_s)
     acts = w.run()
     assert [a[:2] for a in acts] == [("create", "serviceaccounts"), ("create", "rolebindings"),
                                      ("create", "serviceaccounts"), ("create", "rolebindings"), ("create", "pods")]
@@ -441,6 +457,8 @@ def test_a_guest_on_neither_node_fails_as_lost_and_the_vm_never_says_running() -
                    message="GuestCrashed: domain default_testvm crashed", domain=NONE_HERE))
     w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Failed", exit_code=137, message="Killed",
                    finished=AGENT_ENDED_40S_AGO, finalizers=(AGENT_FIN,)))
+    assert w.run() == []
+    w.clock.step(Timeouts().settle_s)
     [(_, _, _, _, body)] = w.run()
     s = body["status"]
     assert (s["phase"], s["reason"]) == ("Failed", "GuestLost")

@@ -173,6 +173,7 @@ class Observed:
     source_witness: PodView | None = None  # the witness launcher on the source node, when one exists
     target_witness: PodView | None = None  # the witness launcher on the target node
     agent_end_age_s: float = 0.0         # seconds since the agent ended (finished, or its pod vanished)
+    agent_end_seen_s: float = float("inf")  # seconds since this controller first saw that end (observe.py)
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
@@ -357,9 +358,10 @@ def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *,
         if witness is not None:
             return witness
     if not confirmed:
-        if o.agent_end_age_s < t.settle_s:
+        settled_for = min(o.agent_end_age_s, o.agent_end_seen_s)  # reports held up with the agent's status
+        if settled_for < t.settle_s:
             return Decision(Action.NOTHING, reason="agent ended: waiting for the launchers' reports to settle",
-                            requeue_after=t.settle_s - o.agent_end_age_s)
+                            requeue_after=t.settle_s - settled_for)
         if loc == Location.UNSETTLED and o.agent_end_age_s >= t.orphan_job_s:
             # Long after the agent: one side runs the guest with no job, the other still shows a job or
             # cannot say. libvirt runs a guest on the target only once the source handed it over, and leaves

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as _dt
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -84,6 +85,8 @@ class Observer:
         self.listers = listers
         self.config = config
         self.clock = clock
+        self._end_seen: dict[str, float] = {}  # Migration uid -> when this process first saw its agent ended
+        self._end_lock = threading.Lock()
 
     def observe(self, key: str, raw: JSON, *, agent_exit: tuple[int, str] | None,
                 admitted: Collection[str]) -> Seen:
@@ -147,6 +150,8 @@ class Observer:
             source_where=sides.source, target_where=sides.target, source_mute=sides.source_mute,
             target_mute=sides.target_mute, source_witness=witnesses["source"], target_witness=witnesses["target"],
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
+            agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or agent_pod is None
+                                                or agent_pod.terminated),
             agent_stop_age_s=_stop_age(agent_pod, now))
         if mig is not None:
             violations = compute_effective_policy(self.config.policy, self.config.policy_limits,
@@ -196,6 +201,17 @@ class Observer:
                     merged = result
         return Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
                     target_pod_name=target_name, source_pod=source_pod, merged=merged, destination=destination)
+
+    def _end_seen_age(self, uid: str, phase: P | None, *, ended: bool) -> float:
+        """Seconds since this process first saw the agent ended (0 while it runs). Reports delayed with the
+        agent's own status (an API server that was down, a restarted controller) still get the whole settle
+        wait to arrive."""
+        with self._end_lock:
+            if phase is None or phase.terminal or not ended:
+                self._end_seen.pop(uid, None)
+                return 0.0
+            first = self._end_seen.setdefault(uid, self.clock.now())
+        return self.clock.now() - first
 
     def destination(self, target_node: str) -> tuple[Destination | None, str]:
         """How the source reaches the target node's libvirt, or "" and why not."""
