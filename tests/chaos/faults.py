@@ -78,6 +78,9 @@ class Killed:
     pid: int
 
     def restart(self, lc: Any) -> None:
+        if self.name == "controller":
+            lc.start_controller()  # under its supervisor again, as `cluster up` starts it
+            return
         procs.start(self.name, self.argv, Path(lc.state), env=self.env)
 
 

@@ -2,9 +2,10 @@
 three VMs at once while one of them is harmed — the agent SIGKILLed before, at and after the switch-over, the
 agent pod deleted while the controller is down, the controller killed with a cancel racing it, the
 target's libvirtd killed with a cancel racing it, the target's launcher SIGKILLed during the copy (a witness
-on its node settles the outcome) and the node runner SIGKILLed during the copy (it adopts its containers). After each round every guest runs on exactly one node and
-beats there, its VM says so, every Migration is terminal (or gone after its cancel) with the outcome the guest
-shows, no Migration had two agent pods, and nothing is left behind."""
+on its node settles the outcome) and the node runner SIGKILLed during the copy (it adopts its containers).
+After each round every guest runs on exactly one node and beats there, its VM says so, every Migration is
+terminal (or gone after its cancel) with the outcome the guest shows, no Migration had two agent pods, and
+nothing is left behind."""
 
 from __future__ import annotations
 

@@ -237,12 +237,27 @@ class LocalCluster:
         else:
             port = procs.free_port()
             f.write_text(json.dumps({"metrics_port": port}))
-        procs.start(CONTROLLER, [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
-                                 f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
-                                 f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
-                                 # the test guest's kernel lies in the cache (hack/build-guest.sh)
-                                 f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"],
+        command = [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
+                   f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
+                   f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
+                   # the test guest's kernel lies in the cache (hack/build-guest.sh)
+                   f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"]
+        # Under a supervisor that starts it again when it exits on failure (it exits 1 when it loses its
+        # Lease), as the kubelet restarts the Deployment's container; the pid file names the controller itself.
+        pidfile = self.state / "pids" / f"{CONTROLLER}.pid"
+        pidfile.unlink(missing_ok=True)
+        procs.start(f"{CONTROLLER}-supervisor", [sys.executable, "-m", "virtmigrate.local.supervise",
+                                                  f"--pidfile={pidfile}",
+                                                  f"--log={self.state / 'logs' / f'{CONTROLLER}.log'}", "--", *command],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
+        deadline = time.monotonic() + 10
+        while not procs.alive(CONTROLLER, self.state) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def start_controller(self) -> None:
+        """Start the controller (under its supervisor) unless it runs."""
+        if not procs.alive(CONTROLLER, self.state):
+            self._start_controller()
 
     def nodes_ready(self, *, since: str = "", untainted: bool = False) -> dict[str, bool]:
         """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given; and, with
@@ -305,6 +320,7 @@ class LocalCluster:
         """Stop everything `up` started, in reverse order, and remove the state; returns what stopped."""
         if not self.state.exists():
             return []
+        procs.stop(f"{CONTROLLER}-supervisor", self.state, grace=5)  # first: it would start the controller again
         stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
         stopped += self.kubelets.down()
         had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
