@@ -304,3 +304,17 @@ def test_a_source_witness_holding_the_guest_after_a_failure_becomes_the_vms_laun
             source_witness=src(RUNS, name=SRC_WITNESS.name))  # type: ignore[arg-type]
     d = decide(o, T)
     assert (d.action, d.pod) == (Action.RECORD_VM_ON_SOURCE, SRC_WITNESS.name)
+    recorded = VMState(running=True, node="node0", launcher_pod=SRC_WITNESS.name, migration_uid="mig-uid",
+                       migration_completed=True)
+    o = dataclasses.replace(o, vm=recorded)
+    removals = []
+    for _ in range(3):
+        d = decide(o, T)
+        if d.action not in (Action.DELETE_SOURCE_POD, Action.DELETE_TARGET_POD):
+            break
+        removals.append(d.pod)
+        o = dataclasses.replace(o, source_pod=None) if d.pod == SRC_KILLED.name else \
+            dataclasses.replace(o, target_pod=None)
+    # the target, and the dead source launcher (perhaps a former target, which the VM controller leaves alone)
+    assert removals == [TGT_WAITING.name, SRC_KILLED.name]
+    assert d.action == Action.REMOVE_FINALIZER

@@ -551,7 +551,7 @@ def holder(o: Observed, side: str) -> str:
 
 def _leftover_pods(o: Observed) -> list[tuple[PodView, Action]]:
     """The launcher pods a finished Migration removes: the losing side's launcher and witness, and the
-    winning target's silenced launcher when its witness holds the guest now. Both sides' pods are kept when
+    winning side's silenced launcher when its witness holds the guest now. Both sides' pods are kept when
     both nodes run the guest."""
     src = [p for p in (o.source_pod, o.source_witness) if p is not None]
     tgt = [p for p in (o.target_pod, o.target_witness) if p is not None]
@@ -561,8 +561,11 @@ def _leftover_pods(o: Observed) -> list[tuple[PodView, Action]]:
         return losing + winning
     if o.status_reason == REASON_GUEST_ON_BOTH:
         return []
-    # A silenced source launcher, replaced by its witness, is the VM controller's to remove (not a target).
-    return [(p, Action.DELETE_TARGET_POD) for p in tgt]
+    keep = holder(o, "source")
+    # The source's silenced launcher, once its witness holds the guest (it may be a former target, which the VM
+    # controller leaves to the Migration that made it).
+    dead_source = [(p, Action.DELETE_SOURCE_POD) for p in src if keep and p.name != keep and o.source_mute]
+    return [(p, Action.DELETE_TARGET_POD) for p in tgt] + dead_source
 
 
 def decide_orphans(pods: list[PodView]) -> list[tuple[Action, PodView]]:
