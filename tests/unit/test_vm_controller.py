@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from virtmigrate import errors
 from virtmigrate.api import VM
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
+from virtmigrate.api.domainfacts import DomainFacts, DomainState
 from virtmigrate.controller.events import RecordingEventRecorder
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm import decide as vm_decide
@@ -105,6 +106,18 @@ def test_after_a_migration_the_new_pod_is_current_and_the_old_one_is_cleaned_up(
     old = _lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")
     plan = decide_vm(vm, [old, _lp("target", node="node2", migration="m1")])
     assert plan.delete == ((P0, f"uid-{P0}"),)
+    assert plan.status is not None and plan.status["node"] == "node2"
+
+
+def test_a_paused_persistent_copy_a_migration_left_is_kept_and_other_leftovers_go() -> None:
+    vm = _vm(phase="Running", pod="target", node="node2")
+    def paused(name: str, *, persistent: bool) -> LauncherPod:
+        return LauncherPod(PodView(name=name, uid=f"uid-{name}", node="node1", phase="Running", domain=DomainFacts(
+            reachable=True, present=True, state=DomainState.PAUSED, persistent=persistent)), owner_uid="U")
+
+    kept, transient = paused(P0, persistent=True), paused("p1", persistent=False)
+    plan = decide_vm(vm, [kept, transient, _lp("target", node="node2", migration="m1")])
+    assert plan.delete == (("p1", "uid-p1"),)
     assert plan.status is not None and plan.status["node"] == "node2"
 
 

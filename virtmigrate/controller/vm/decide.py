@@ -140,7 +140,9 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
                     status=_status(vm, VMPhase.SCHEDULING, pod=name),
                     event=("Normal", "LauncherCreated", f"created launcher pod {name}"))
     v = current.view
-    extra = tuple((p.view.name, p.view.uid) for p in others if not p.view.deleting)  # duplicates and leftovers
+    # Duplicates and leftovers go, but for a paused, persistent copy a migration left (kept for an admin).
+    extra = tuple((p.view.name, p.view.uid) for p in others if not p.view.deleting
+                  and not p.view.keeps_persistent_copy)
     if v.deleting and not v.terminated:
         return Plan(delete=extra)  # being deleted: its disappearance is handled when it is gone
     if v.terminated:
