@@ -8,8 +8,10 @@ The contract with the migration controller (see vm/controller.py) is enforced he
   * a VM whose status.phase is Migrating is not touched at all;
   * status.launcherPod is authoritative: the pod it names is the VM's pod, whatever its labels;
   * launcher pods carrying a Migration label (targets) are left alone unless they are the current pod;
-  * a launcher that exited with reason Migrated means a migration finished: wait for the migration
-    controller to point status.launcherPod at the target instead of declaring the VM failed.
+  * a launcher that exited with reason Migrated while the VM is not Migrating means its guest left by a
+    migration no Migration owns (virsh, a Migration force-removed mid-flight): the VM is Unknown until
+    the nodes say where the guest is — a probe launcher on every node that has no voice yet — then it
+    runs where one reports it running, or starts again once every node says it has none (`_migrated_away`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from virtmigrate.api.constants import VMPhase
 from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
 from virtmigrate.api.vm import VM
+from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
 
@@ -37,6 +40,7 @@ class LauncherPod:
     view: PodView
     owner_uid: str = ""   # the VM uid of its controller ownerReference
     migration: str = ""   # the Migration label (target launchers)
+    probe_for: str = ""   # a probe's annotation: the launcher pod whose guest it looks for (vm/pods.py)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Plan:
     status: JSON | None = None                 # the managed status fields to write
     confirm_gone: str = ""                     # a pod the cache lacks: confirm with a live read first
     on_node: str = ""                          # bind the created pod to this node (adopt a guest there)
+    probe_nodes: tuple[str, ...] = ()          # create a probe on each (new_probe_pod, looking for probe_for)
+    probe_for: str = ""
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     requeue_after: float | None = None
 
@@ -88,8 +94,9 @@ def next_attempt(vm: VM, existing_names: Sequence[str]) -> int:
 
 
 def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", pod_confirmed_gone: bool = False,
-              all_pod_names: Sequence[str] = ()) -> Plan:
-    """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace)."""
+              all_pod_names: Sequence[str] = (), nodes: Sequence[str] = ()) -> Plan:
+    """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace) and the
+    cluster's `nodes` (where a guest that left without a Migration is looked for)."""
     if vm.phase == VMPhase.MIGRATING:
         return Plan()  # the migration controller owns the VM until it sets another phase
     stale = tuple((p.view.name, p.view.uid) for p in pods
@@ -99,7 +106,7 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
     others = [p for p in own if p is not current and not p.migration]
     if vm.spec.running:
         plan = _running(vm, current, others, removed_note=removed_note, pod_confirmed_gone=pod_confirmed_gone,
-                        all_pod_names=all_pod_names)
+                        all_pod_names=all_pod_names, candidates=[p for p in own if p is not current], nodes=nodes)
     else:
         plan = _stopped(vm, current, others)
     observed = (vm.raw.get("status") or {}).get("observedGeneration")
@@ -111,7 +118,8 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
 
 
 def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, removed_note: str,
-             pod_confirmed_gone: bool, all_pod_names: Sequence[str]) -> Plan:
+             pod_confirmed_gone: bool, all_pod_names: Sequence[str], candidates: Sequence[LauncherPod] = (),
+             nodes: Sequence[str] = ()) -> Plan:
     phase = vm.phase
     uuid = vm.uid
     if current is None and vm.launcher_pod and phase in (VMPhase.RUNNING, VMPhase.SCHEDULING):
@@ -147,8 +155,8 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         return Plan(delete=extra)  # being deleted: its disappearance is handled when it is gone
     if v.terminated:
         reason, message = parse_termination(v.termination_message, v.exit_code)
-        if reason == MIGRATED_REASON:
-            return Plan(delete=extra, requeue_after=5.0)  # the migration controller will name the new pod
+        if reason == MIGRATED_REASON:  # and no Migration owns the VM: it would be Migrating
+            return _migrated_away(vm, v, candidates, nodes=nodes, all_pod_names=all_pod_names)
         if reason not in LAUNCHER_GONE_REASONS and not v.deleting and v.node:
             # Killed, or libvirt unreachable: the guest may well still run there (QEMU is libvirtd's child).
             # A new launcher bound to that node adopts it if it runs, or starts it if it really is gone.
@@ -174,6 +182,55 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
         return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.SCHEDULING, pod=v.name,
                                                               reason="Unschedulable", message=v.unschedulable)))
     return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.SCHEDULING, node=v.node, pod=v.name)))
+
+
+def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, nodes: Sequence[str],
+                   all_pod_names: Sequence[str]) -> Plan:
+    """The VM's launcher `gone` exited because its guest left by live migration, and no Migration owns the
+    VM. Where the guest is now is read from the nodes, never assumed: each live launcher pod of the VM
+    (a probe, or a target a vanished Migration left) reports what its node's libvirt holds.
+
+    - one node runs it: the VM runs there, in that pod (Warning `GuestFound`);
+    - several do: `Unknown`, every pod kept for an admin (`GuestOnSeveralNodes`);
+    - some node has no voice yet: a probe (a receive-mode launcher that never starts a guest) goes there,
+      and the VM is `Unknown` meanwhile (`LocatingGuest`) — never Running with no guest;
+    - every node says it has none: the guest is nowhere, and it starts again (`GuestNotFound`)."""
+    live = [p for p in candidates if not p.view.terminated and not p.view.deleting]
+    said = {p.view.name: guest_on(p.view) for p in live}
+    running = [p for p in live if said[p.view.name] == Where.RUNNING]
+    probes = tuple((p.view.name, p.view.uid) for p in candidates if p.probe_for and not p.view.deleting)
+    head = (f"launcher pod {gone.name} on {gone.node or 'no node'} exited because the guest left by a live "
+            "migration that no Migration owns")
+    if len({p.view.node for p in running}) > 1:
+        text = (f"{head}; nodes {', '.join(sorted({p.view.node for p in running}))} all run it: every launcher "
+                "pod is kept for an admin to choose")
+        want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="GuestOnSeveralNodes", message=text)
+        st = _changed(vm, want)
+        return Plan(status=st, event=("Warning", "GuestOnSeveralNodes", text) if st else None)
+    if running:
+        p = running[0].view
+        text = f"{head}; launcher pod {p.name} on {p.node} reports it running there: the VM runs there now"
+        rest = tuple(x for x in probes if x[0] != p.name)
+        return Plan(delete=((gone.name, gone.uid), *rest),
+                    status=_status(vm, VMPhase.RUNNING, node=p.node, pod=p.name, uuid=vm.uid, reason="GuestFound",
+                                   message=text),
+                    event=("Warning", "GuestFound", text))
+    silent = tuple(n for n in nodes if n not in {p.view.node for p in live})
+    if nodes and not silent and all(said[p.view.name] == Where.ABSENT for p in live):
+        attempt = next_attempt(vm, all_pod_names)
+        name = launcher_pod_name(vm, attempt=attempt)
+        text = (f"{head}; no node runs it (each node's launcher reports no such domain): launcher pod {name} "
+                "starts it again")
+        return Plan(delete=((gone.name, gone.uid), *probes), create_attempt=attempt,
+                    status=_status(vm, VMPhase.SCHEDULING, pod=name, reason="GuestNotFound", message=text),
+                    event=("Warning", "GuestNotFound", text))
+    voiced = {p.view.node for p in live if said[p.view.name] == Where.ABSENT}
+    waiting = sorted(set(nodes) - voiced) or ["(no node known)"]
+    text = f"{head}; looking for it: waiting for the launchers on {', '.join(waiting)} to say whether they run it"
+    want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="LocatingGuest", message=text)
+    first = managed_status(vm)["reason"] != "LocatingGuest"  # one Event, however often the message changes
+    return Plan(probe_nodes=silent, probe_for=gone.name, status=_changed(vm, want), requeue_after=2.0,
+                event=("Warning", "LocatingGuest", f"{head}: looking for it on every node") if first else None)
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
