@@ -137,3 +137,28 @@ def test_a_guest_moved_without_a_migration_is_found_where_it_runs(kube: Any, kub
     assert "no Migration owns" in said["GuestFound"] and f"on {target} reports it running" in said["GuestFound"]
     assert [r for r, _ in events_for(kube, namespace, "testvm")].count("GuestFound") == 1
     assert_runs_only_on(local_cluster, kube, namespace, target)  # one launcher pod left, heartbeats go on
+
+
+def test_a_guest_moved_without_a_migration_and_gone_everywhere_starts_again(
+        kube: Any, kubectl: Any, namespace: str, guest_kernel: Path, local_cluster: Any) -> None:
+    """The same, but the admin then destroys and undefines the guest where it went: every node's probe says
+    it has none, and the VM starts it again (GuestNotFound) instead of waiting or claiming it runs."""
+    from tests.e2e.test_migration_support import assert_runs_only_on, events_for, running_vm, wait_events
+
+    st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    source, domain = st["node"], f"{namespace}_testvm"
+    target = next(n for n in local_cluster.node_names() if n != source)
+    dest = local_cluster.hosts.host(int(target.removeprefix("node")))
+    virsh(local_cluster, source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", domain,
+          dest.uri, dest.migration_uri)
+    virsh(local_cluster, target, "destroy", domain)
+    virsh(local_cluster, target, "undefine", domain)
+
+    again = wait_for("the VM started again", lambda: (lambda s: s if s.get("phase") == "Running"
+                                                      and s.get("launcherPod") != st["launcherPod"] else None)(
+        _vm_status(kube, namespace)), timeout=120)
+    wait_events(kube, namespace, "testvm", "LocatingGuest", "GuestNotFound")
+    said = dict(events_for(kube, namespace, "testvm"))
+    assert "no node runs it" in said["GuestNotFound"]
+    assert "GuestFound" not in said
+    assert_runs_only_on(local_cluster, kube, namespace, again["node"])
