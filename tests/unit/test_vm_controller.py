@@ -168,6 +168,13 @@ def test_a_migrated_launcher_of_a_migrating_vm_is_the_migration_controllers() ->
     assert decide_vm(_vm(phase="Migrating", pod=P0, node="node1"), [GONE], nodes=NODES) == vm_decide.Plan()
 
 
+def test_a_vm_the_migration_controller_left_unknown_is_an_admins_until_stopped() -> None:
+    vm = _vm(phase="Unknown", pod=P0, node="node1", reason="GuestOnBothNodes", message="both run it")
+    assert decide_vm(vm, [_lp(P0), _lp("target", node="node2", migration="m1")], nodes=NODES) == vm_decide.Plan()
+    stop = decide_vm(_vm(running=False, phase="Unknown", pod=P0, reason="GuestOnBothNodes"), [_lp(P0)])
+    assert stop.delete == ((P0, f"uid-{P0}"),)
+
+
 def test_after_a_migration_the_new_pod_is_current_and_the_old_one_is_cleaned_up() -> None:
     vm = _vm(phase="Running", pod="target", node="node2")
     old = _lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")

@@ -5,7 +5,8 @@ carry its label (from the informer's cache); returns a Plan the controller execu
 pods, create one pod, patch the VM's status, record an event. No I/O, no clock.
 
 The contract with the migration controller (see vm/controller.py) is enforced here:
-  * a VM whose status.phase is Migrating is not touched at all;
+  * a VM whose status.phase is Migrating is not touched at all, nor one the migration controller left
+    Unknown (the guest on both nodes, or its location never settled: an admin decides; stopping it works);
   * status.launcherPod is authoritative: the pod it names is the VM's pod, whatever its labels;
   * launcher pods carrying a Migration label (targets) are left alone unless they are the current pod;
   * a launcher that exited with reason Migrated while the VM is not Migrating means its guest left by a
@@ -30,6 +31,7 @@ from virtmigrate.controller.vm.pods import launcher_pod_name
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
 INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
+LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes")  # this controller's own Unknown (_migrated_away)
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
 
 
@@ -99,6 +101,8 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
     cluster's `nodes` (where a guest that left without a Migration is looked for)."""
     if vm.phase == VMPhase.MIGRATING:
         return Plan()  # the migration controller owns the VM until it sets another phase
+    if vm.phase == VMPhase.UNKNOWN and _status_reason(vm) not in LOCATING_REASONS and vm.spec.running:
+        return Plan()  # the migration controller's verdict (guest on both nodes, or nowhere known): an admin's
     stale = tuple((p.view.name, p.view.uid) for p in pods
                   if p.owner_uid and p.owner_uid != vm.uid and not p.view.deleting)  # of an older VM of this name
     own = [p for p in pods if not p.owner_uid or p.owner_uid == vm.uid]
@@ -251,6 +255,10 @@ def owner_uid(pod: Mapping[str, Any]) -> str:
         if ref.get("kind") == "VM" and ref.get("controller"):
             return str(ref.get("uid", ""))
     return ""
+
+
+def _status_reason(vm: VM) -> str:
+    return str((vm.raw.get("status") or {}).get("reason") or "")
 
 
 def _spec_fixed(vm: VM) -> bool:
