@@ -133,12 +133,13 @@ def test_a_migrated_launcher_of_an_unowned_vm_sends_probes_and_the_vm_is_unknown
 ])
 def test_the_guest_found_running_on_one_node_is_adopted_there(holder: LauncherPod) -> None:
     vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest")
-    plan = decide_vm(vm, [GONE, _probe("node0", NOTHING), holder], nodes=NODES)
+    plan = decide_vm(vm, [GONE, _probe("node0", NOTHING), _probe("node1", NOTHING), holder], nodes=NODES)
     assert plan.status is not None
     assert (plan.status["phase"], plan.status["node"], plan.status["launcherPod"], plan.status["reason"]) == (
         "Running", "node2", holder.view.name, "GuestFound")
     assert plan.event is not None and plan.event[1] == "GuestFound"
-    assert set(plan.delete) == {(P0, f"uid-{P0}"), ("probe-node0", "uid-probe-node0")}  # never the holder
+    assert set(plan.delete) == {(P0, f"uid-{P0}"), ("probe-node0", "uid-probe-node0"),
+                                ("probe-node1", "uid-probe-node1")}  # never the holder
     assert plan.create_attempt is None and plan.probe_nodes == ()
 
 
@@ -155,6 +156,10 @@ def test_every_node_saying_it_has_no_guest_starts_it_again() -> None:
     pytest.param([_probe("node0", NOTHING), _probe("node1", NOTHING), _probe("node2", PAUSED)], "LocatingGuest",
                  id="a-paused-copy-is-not-absence"),
     pytest.param([_probe("node0", NOTHING), _probe("node1", NOTHING)], "LocatingGuest", id="a-node-not-asked-yet"),
+    pytest.param([_probe("node0", NOTHING), _probe("node2", RUNS)], "LocatingGuest",
+                 id="found-but-a-node-not-asked-yet"),
+    pytest.param([_probe("node0", NOTHING), _probe("node1", None), _probe("node2", RUNS)], "LocatingGuest",
+                 id="found-but-a-probe-not-reporting-yet"),
     pytest.param([_probe("node0", RUNS), _probe("node2", RUNS), _probe("node1", NOTHING)], "GuestOnSeveralNodes",
                  id="on-two-nodes"),
 ])

@@ -192,35 +192,38 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
                    all_pod_names: Sequence[str]) -> Plan:
     """The VM's launcher `gone` exited because its guest left by live migration, and no Migration owns the
     VM. Where the guest is now is read from the nodes, never assumed: each live launcher pod of the VM
-    (a probe, or a target a vanished Migration left) reports what its node's libvirt holds.
+    (a probe, or a target a vanished Migration left) reports what its node's libvirt holds, and nothing is
+    concluded before every node has spoken (a guest found on one node may run on a silent one too).
 
-    - one node runs it: the VM runs there, in that pod (Warning `GuestFound`);
-    - several do: `Unknown`, every pod kept for an admin (`GuestOnSeveralNodes`);
     - some node has no voice yet: a probe (a receive-mode launcher that never starts a guest) goes there,
       and the VM is `Unknown` meanwhile (`LocatingGuest`) — never Running with no guest;
-    - every node says it has none: the guest is nowhere, and it starts again (`GuestNotFound`)."""
+    - one node runs it: the VM runs there, in that pod (Warning `GuestFound`);
+    - several do: `Unknown`, every pod kept for an admin (`GuestOnSeveralNodes`);
+    - every node says it has none: the guest is nowhere, and it starts again (`GuestNotFound`);
+    - anything else (a paused copy, a job, a node whose libvirt does not answer): `Unknown`, waiting."""
     live = [p for p in candidates if not p.view.terminated and not p.view.deleting]
     said = {p.view.name: guest_on(p.view) for p in live}
     running = [p for p in live if said[p.view.name] == Where.RUNNING]
     probes = tuple((p.view.name, p.view.uid) for p in candidates if p.probe_for and not p.view.deleting)
+    silent = tuple(n for n in nodes if n not in {p.view.node for p in live})
+    heard = bool(nodes) and not silent and all(w != Where.UNKNOWN for w in said.values())
     head = (f"launcher pod {gone.name} on {gone.node or 'no node'} exited because the guest left by a live "
             "migration that no Migration owns")
-    if len({p.view.node for p in running}) > 1:
-        text = (f"{head}; nodes {', '.join(sorted({p.view.node for p in running}))} all run it: every launcher "
-                "pod is kept for an admin to choose")
+    on = sorted({p.view.node for p in running})
+    if heard and len(on) > 1:
+        text = f"{head}; nodes {', '.join(on)} all run it: every launcher pod is kept for an admin to choose"
         want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="GuestOnSeveralNodes", message=text)
         st = _changed(vm, want)
         return Plan(status=st, event=("Warning", "GuestOnSeveralNodes", text) if st else None)
-    if running:
+    if heard and running:
         p = running[0].view
         text = f"{head}; launcher pod {p.name} on {p.node} reports it running there: the VM runs there now"
-        rest = tuple(x for x in probes if x[0] != p.name)
-        return Plan(delete=((gone.name, gone.uid), *rest),
+        absent = tuple(x for x in probes if said.get(x[0]) == Where.ABSENT)  # a probe that holds nothing
+        return Plan(delete=((gone.name, gone.uid), *absent),
                     status=_status(vm, VMPhase.RUNNING, node=p.node, pod=p.name, uuid=vm.uid, reason="GuestFound",
                                    message=text),
                     event=("Warning", "GuestFound", text))
-    silent = tuple(n for n in nodes if n not in {p.view.node for p in live})
-    if nodes and not silent and all(said[p.view.name] == Where.ABSENT for p in live):
+    if heard and all(w == Where.ABSENT for w in said.values()):
         attempt = next_attempt(vm, all_pod_names)
         name = launcher_pod_name(vm, attempt=attempt)
         text = (f"{head}; no node runs it (each node's launcher reports no such domain): launcher pod {name} "
@@ -228,9 +231,10 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
         return Plan(delete=((gone.name, gone.uid), *probes), create_attempt=attempt,
                     status=_status(vm, VMPhase.SCHEDULING, pod=name, reason="GuestNotFound", message=text),
                     event=("Warning", "GuestNotFound", text))
-    voiced = {p.view.node for p in live if said[p.view.name] == Where.ABSENT}
-    waiting = sorted(set(nodes) - voiced) or ["(no node known)"]
-    text = f"{head}; looking for it: waiting for the launchers on {', '.join(waiting)} to say whether they run it"
+    waiting = sorted({*silent, *(p.view.node for p in live if said[p.view.name] not in (Where.ABSENT,
+                                                                                        Where.RUNNING))})
+    text = (f"{head}; looking for it: waiting for the launchers on {', '.join(waiting) or '(no node known)'} to "
+            "say whether they run it")
     want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="LocatingGuest", message=text)
     first = managed_status(vm)["reason"] != "LocatingGuest"  # one Event, however often the message changes
     return Plan(probe_nodes=silent, probe_for=gone.name, status=_changed(vm, want), requeue_after=2.0,
