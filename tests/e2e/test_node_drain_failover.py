@@ -1,10 +1,12 @@
-"""A leader failover in the middle of `kubectl drain`: two controller replicas as the manifests run them (their
-ServiceAccount and RBAC), the leader SIGKILLed while evacuations copy memory (slowed by a MigrationPolicy);
-the standby takes over, the drain completes, every VM ends on exactly one node with one evacuation each."""
+"""A leader failover and a controller restart in the middle of `kubectl drain`: two controller replicas as the
+manifests run them (their ServiceAccount and RBAC), the leader SIGKILLed while evacuations copy memory (slowed by
+a MigrationPolicy), the standby taking over; and the local cluster's single controller SIGKILLed and started
+again. Either way the drain completes and every VM ends on exactly one node with one evacuation each."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import uuid
@@ -12,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import KUBECTL
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import serial_lines, wait_for
 from tests.e2e.test_deployment_replicas import _holder, replicas  # noqa: F401 - the fixture
+from tests.e2e.test_migration_failures import _controller_pid
 from tests.e2e.test_migration_support import assert_runs_only_on, vm_status
 from tests.e2e.test_node_drain import DRAINED, OTHERS, _evacuations, vms_on_drained_node
 
@@ -51,6 +54,50 @@ def test_leader_failover_in_the_middle_of_a_drain(replicas: dict[str, tuple[subp
             st = vm_status(kube, namespace, name)
             assert st["node"] in OTHERS
             assert_runs_only_on(local_cluster, kube, namespace, st["node"], vm=name)
+    finally:
+        if drain is not None and drain.poll() is None:
+            drain.kill()
+        kubectl.run("uncordon", DRAINED, namespaced=False, check=False)
+        kubectl.run("delete", "migrationpolicy", app, namespaced=False, check=False)
+
+
+def test_controller_restart_in_the_middle_of_a_drain(kube: Any, kubectl: Any, namespace: str, guest_kernel: Path,
+                                                    local_cluster: Any) -> None:
+    """The single controller SIGKILLed while one evacuation copies memory and restarted (same replica, no
+    graceful release of the Lease): the drain completes, each VM was evacuated once and runs on exactly one
+    node, its heartbeat continuing there."""
+    app = f"slow-{uuid.uuid4().hex[:6]}"
+    policy = {"apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy",
+              "metadata": {"name": app}, "spec": {"selectors": {"vmSelector": {"app": app}}, "bandwidthMiBps": 3}}
+    kubectl("create", "-f", "-", input=json.dumps(policy), namespaced=False)
+    drain: subprocess.Popen[str] | None = None
+    try:
+        names = ("r1", "r2")
+        vms_on_drained_node(kube, kubectl, namespace, guest_kernel, local_cluster, dict.fromkeys(names, "LiveMigrate"),
+                            labels={"app": app})
+        beats = {n: serial_lines(local_cluster, DRAINED, f"{namespace}_{n}") for n in names}
+        drain = subprocess.Popen([KUBECTL, f"--kubeconfig={kubectl.kubeconfig}", "drain", DRAINED,
+                                  "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=400s"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for("an evacuation copying memory", lambda: any(
+            (m.get("status") or {}).get("phase") == "Running" for m in _evacuations(kube, namespace)), timeout=120)
+        old = _controller_pid(local_cluster)
+        os.kill(old, signal.SIGKILL)  # no graceful release: the restarted one waits out its own Lease
+        wait_for("the controller to die", lambda: not Path(f"/proc/{old}").exists() or
+                 Path(f"/proc/{old}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+        local_cluster.up()  # the same single replica, started again
+        assert _controller_pid(local_cluster) != old
+        out, err = drain.communicate(timeout=420)
+        assert drain.returncode == 0, out + err
+        assert f"node/{DRAINED} drained" in out
+        evac = _evacuations(kube, namespace)
+        assert sorted(m["spec"]["selector"]["name"] for m in evac) == list(names), evac  # one each, none doubled
+        assert {m["status"]["phase"] for m in evac} == {"Succeeded"}, [m["status"] for m in evac]
+        for name in names:
+            st = vm_status(kube, namespace, name)
+            assert st["node"] in OTHERS, st
+            assert_runs_only_on(local_cluster, kube, namespace, st["node"], vm=name)
+            assert serial_lines(local_cluster, st["node"], f"{namespace}_{name}") > beats[name]
     finally:
         if drain is not None and drain.poll() is None:
             drain.kill()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import domain_state, serial_lines, wait_for
+from tests.e2e.conftest import domain_state, serial_lines, virsh, wait_for
 from virtmigrate.api.constants import LABEL_VM
 from virtmigrate.kube.resources import PODS, VMS
 
@@ -111,3 +111,54 @@ def test_deleting_the_vm_removes_its_launcher_and_guest(kube: Any, kubectl: Any,
     kubectl("delete", "vm", "testvm")
     wait_for("launcher pod gone", lambda: _launchers(kube, namespace) == [] or None, timeout=60)
     assert domain_state(local_cluster, "node1", f"{namespace}_testvm") == ""
+
+
+def test_a_guest_moved_without_a_migration_is_found_where_it_runs(kube: Any, kubectl: Any, namespace: str,
+                                                                  guest_kernel: Path, local_cluster: Any) -> None:
+    """An admin live-migrates the guest with virsh, behind every Migration's back: its launcher exits with
+    reason Migrated while no Migration owns the VM. The VM is not shown Running meanwhile; probes ask every
+    node's libvirt, and the VM runs where the guest really is, in the probe that found it."""
+    from tests.e2e.test_migration_support import assert_runs_only_on, events_for, running_vm, wait_events
+
+    st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    source = st["node"]
+    target = next(n for n in local_cluster.node_names() if n != source)
+    dest = local_cluster.hosts.host(int(target.removeprefix("node")))
+    virsh(local_cluster, source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource",
+          f"{namespace}_testvm", dest.uri, dest.migration_uri)
+    assert domain_state(local_cluster, target, f"{namespace}_testvm") == "running"
+
+    found = wait_for("the VM found running on the node the guest went to", lambda: (
+        lambda s: s if (s.get("phase"), s.get("node")) == ("Running", target) else None)(
+        _vm_status(kube, namespace)), timeout=90)
+    assert found["launcherPod"] != st["launcherPod"]
+    wait_events(kube, namespace, "testvm", "LocatingGuest", "GuestFound")
+    said = dict(events_for(kube, namespace, "testvm"))
+    assert "no Migration owns" in said["GuestFound"] and f"on {target} reports it running" in said["GuestFound"]
+    assert [r for r, _ in events_for(kube, namespace, "testvm")].count("GuestFound") == 1
+    assert_runs_only_on(local_cluster, kube, namespace, target)  # one launcher pod left, heartbeats go on
+
+
+def test_a_guest_moved_without_a_migration_and_gone_everywhere_starts_again(
+        kube: Any, kubectl: Any, namespace: str, guest_kernel: Path, local_cluster: Any) -> None:
+    """The same, but the admin then destroys and undefines the guest where it went: every node's probe says
+    it has none, and the VM starts it again (GuestNotFound) instead of waiting or claiming it runs."""
+    from tests.e2e.test_migration_support import assert_runs_only_on, events_for, running_vm, wait_events
+
+    st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
+    source, domain = st["node"], f"{namespace}_testvm"
+    target = next(n for n in local_cluster.node_names() if n != source)
+    dest = local_cluster.hosts.host(int(target.removeprefix("node")))
+    virsh(local_cluster, source, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", domain,
+          dest.uri, dest.migration_uri)
+    virsh(local_cluster, target, "destroy", domain)
+    virsh(local_cluster, target, "undefine", domain)
+
+    again = wait_for("the VM started again", lambda: (lambda s: s if s.get("phase") == "Running"
+                                                      and s.get("launcherPod") != st["launcherPod"] else None)(
+        _vm_status(kube, namespace)), timeout=120)
+    wait_events(kube, namespace, "testvm", "LocatingGuest", "GuestNotFound")
+    said = dict(events_for(kube, namespace, "testvm"))
+    assert "no node runs it" in said["GuestNotFound"]
+    assert "GuestFound" not in said
+    assert_runs_only_on(local_cluster, kube, namespace, again["node"])

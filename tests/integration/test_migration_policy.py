@@ -1,63 +1,35 @@
 """A Migration's spec is bounded by the cluster's policy, and bad Migrations say so: the migration controller
 (run in this process against the real API server, configured with limits) fails a Migration beyond them
 with reason PolicyViolation naming the field and the limit, and every Migration the API server accepts
-(a seeded random sample) gets a phase."""
+(a seeded random sample) gets a phase. MigrationPolicies are selected by namespace and VM labels and bounded
+by the same limits (clamped, with a condition and an Event)."""
 
 from __future__ import annotations
 
 import json
 import random
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tests.conftest import Kubectl
+from tests.integration.conftest import IMAGES
 from tests.waiting import eventually
 from virtmigrate import errors
-from virtmigrate.controller.config import ControllerConfig
-from virtmigrate.controller.events import KubeEventRecorder
-from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.controller import MigrationController
-from virtmigrate.controller.policy import ImageDirs, PolicyLimits
-from virtmigrate.informer import SharedInformerFactory
 from virtmigrate.kube import KubeClient
 from virtmigrate.kube.resources import MIGRATIONS, VMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 
-LIMITS = PolicyLimits(max_bandwidth_mib_s=100, max_downtime_ms=1000, permit_post_copy=False)
-IMAGES = "/var/lib/virtmigrate/images"
-
-
-@pytest.fixture
-def migration_controller(kube: KubeClient, namespace: str) -> Iterator[MigrationController]:
-    """The migration controller on the test's API server, serving only the test's namespace."""
-    # history_limit=-1: these tests read every finished Migration back (pruning is tested on its own).
-    config = ControllerConfig(namespaces=(namespace,), workers=2, policy_limits=LIMITS,
-                              image_dirs=ImageDirs(cluster=(IMAGES,)), history_limit=-1)
-    factory = SharedInformerFactory(kube)
-    recorder = KubeEventRecorder(kube)
-    ctl = MigrationController(kube, factory, config=config, recorder=recorder,
-                              metrics=MigrationMetrics(CollectorRegistry()), registry=CollectorRegistry())
-    stop = threading.Event()
-    factory.start(stop)
-    t = threading.Thread(target=ctl.run, args=(2, stop), daemon=True)
-    t.start()
-    yield ctl
-    stop.set()
-    t.join(30)
-    recorder.stop()
-    factory.shutdown()
-
-
-def _running_vm(kube: KubeClient, ns: str, name: str, kernel: str = f"{IMAGES}/guest") -> None:
-    """A VM whose status says it runs on node0 (no node runs it: the Migrations here fail before that)."""
-    kube.create(VMS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": name},
+def _running_vm(kube: KubeClient, ns: str, name: str, kernel: str = f"{IMAGES}/guest", *, node: str = "node0",
+                labels: dict[str, str] | None = None) -> None:
+    """A VM whose status says it runs on `node` (no node runs it: the Migrations here go no further than
+    admission)."""
+    kube.create(VMS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM",
+                      "metadata": {"name": name, "labels": labels or {}},
                       "spec": {"running": True, "memory": "64Mi", "kernel": kernel}}, ns)
-    kube.patch(VMS, name, {"status": {"phase": "Running", "node": "node0", "launcherPod": f"virt-launcher-{name}"}},
+    kube.patch(VMS, name, {"status": {"phase": "Running", "node": node, "launcherPod": f"virt-launcher-{name}"}},
                ns, subresource="status")
 
 
@@ -131,3 +103,77 @@ def test_every_migration_the_api_server_accepts_gets_a_phase(
               or s.get("allowPostCopy") is True]
     for n in beyond:
         assert reasons[n] in ("PolicyViolation", "VMNotFound"), (n, accepted[n], reasons[n])
+
+
+def _policy(name: str, *, ns: dict[str, str] | None = None, vm: dict[str, str] | None = None,
+            **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "migrations.kubevirt.io/v1alpha1", "kind": "MigrationPolicy", "metadata": {"name": name},
+            "spec": {"selectors": {"namespaceSelector": ns or {}, "vmSelector": vm or {}}, **spec}}
+
+
+def test_policy_selection_and_a_spec_override_within_and_beyond_the_maxima(
+        kube: KubeClient, kubectl: Kubectl, namespace: str, migration_controller: MigrationController) -> None:
+    """Policies select by namespace labels and VM labels, the most specific wins; a policy beyond the cluster's
+    maxima (LIMITS: 100 MiB/s, 1000 ms, no post-copy) is clamped, visibly; the Migration's own spec overrides
+    the policy within the maxima, and beyond them fails naming the limit."""
+    tag = namespace[-6:]  # policies are cluster-scoped: select only this test's namespace
+    kubectl("label", "namespace", namespace, f"policy-test={tag}", namespaced=False)
+    wide = f"wide-{tag}"       # the namespace's: beyond every maximum
+    db = f"db-{tag}"           # namespace + VM labels: more specific, within the maxima
+    for pol in (_policy(wide, ns={"policy-test": tag}, bandwidthMiBps=500, maxDowntimeMs=5000, allowPostCopy=True,
+                        allowAutoConverge=True),
+                _policy(db, ns={"policy-test": tag}, vm={"app": "db"}, bandwidthMiBps=40, maxDowntimeMs=800)):
+        kubectl("create", "-f", "-", input=json.dumps(pol), namespaced=False)
+    try:
+        for i, (vm, labels) in enumerate((("web", {}), ("db", {"app": "db"}), ("web2", {}), ("web3", {}))):
+            _running_vm(kube, namespace, vm, node=f"node{i}", labels=labels)
+        for name, vm, spec in (("m-web", "web", {}), ("m-db", "db", {}),
+                               ("m-within", "web2", {"bandwidthMiBps": 80, "maxDowntimeMs": 900}),
+                               ("m-beyond", "web3", {"bandwidthMiBps": 500})):
+            kubectl("create", "-f", "-", input=json.dumps(_migration(name, vm, **spec)))
+
+        def admitted(name: str) -> dict[str, Any]:
+            assert eventually(lambda: "migrationConfiguration" in _status(kubectl, name), 30, interval=0.2), \
+                _status(kubectl, name)
+            return _status(kubectl, name)
+
+        # The namespace's policy, clamped to the maxima: the condition and a Warning Event name the policy,
+        # each field and its limit.
+        st = admitted("m-web")
+        conf = st["migrationConfiguration"]
+        assert st["migrationPolicy"] == wide
+        assert (conf["bandwidthMiBps"], conf["maxDowntimeMs"], conf["allowPostCopy"], conf["allowAutoConverge"]) == \
+            (100, 1000, False, True)
+        cond = next(c for c in st["conditions"] if c["type"] == "PolicyClamped")
+        assert cond["status"] == "True"
+        for said in (f"MigrationPolicy {wide}: bandwidthMiBps 500 MiB/s exceeds the cluster's cap of 100 MiB/s "
+                     "(--limit-bandwidth-max): 100 MiB/s used", "maxDowntimeMs 5000 ms exceeds the cluster's limit "
+                     "of 1000 ms", "allowPostCopy is not permitted in this cluster"):
+            assert said in cond["message"], cond
+        assert eventually(lambda: "PolicyClamped" in kubectl(
+            "get", "events", "--field-selector=involvedObject.name=m-web,type=Warning", "-o",
+            "jsonpath={..reason}"), 15)
+
+        # VM labels make the other policy more specific: it wins, within the maxima, nothing clamped.
+        st = admitted("m-db")
+        assert st["migrationPolicy"] == db
+        assert (st["migrationConfiguration"]["bandwidthMiBps"], st["migrationConfiguration"]["maxDowntimeMs"]) == \
+            (40, 800)
+        assert not [c for c in st.get("conditions") or [] if c["type"] == "PolicyClamped"], st
+
+        # The spec overrides the policy within the maxima: its values run; what it leaves to the policy is
+        # still clamped.
+        st = admitted("m-within")
+        conf = st["migrationConfiguration"]
+        assert st["migrationPolicy"] == wide
+        assert (conf["bandwidthMiBps"], conf["maxDowntimeMs"], conf["allowPostCopy"]) == (80, 900, False)
+        cond = next(c for c in st["conditions"] if c["type"] == "PolicyClamped")
+        assert "allowPostCopy" in cond["message"] and "bandwidthMiBps" not in cond["message"], cond
+
+        # Beyond the maxima the spec is not clamped: the Migration fails naming the field and the limit.
+        assert eventually(lambda: _status(kubectl, "m-beyond").get("phase") == "Failed", 30, interval=0.2)
+        st = _status(kubectl, "m-beyond")
+        assert st["reason"] == "PolicyViolation" and "spec.bandwidthMiBps: 500 MiB/s" in st["message"] \
+            and "100 MiB/s" in st["message"], st
+    finally:
+        kubectl.run("delete", "migrationpolicy", wide, db, namespaced=False, check=False)

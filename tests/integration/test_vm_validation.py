@@ -6,28 +6,23 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from tests.conftest import Kubectl
+from tests.integration.conftest import IMAGE_DIRS, IMAGES
 from tests.waiting import eventually
 from virtmigrate import errors
 from virtmigrate.api.vm import VM
-from virtmigrate.controller.events import KubeEventRecorder
-from virtmigrate.controller.policy import ImageDirs, image_path_problem
+from virtmigrate.controller.policy import image_path_problem
 from virtmigrate.controller.vm.controller import VMController
-from virtmigrate.informer import SharedInformerFactory
 from virtmigrate.kube import KubeClient
 from virtmigrate.kube.resources import VMS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("crds")]
 
-KERNEL = "/var/lib/virtmigrate/images/guest"
-IMAGE_DIRS = ImageDirs(cluster=("/var/lib/virtmigrate/images",))  # as virtmigrate-controller's default
+KERNEL = f"{IMAGES}/guest"
 
 
 def _vm(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -72,23 +67,6 @@ def test_a_vm_name_longer_than_a_label_value_is_rejected(kubectl: Kubectl) -> No
 
 
 # --- the controller's side, and a seeded fuzz through the real API server ------------------------------
-
-@pytest.fixture
-def vm_controller(kube: KubeClient) -> Iterator[VMController]:
-    """The VM controller on the test's API server, with two workers, until the test ends."""
-    factory = SharedInformerFactory(kube)
-    recorder = KubeEventRecorder(kube)
-    ctl = VMController(kube, factory, recorder=recorder, registry=CollectorRegistry(), image_dirs=IMAGE_DIRS)
-    stop = threading.Event()
-    factory.start(stop)
-    t = threading.Thread(target=ctl.run, args=(2, stop), daemon=True)
-    t.start()
-    yield ctl
-    stop.set()
-    t.join(30)
-    recorder.stop()
-    factory.shutdown()
-
 
 GOOD_KEYS = ["zone", "topology.kubernetes.io/zone", "a.b/c-d_e.f", "ok_9", "A" * 63]
 BAD_KEYS = ["x y", "../x", "-x", "", "x-", "a/b/c", "A" * 64, "UPPER.case/x"]

@@ -23,6 +23,8 @@ WAITS = DomainFacts(reachable=True, mode=LauncherMode.WAITING)              # a 
 NONE_HERE = DomainFacts(reachable=True, mode=LauncherMode.EXITING)          # libvirt says: no such domain
 PAUSED_COPY = DomainFacts(reachable=True, present=True, state=DomainState.PAUSED,
                           mode=LauncherMode.HOLD)                           # a paused leftover, no job
+PAUSED_PERSISTENT = DomainFacts(reachable=True, present=True, state=DomainState.PAUSED, persistent=True,
+                                mode=LauncherMode.HOLD)                     # a paused copy, defined persistently
 JOB_OUT = DomainFacts(reachable=True, present=True, state=DomainState.RUNNING, job=Job.OUT,
                       mode=LauncherMode.HOLD)                               # the source, a job running
 JOB_IN = DomainFacts(reachable=True, present=True, state=DomainState.PAUSED, job=Job.IN,

@@ -14,6 +14,7 @@ from tests.unit.migration_literals import (
     JOB_OUT,
     NONE_HERE,
     PAUSED_COPY,
+    PAUSED_PERSISTENT,
     RUNS,
     SRC,
     SRC_LEFT,
@@ -168,6 +169,12 @@ def test_a_paused_copy_left_behind_is_a_success_with_a_warning() -> None:
     d = decide(ended("target", agent=agent_exited(0), age=0.0, source_pod=src(PAUSED_COPY)), T)
     assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
     assert "paused copy" in d.warning and "source node" in d.warning
+
+
+def test_a_paused_persistent_copy_left_behind_is_kept_with_a_warning() -> None:
+    d = decide(ended("target", agent=agent_exited(0), age=0.0, source_pod=src(PAUSED_PERSISTENT)), T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    assert "paused, persistent copy" in d.warning and "source node" in d.warning and "kept" in d.warning
 
 
 def test_a_cancel_that_came_too_late_is_a_success() -> None:

@@ -12,6 +12,7 @@ from tests.unit.migration_literals import (
     AGENT_RUN,
     JOB_OUT,
     PAUSED_COPY,
+    PAUSED_PERSISTENT,
     SRC,
     SRC_LEFT,
     TGT_BOUND,
@@ -304,6 +305,12 @@ VM_BACK = VMState(running=True, node="node0", launcher_pod="virt-launcher-testvm
                  Action.DELETE_TARGET_POD, id="failed-target-empty"),
     pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=tgt(PAUSED_COPY), status_reason="MigrationFailed"),
                  Action.DELETE_TARGET_POD, id="failed-target-paused-leftover"),
+    # libvirt's rule: only a paused, non-persistent leftover is destroyed; a persistent one is kept.
+    pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=src(PAUSED_PERSISTENT)), Action.REMOVE_FINALIZER,
+                 id="succeeded-source-paused-persistent-kept"),
+    pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=tgt(PAUSED_PERSISTENT),
+                     status_reason="MigrationFailed"), Action.REMOVE_FINALIZER,
+                 id="failed-target-paused-persistent-kept"),
 ])
 def test_cleanup_never_removes_a_launcher_whose_node_runs_the_guest(o: Observed, action: Action) -> None:
     assert decide(o).action == action

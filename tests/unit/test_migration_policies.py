@@ -13,6 +13,7 @@ from virtmigrate.api.migration import Migration
 from virtmigrate.api.policy import MigrationPolicyObject, select_policy
 from virtmigrate.controller.migration.pods import PolicyDefaults
 from virtmigrate.controller.migration.policies import configuration_from_status, effective_policy
+from virtmigrate.controller.policy import PolicyLimits
 
 
 def policy(name: str, *, ns: dict[str, str] | None = None, vm_labels: dict[str, str] | None = None,
@@ -55,9 +56,51 @@ def test_layers_defaults_then_policy_then_the_migrations_spec() -> None:
     pol = MigrationPolicyObject.parse(policy("p", bandwidthMiBps=64, allowAutoConverge=True, maxDowntimeMs=800))
     mig = Migration.parse({"metadata": {"name": "m", "namespace": "ns"},
                            "spec": {"selector": {"name": "vm"}, "maxDowntimeMs": 300}})
-    got = effective_policy(PolicyDefaults(), pol, mig)
+    got = effective_policy(PolicyDefaults(), pol, mig).settings
     assert (got.bandwidth_mib_s, got.allow_auto_converge, got.max_downtime_ms) == (64, True, 300)
     assert got.completion_timeout_per_gib_s == PolicyDefaults().completion_timeout_per_gib_s
+
+
+LIMITS = PolicyLimits(min_bandwidth_mib_s=5, max_bandwidth_mib_s=100, max_downtime_ms=1000,
+                      max_progress_timeout_s=60, permit_post_copy=False, permit_pause=False)
+
+
+def _mig(**spec: Any) -> Migration:
+    return Migration.parse({"metadata": {"name": "m", "namespace": "ns"}, "spec": {"selector": {"name": "vm"}, **spec}})
+
+
+@pytest.mark.parametrize(("policy_spec", "field", "used", "said"), [
+    pytest.param({"bandwidthMiBps": 500}, "bandwidth_mib_s", 100, "bandwidthMiBps 500 MiB/s exceeds the cluster's "
+                 "cap of 100 MiB/s (--limit-bandwidth-max): 100 MiB/s used", id="bandwidth-over-cap"),
+    pytest.param({"bandwidthMiBps": 0}, "bandwidth_mib_s", 100, "bandwidthMiBps 0 (unlimited) exceeds", id="unlimited"),
+    pytest.param({"bandwidthMiBps": 2}, "bandwidth_mib_s", 5, "below the cluster's floor of 5 MiB/s", id="under-floor"),
+    pytest.param({"maxDowntimeMs": 5000}, "max_downtime_ms", 1000, "maxDowntimeMs 5000 ms exceeds the cluster's "
+                 "limit of 1000 ms (--limit-max-downtime): 1000 ms used", id="downtime"),
+    pytest.param({"progressTimeout": 61}, "progress_timeout_s", 60, "--limit-progress-timeout", id="progress"),
+    pytest.param({"allowPostCopy": True}, "allow_post_copy", False, "allowPostCopy is not permitted", id="post-copy"),
+    pytest.param({"allowPause": True}, "allow_pause", False, "allowPause is not permitted", id="pause"),
+])
+def test_a_policy_beyond_the_cluster_limits_is_clamped_naming_policy_field_and_limit(
+        policy_spec: dict[str, Any], field: str, used: object, said: str) -> None:
+    got = effective_policy(PolicyDefaults(), MigrationPolicyObject.parse(policy("wide", **policy_spec)), _mig(),
+                           limits=LIMITS)
+    assert getattr(got.settings, field) == used
+    assert got.policy_name == "wide"
+    [note] = got.clamped
+    assert note.startswith("MigrationPolicy wide: ") and said in note, note
+
+
+def test_a_policy_within_the_limits_and_a_spec_overriding_a_policy_beyond_them_clamp_nothing() -> None:
+    within = MigrationPolicyObject.parse(policy("ok", bandwidthMiBps=100, maxDowntimeMs=1000, allowAutoConverge=True))
+    got = effective_policy(PolicyDefaults(), within, _mig(), limits=LIMITS)
+    assert (got.settings.bandwidth_mib_s, got.settings.max_downtime_ms, got.clamped) == (100, 1000, ())
+    # The spec overrides the policy's excess: the policy's value never reaches the agent, so nothing is clamped.
+    wide = MigrationPolicyObject.parse(policy("wide", bandwidthMiBps=500, maxDowntimeMs=5000))
+    got = effective_policy(PolicyDefaults(), wide, _mig(bandwidthMiBps=50), limits=LIMITS)
+    assert (got.settings.bandwidth_mib_s, got.settings.max_downtime_ms) == (50, 1000)
+    assert len(got.clamped) == 1 and "maxDowntimeMs" in got.clamped[0]
+    # No limits configured: the policy is taken as it is.
+    assert effective_policy(PolicyDefaults(), wide, _mig()).settings.bandwidth_mib_s == 500
 
 
 def test_admission_records_the_policy_and_the_configuration_and_the_agent_gets_it() -> None:

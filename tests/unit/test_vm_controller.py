@@ -10,12 +10,13 @@ from prometheus_client import CollectorRegistry
 from virtmigrate import errors
 from virtmigrate.api import VM
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
+from virtmigrate.api.domainfacts import DomainFacts, DomainState
 from virtmigrate.controller.events import RecordingEventRecorder
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.controller import VMController
 from virtmigrate.controller.vm.decide import LauncherPod, decide_vm
-from virtmigrate.controller.vm.pods import launcher_pod_name
+from virtmigrate.controller.vm.pods import launcher_pod_name, probe_pod_name
 from virtmigrate.informer import FactoryConfig, SharedInformerFactory
 
 
@@ -94,10 +95,89 @@ def test_failed_stays_failed_until_the_user_stops_the_vm() -> None:
     assert decide_vm(vm, []).create_attempt is None
 
 
-def test_migrated_launcher_waits_for_the_migration_controller() -> None:
+# --- a guest that left by a migration no Migration owns --------------------------------------------------
+
+NODES = ("node0", "node1", "node2")
+GONE = _lp(P0, phase="Succeeded", exit_code=0, message="Migrated: domain ns_vm left this node by live migration")
+RUNS = DomainFacts(reachable=True, present=True, state=DomainState.RUNNING, persistent=True)
+NOTHING = DomainFacts(reachable=True)   # a probe: libvirt there has no such domain
+PAUSED = DomainFacts(reachable=True, present=True, state=DomainState.PAUSED)
+
+
+def _probe(node: str, facts: DomainFacts | None, **kw: Any) -> LauncherPod:
+    name = f"probe-{node}"
+    return LauncherPod(PodView(name=name, uid=f"uid-{name}", node=node, phase="Running", domain=facts, **kw),
+                       owner_uid="U", probe_for=P0)
+
+
+def test_a_migrated_launcher_of_an_unowned_vm_sends_probes_and_the_vm_is_unknown_meanwhile() -> None:
     vm = _vm(phase="Running", pod=P0, node="node1")
-    plan = decide_vm(vm, [_lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")])
-    assert plan.status is None and plan.requeue_after is not None
+    plan = decide_vm(vm, [GONE], nodes=NODES)
+    assert (plan.probe_nodes, plan.probe_for) == (NODES, P0)
+    assert plan.status is not None and (plan.status["phase"], plan.status["reason"]) == ("Unknown", "LocatingGuest")
+    assert plan.status["node"] == "" and "no Migration owns" in plan.status["message"]  # never Running, no guest
+    assert plan.event is not None and plan.event[:2] == ("Warning", "LocatingGuest")
+    assert plan.delete == () and plan.create_attempt is None and plan.requeue_after is not None
+    # Later: two nodes said "not here", one has not reported yet: no new probe, no new Event, still Unknown.
+    vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest", message="m")
+    plan = decide_vm(vm, [GONE, _probe("node0", NOTHING), _probe("node1", NOTHING), _probe("node2", None)],
+                     nodes=NODES)
+    assert plan.probe_nodes == () and plan.event is None and plan.create_attempt is None
+    assert plan.status is not None and plan.status["phase"] == "Unknown" and "node2" in plan.status["message"]
+
+
+@pytest.mark.parametrize("holder", [
+    pytest.param(_probe("node2", RUNS), id="a-probe-finds-it"),
+    pytest.param(LauncherPod(PodView(name="target", uid="uid-target", node="node2", phase="Running", domain=RUNS),
+                             owner_uid="U", migration="gone-migration"), id="a-vanished-migrations-target-holds-it"),
+])
+def test_the_guest_found_running_on_one_node_is_adopted_there(holder: LauncherPod) -> None:
+    vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest")
+    plan = decide_vm(vm, [GONE, _probe("node0", NOTHING), _probe("node1", NOTHING), holder], nodes=NODES)
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["node"], plan.status["launcherPod"], plan.status["reason"]) == (
+        "Running", "node2", holder.view.name, "GuestFound")
+    assert plan.event is not None and plan.event[1] == "GuestFound"
+    assert set(plan.delete) == {(P0, f"uid-{P0}"), ("probe-node0", "uid-probe-node0"),
+                                ("probe-node1", "uid-probe-node1")}  # never the holder
+    assert plan.create_attempt is None and plan.probe_nodes == ()
+
+
+def test_every_node_saying_it_has_no_guest_starts_it_again() -> None:
+    vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest")
+    probes = [_probe(n, NOTHING) for n in NODES]
+    plan = decide_vm(vm, [GONE, *probes], nodes=NODES, all_pod_names=[P0, *(p.view.name for p in probes)])
+    assert plan.create_attempt == 1  # attempt 0 is the pod that lost the guest
+    assert plan.status is not None and (plan.status["phase"], plan.status["reason"]) == ("Scheduling", "GuestNotFound")
+    assert set(plan.delete) == {(P0, f"uid-{P0}"), *((p.view.name, p.view.uid) for p in probes)}
+
+
+@pytest.mark.parametrize(("pods", "reason"), [
+    pytest.param([_probe("node0", NOTHING), _probe("node1", NOTHING), _probe("node2", PAUSED)], "LocatingGuest",
+                 id="a-paused-copy-is-not-absence"),
+    pytest.param([_probe("node0", NOTHING), _probe("node1", NOTHING)], "LocatingGuest", id="a-node-not-asked-yet"),
+    pytest.param([_probe("node0", NOTHING), _probe("node2", RUNS)], "LocatingGuest",
+                 id="found-but-a-node-not-asked-yet"),
+    pytest.param([_probe("node0", NOTHING), _probe("node1", None), _probe("node2", RUNS)], "LocatingGuest",
+                 id="found-but-a-probe-not-reporting-yet"),
+    pytest.param([_probe("node0", RUNS), _probe("node2", RUNS), _probe("node1", NOTHING)], "GuestOnSeveralNodes",
+                 id="on-two-nodes"),
+])
+def test_never_started_again_nor_adopted_without_every_nodes_word(pods: list[LauncherPod], reason: str) -> None:
+    plan = decide_vm(_vm(phase="Running", pod=P0, node="node1"), [GONE, *pods], nodes=NODES)
+    assert plan.create_attempt is None and plan.delete == ()
+    assert plan.status is not None and (plan.status["phase"], plan.status["reason"]) == ("Unknown", reason)
+
+
+def test_a_migrated_launcher_of_a_migrating_vm_is_the_migration_controllers() -> None:
+    assert decide_vm(_vm(phase="Migrating", pod=P0, node="node1"), [GONE], nodes=NODES) == vm_decide.Plan()
+
+
+def test_a_vm_the_migration_controller_left_unknown_is_an_admins_until_stopped() -> None:
+    vm = _vm(phase="Unknown", pod=P0, node="node1", reason="GuestOnBothNodes", message="both run it")
+    assert decide_vm(vm, [_lp(P0), _lp("target", node="node2", migration="m1")], nodes=NODES) == vm_decide.Plan()
+    stop = decide_vm(_vm(running=False, phase="Unknown", pod=P0, reason="GuestOnBothNodes"), [_lp(P0)])
+    assert stop.delete == ((P0, f"uid-{P0}"),)
 
 
 def test_after_a_migration_the_new_pod_is_current_and_the_old_one_is_cleaned_up() -> None:
@@ -105,6 +185,18 @@ def test_after_a_migration_the_new_pod_is_current_and_the_old_one_is_cleaned_up(
     old = _lp(P0, phase="Succeeded", exit_code=0, message="Migrated: left")
     plan = decide_vm(vm, [old, _lp("target", node="node2", migration="m1")])
     assert plan.delete == ((P0, f"uid-{P0}"),)
+    assert plan.status is not None and plan.status["node"] == "node2"
+
+
+def test_a_paused_persistent_copy_a_migration_left_is_kept_and_other_leftovers_go() -> None:
+    vm = _vm(phase="Running", pod="target", node="node2")
+    def paused(name: str, *, persistent: bool) -> LauncherPod:
+        return LauncherPod(PodView(name=name, uid=f"uid-{name}", node="node1", phase="Running", domain=DomainFacts(
+            reachable=True, present=True, state=DomainState.PAUSED, persistent=persistent)), owner_uid="U")
+
+    kept, transient = paused(P0, persistent=True), paused("p1", persistent=False)
+    plan = decide_vm(vm, [kept, transient, _lp("target", node="node2", migration="m1")])
+    assert plan.delete == (("p1", "uid-p1"),)
     assert plan.status is not None and plan.status["node"] == "node2"
 
 
@@ -210,6 +302,27 @@ def test_sync_waits_while_the_cache_lags_behind_a_created_pod() -> None:
     c.vms.indexer.add(dict(_vm(phase="Scheduling", pod=P0).raw))
     plan = c.sync("ns/vm")
     assert plan is not None and plan.requeue_after == 1.0 and client.calls == []
+
+
+def test_sync_sends_a_probe_bound_to_every_node_when_the_guest_left_without_a_migration() -> None:
+    client = RecordingClient()
+    c, rec = _controller(client)
+    c.vms.indexer.add(dict(_vm(phase="Running", pod=P0, node="node1").raw))
+    c.pods.indexer.add({"metadata": {"name": P0, "namespace": "ns", "uid": "p", "labels": {
+        LABEL_VM: "vm", LABEL_ROLE: "launcher"}, "ownerReferences": [{"kind": "VM", "uid": "U", "controller": True}]},
+        "spec": {"nodeName": "node1"}, "status": {"phase": "Succeeded", "containerStatuses": [{"state": {
+            "terminated": {"exitCode": 0, "message": "Migrated: domain ns_vm left this node by live migration"}}}]}})
+    for n in ("node0", "node1"):
+        c.nodes.indexer.add({"metadata": {"name": n}})
+    c.sync("ns/vm")
+    probes = [name for kind, name in client.calls if kind == "create" and "/" not in name]
+    assert probes == [probe_pod_name(_vm(), gone_pod=P0, node=n) for n in ("node0", "node1")]
+    assert client.created["spec"]["nodeName"] == "node1" and "--mode=receive" in \
+        client.created["spec"]["containers"][0]["args"]
+    assert client.created["metadata"]["annotations"]["virtmigrate.kubevirt.io/probe-for"] == P0
+    [patch] = [body for kind, body in client.calls if kind == "patch"]
+    assert patch["status"]["phase"] == "Unknown"
+    assert [e[2] for e in rec.events] == ["LocatingGuest"]  # type: ignore[attr-defined]
 
 
 # --- specs the controller cannot use ------------------------------------------------------------------

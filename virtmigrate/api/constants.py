@@ -30,6 +30,7 @@ class VMPhase(enum.StrEnum):
     MIGRATING = "Migrating"    # guest runs and a Migration moves it
     STOPPED = "Stopped"        # spec.running is false and no guest runs
     FAILED = "Failed"          # the guest stopped unexpectedly; reason says why
+    UNKNOWN = "Unknown"        # no node verifiably runs the guest: being located, or an admin must choose
 
 
 class EvictionStrategy(enum.StrEnum):

@@ -42,6 +42,15 @@ class PodView:
         """The pod's process is alive (it may still be stopping)."""
         return self.phase == "Running" and self.exit_code is None
 
+    @property
+    def keeps_persistent_copy(self) -> bool:
+        """The launcher reports a paused, persistently defined copy of the guest on its node. libvirt's rule
+        for what a migration leaves behind is to destroy only a paused, *non-persistent* leftover: deleting
+        this pod would make its launcher destroy and undefine that copy, so the controllers keep it (with a
+        Warning) for an admin to decide."""
+        f = self.domain
+        return f is not None and f.paused and f.persistent
+
 
 def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:
     """A view of `pod`, or None when there is no pod."""

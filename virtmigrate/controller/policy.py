@@ -11,13 +11,18 @@ beyond them is admitted and then **failed, never clamped**: a tenant who asked f
 learns at once, in the Migration's status, which field broke which limit — a silently clamped migration
 would behave differently from what its spec says. Every check returns "" when all is well, otherwise one
 message per problem naming the field, the limit and the fix.
+
+A MigrationPolicy's defaults beyond the same bounds are **clamped, visibly** (`clamp_policy`): a policy is the
+admin's, selects many VMs at once (evacuations during a drain among them) and no tenant can fix it, so failing
+every Migration it selects would stop maintenance over a configuration slip. The Migration records what was
+clamped (condition `PolicyClamped`, a Warning Event of that reason) and runs within the limits.
 """
 
 from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,6 +97,44 @@ def defaults_violations(defaults: PolicyDefaults, limits: PolicyLimits) -> tuple
     """Cluster defaults that cross the cluster's own limits (a configuration error)."""
     as_spec = MigrationPolicy(**{k: v for k, v in vars(defaults).items()})
     return policy_violations(as_spec, limits)
+
+
+def clamp_policy(name: str, p: MigrationPolicy, limits: PolicyLimits) -> tuple[MigrationPolicy, tuple[str, ...]]:
+    """The settings of MigrationPolicy `name` brought within `limits`, and one message per field changed,
+    naming the policy, the field, the limit and the value used instead."""
+    changes: dict[str, object] = {}
+    notes: list[str] = []
+
+    def clamp(attr: str, api: str, limit: int, unit: str, flag: str) -> None:
+        value = getattr(p, attr)
+        if value is not None and limit and value > limit:
+            changes[attr] = limit
+            notes.append(f"MigrationPolicy {name}: {api} {value} {unit} exceeds the cluster's limit of {limit} "
+                         f"{unit} ({flag}): {limit} {unit} used")
+
+    clamp("completion_timeout_per_gib_s", "completionTimeoutPerGiB", limits.max_completion_timeout_per_gib_s,
+          "s/GiB", "--limit-completion-timeout-per-gib")
+    clamp("progress_timeout_s", "progressTimeout", limits.max_progress_timeout_s, "s", "--limit-progress-timeout")
+    clamp("max_downtime_ms", "maxDowntimeMs", limits.max_downtime_ms, "ms", "--limit-max-downtime")
+    bw, cap, floor = p.bandwidth_mib_s, limits.max_bandwidth_mib_s, limits.min_bandwidth_mib_s
+    if bw is not None and cap and (bw == 0 or bw > cap):
+        changes["bandwidth_mib_s"] = cap
+        asked = "0 (unlimited)" if bw == 0 else f"{bw} MiB/s"
+        notes.append(f"MigrationPolicy {name}: bandwidthMiBps {asked} exceeds the cluster's cap of {cap} MiB/s "
+                     f"(--limit-bandwidth-max): {cap} MiB/s used")
+    elif bw is not None and bw != 0 and bw < floor:
+        changes["bandwidth_mib_s"] = floor
+        notes.append(f"MigrationPolicy {name}: bandwidthMiBps {bw} MiB/s is below the cluster's floor of {floor} "
+                     f"MiB/s (--limit-bandwidth-min): {floor} MiB/s used")
+    if p.allow_post_copy and not limits.permit_post_copy:
+        changes["allow_post_copy"] = False
+        notes.append(f"MigrationPolicy {name}: allowPostCopy is not permitted in this cluster "
+                     "(--permit-post-copy=false): false used")
+    if p.allow_pause and not limits.permit_pause:
+        changes["allow_pause"] = False
+        notes.append(f"MigrationPolicy {name}: allowPause is not permitted in this cluster "
+                     "(--permit-pause=false): false used")
+    return replace(p, **changes), tuple(notes)  # type: ignore[arg-type]
 
 
 # --- image paths -------------------------------------------------------------------------------------

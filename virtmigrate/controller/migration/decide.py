@@ -412,8 +412,15 @@ def _by_location(o: Observed, loc: Location, code: int | None, message: str, *, 
     result = agent_result(code, message) if code is not None else None
     words = _agent_words(code, message)
     left = leftover(loc, o.source_where, o.target_where)
-    warning = (f"a paused copy of VM {o.vm_name!r} was left on the {left} node; its launcher pod is removed"
-               if left else "")
+    warning = ""
+    if left:
+        pods = (o.source_pod, o.source_witness) if left == "source" else (o.target_pod, o.target_witness)
+        if any(p is not None and p.keeps_persistent_copy for p in pods):  # libvirt's rule: not destroyed
+            warning = (f"a paused, persistent copy of VM {o.vm_name!r} was left on the {left} node: it is kept "
+                       "with its launcher pod (only a non-persistent leftover is destroyed); delete that pod to "
+                       "remove it")
+        else:
+            warning = f"a paused copy of VM {o.vm_name!r} was left on the {left} node; its launcher pod is removed"
     if loc == Location.TARGET:
         how = ("the agent verified it and the target node's launcher reports the guest running" if confirmed
                else f"{words}; the target node's launcher reports the guest running and the source node "
@@ -522,10 +529,11 @@ def _decide_cleanup(o: Observed) -> Decision:
         for pod, action in _leftover_pods(o):
             if o.vm is not None and pod.name == o.vm.launcher_pod:
                 continue  # the pod the VM runs in now is never ours to remove
-            if guest_on(pod) == Where.RUNNING:
+            if guest_on(pod) == Where.RUNNING or pod.keeps_persistent_copy:
                 # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still
                 # shown on the losing side is a leftover: the outcome was established with the guest running
-                # elsewhere, and a launcher stopped mid-job waits for the job's end before it exits.)
+                # elsewhere, and a launcher stopped mid-job waits for the job's end before it exits.) Nor is
+                # one holding a paused, persistent copy: libvirt destroys only non-persistent leftovers.
                 continue
             if not pod.deleting:
                 return Decision(action, pod=pod.name)

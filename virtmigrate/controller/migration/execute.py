@@ -53,7 +53,6 @@ from virtmigrate.controller.migration.decide import (
 )
 from virtmigrate.controller.migration.observe import Lister, Listers, Observer, Seen, vm_of
 from virtmigrate.controller.migration.pods import (
-    PolicyDefaults,
     agent_pod_name,
     new_abort_pod,
     new_agent_pod,
@@ -246,14 +245,20 @@ class MigrationSync:
         elif a == Action.ADMIT:
             vm_state = seen.observed.vm
             assert vm_state is not None and seen.mig is not None
-            settings, policy_name = self._resolve_policy(seen)
+            resolved = self._resolve_policy(seen)
             new = st.with_phase(self._enter_pending(raw, status, now), P.SCHEDULING, now, sourceNode=vm_state.node,
                                 targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig),
-                                migrationPolicy=policy_name or None,
-                                migrationConfiguration=policies.configuration_status(settings))
+                                migrationPolicy=resolved.policy_name or None,
+                                migrationConfiguration=policies.configuration_status(resolved.settings))
+            clamped = "; ".join(resolved.clamped)
+            if clamped:  # the policy asked for more than the cluster allows: say what runs instead
+                new["conditions"] = st.with_condition(list(new.get("conditions") or []), st.COND_POLICY_CLAMPED,
+                                                      "True", st.COND_POLICY_CLAMPED, clamped, now)
             self._transition(raw, new, P.SCHEDULING,
                              f"creating target launcher pod {seen.target_pod_name} to receive VM "
                              f"{seen.observed.vm_name!r} from node {vm_state.node}")
+            if clamped:  # after the write: a conflict retries admission, and the Event with it
+                self._event(raw, WARNING, st.COND_POLICY_CLAMPED, clamped)
         elif a == Action.MARK_VM_MIGRATING:
             assert seen.vm is not None
             self._patch_vm(seen.vm, st.vm_migrating(
@@ -353,7 +358,7 @@ class MigrationSync:
         status = raw.get("status") or {}
         assert seen.vm is not None and seen.mig is not None and seen.destination is not None
         dest = seen.destination
-        policy = policies.configuration_from_status(status) or self._resolve_policy(seen)[0]
+        policy = policies.configuration_from_status(status) or self._resolve_policy(seen).settings
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
                             dest=dest, policy=policy, service_account=self.config.agent_service_account,
                             image=self.config.agent_image)
@@ -361,13 +366,13 @@ class MigrationSync:
             self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                      f"{seen.vm.name!r} to {dest.libvirt_uri}")
 
-    def _resolve_policy(self, seen: Seen) -> tuple[PolicyDefaults, str]:
+    def _resolve_policy(self, seen: Seen) -> policies.Resolved:
         """The effective settings and the MigrationPolicy applied (migration/policies.py)."""
         assert seen.vm is not None and seen.mig is not None
         lp, ln = self.listers.policies, self.listers.namespaces
         namespace = ln.get_by_key(seen.mig.namespace) if ln is not None else None
         return policies.resolve(self.config.policy, lp.list() if lp is not None else [], namespace, seen.vm,
-                                seen.mig)
+                                seen.mig, limits=self.config.policy_limits)
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
                 via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:

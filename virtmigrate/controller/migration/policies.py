@@ -4,13 +4,16 @@ Fed by: migration/execute.py at admission, with the controller's defaults (confi
 Namespaces from their informers, the VM and the Migration. Consumed by: the same module, which records the
 result in the Migration's status (`migrationPolicy`, `migrationConfiguration`) in the Scheduling write and
 builds the agent's flags from what was recorded, so a policy edited mid-migration changes nothing in flight.
-Pure. The cluster's maxima, where configured, apply inside `compute_policy` after this layering.
+Pure. The cluster's maxima (controller/policy.py `PolicyLimits`) bound both layers above the defaults: the
+Migration's own spec beyond them fails it (`PolicyViolation`, checked in migration/observe.py); the policy's
+settings the Migration inherits are clamped to them here, and each clamp is returned as a message that the
+admission write records (condition and Warning Event `PolicyClamped`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from virtmigrate import errors
@@ -18,6 +21,7 @@ from virtmigrate.api.migration import Migration
 from virtmigrate.api.policy import MigrationPolicyObject, select_policy
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.migration.pods import PolicyDefaults, compute_policy
+from virtmigrate.controller.policy import PolicyLimits, clamp_policy
 
 JSON = dict[str, Any]
 
@@ -28,11 +32,26 @@ API_NAMES = {"bandwidth_mib_s": "bandwidthMiBps", "completion_timeout_per_gib_s"
              "allow_pause": "allowPause"}
 
 
-def effective_policy(defaults: PolicyDefaults, policy: MigrationPolicyObject | None,
-                     migration: Migration) -> PolicyDefaults:
-    """Each field: the Migration's spec if set, else the policy's if set, else the cluster default."""
-    base = compute_policy(defaults, policy.settings) if policy is not None else defaults
-    return compute_policy(base, migration.spec.policy)
+@dataclass(frozen=True)
+class Resolved:
+    """A Migration's effective settings and where they came from."""
+
+    settings: PolicyDefaults
+    policy_name: str = ""          # the MigrationPolicy applied; "" when none selects the VM
+    clamped: tuple[str, ...] = ()  # that policy's inherited settings brought within the limits, one message each
+
+
+def effective_policy(defaults: PolicyDefaults, policy: MigrationPolicyObject | None, migration: Migration, *,
+                     limits: PolicyLimits | None = None) -> Resolved:
+    """Each field: the Migration's spec if set, else the policy's if set (clamped to `limits`), else the
+    cluster default. Only the policy fields the Migration inherits are clamped: one it overrides never
+    reaches the agent."""
+    own = migration.spec.policy
+    if policy is None:
+        return Resolved(compute_policy(defaults, own))
+    inherited = replace(policy.settings, **{k: None for k, v in vars(own).items() if v is not None})
+    bounded, notes = clamp_policy(policy.name, inherited, limits or PolicyLimits())
+    return Resolved(compute_policy(compute_policy(defaults, bounded), own), policy.name, notes)
 
 
 def parse_policies(objs: Iterable[Mapping[str, Any]]) -> list[MigrationPolicyObject]:
@@ -47,12 +66,12 @@ def parse_policies(objs: Iterable[Mapping[str, Any]]) -> list[MigrationPolicyObj
 
 
 def resolve(defaults: PolicyDefaults, policies: Iterable[Mapping[str, Any]], namespace: Mapping[str, Any] | None,
-            vm: VM, migration: Migration) -> tuple[PolicyDefaults, str]:
-    """(the effective settings, the name of the policy applied or "")."""
+            vm: VM, migration: Migration, *, limits: PolicyLimits | None = None) -> Resolved:
+    """The settings of `migration` given every policy, its namespace and its VM."""
     ns_labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
     vm_labels = (vm.raw.get("metadata") or {}).get("labels") or {}
     chosen = select_policy(parse_policies(policies), ns_labels, vm_labels)
-    return effective_policy(defaults, chosen, migration), chosen.name if chosen is not None else ""
+    return effective_policy(defaults, chosen, migration, limits=limits)
 
 
 def configuration_status(policy: PolicyDefaults) -> JSON:

@@ -19,6 +19,7 @@ JSON = dict[str, Any]
 
 COND_WAITING_CAPACITY = "WaitingForCapacity"  # True while capacity limits hold the Migration in Pending
 COND_UNSCHEDULABLE = "Unschedulable"          # True while no node can take the target launcher pod
+COND_POLICY_CLAMPED = "PolicyClamped"          # True: its MigrationPolicy's settings were cut to the cluster's limits
 
 
 def iso(t: _dt.datetime) -> str:

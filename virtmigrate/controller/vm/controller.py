@@ -18,6 +18,9 @@ Contract with the migration controller (which owns a VM's move between nodes):
   * Launcher pods with a Migration label are the migration controller's, unless status.launcherPod
     names one. Changing spec.nodeSelector/affinity never touches the running pod: placement changes
     only through a Migration.
+  * A launcher that exits with reason Migrated while the VM is not Migrating lost its guest to a migration
+    no Migration owns: the VM is Unknown while probes (receive-mode launchers bound to every node) say
+    where the guest runs; it is adopted there, or started again once every node says it has none.
   * A launcher that ends for any other reason (guest crash, shutdown, pod deleted) puts the VM in
     phase Failed with the launcher's reason and message; the guest is not restarted automatically —
     setting spec.running to false (phase Stopped) and back to true starts it again.
@@ -49,10 +52,10 @@ from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.disruption import decide_pdb
-from virtmigrate.controller.vm.pods import launcher_pod_name, new_launcher_pod
+from virtmigrate.controller.vm.pods import ANNOTATION_PROBE, launcher_pod_name, new_launcher_pod, new_probe_pod
 from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
-from virtmigrate.kube.resources import PDBS, PODS, VMS
+from virtmigrate.kube.resources import NODES, PDBS, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
 
 log = structlog.get_logger("virtmigrate.vm")
@@ -80,6 +83,7 @@ class VMController:
         self.pods = factory.informer_for(PODS, label_selector=POD_SELECTOR, indexers={POD_VM_INDEX: index_pod_by_vm})
         # The budgets of VMs whose eviction strategy migrates (vm/disruption.py); keyed to their VM.
         self.pdbs = factory.informer_for(PDBS, label_selector=LABEL_VM, indexers={PDB_VM_INDEX: index_pod_by_vm})
+        self.nodes = factory.informer_for(NODES)  # where a guest that left without a Migration is looked for
         self.queue: RateLimitingQueue[str] = RateLimitingQueue(
             config=QueueConfig(name="vms", clock=self.clock, registry=registry))
         self._removed: dict[str, tuple[str, str]] = {}  # vm key -> (pod, how it ended), seen on its deletion
@@ -153,7 +157,9 @@ class VMController:
             return plan
         self._sync_pdb(key, vm)
         launchers = [vm_decide.LauncherPod(view=v, owner_uid=vm_decide.owner_uid(p),
-                                           migration=pod_migration_name(p))
+                                           migration=pod_migration_name(p),
+                                           probe_for=str(((p["metadata"].get("annotations") or {})
+                                                          .get(ANNOTATION_PROBE)) or ""))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
                      for v in [pod_view(p)] if v is not None]
         with self._removed_lock:
@@ -161,12 +167,13 @@ class VMController:
         if removed_pod != vm.launcher_pod:
             note = ""
         names = [p["metadata"]["name"] for p in pods]
-        plan = vm_decide.decide_vm(vm, launchers, removed_note=note, all_pod_names=names)
+        nodes = sorted(str(n["metadata"]["name"]) for n in self.nodes.indexer.list())
+        plan = vm_decide.decide_vm(vm, launchers, removed_note=note, all_pod_names=names, nodes=nodes)
         if plan.confirm_gone:
             if not self._confirm_gone(ns, plan.confirm_gone):
                 return vm_decide.Plan(requeue_after=1.0)  # the cache lags behind a pod we created
             plan = vm_decide.decide_vm(vm, launchers, removed_note=note, pod_confirmed_gone=True,
-                                       all_pod_names=names)
+                                       all_pod_names=names, nodes=nodes)
         self._execute(vm, plan)
         return plan
 
@@ -224,6 +231,12 @@ class VMController:
                             f"{e}", guest_may_run=False))
                 return
             log.info("launcher_pod_created", vm=vm.key, pod=pod["metadata"]["name"])
+        for node in plan.probe_nodes:
+            probe = new_probe_pod(vm, gone_pod=plan.probe_for, node=node)
+            self.identities.ensure(vm.namespace)
+            with contextlib.suppress(errors.AlreadyExists):  # the cache lags behind our own create
+                self.client.create(PODS, probe, vm.namespace)
+            log.info("probe_pod_created", vm=vm.key, pod=probe["metadata"]["name"], node=node)
         self._write_status(vm.raw, plan)
 
     def _write_status(self, raw: Mapping[str, Any], plan: vm_decide.Plan) -> None:
@@ -247,7 +260,7 @@ class VMController:
     def run(self, workers: int, stop: threading.Event) -> None:
         """Wait for the caches, run `workers` workers until `stop`, then drain and return.
         The caller starts the factory (`factory.start(stop)`) before or after calling this."""
-        self._pool.run((self.vms, self.pods, self.pdbs), workers, stop)
+        self._pool.run((self.vms, self.pods, self.pdbs, self.nodes), workers, stop)
 
     def healthy(self) -> bool:
         return self._pool.healthy()

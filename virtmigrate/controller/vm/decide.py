@@ -5,11 +5,14 @@ carry its label (from the informer's cache); returns a Plan the controller execu
 pods, create one pod, patch the VM's status, record an event. No I/O, no clock.
 
 The contract with the migration controller (see vm/controller.py) is enforced here:
-  * a VM whose status.phase is Migrating is not touched at all;
+  * a VM whose status.phase is Migrating is not touched at all, nor one the migration controller left
+    Unknown (the guest on both nodes, or its location never settled: an admin decides; stopping it works);
   * status.launcherPod is authoritative: the pod it names is the VM's pod, whatever its labels;
   * launcher pods carrying a Migration label (targets) are left alone unless they are the current pod;
-  * a launcher that exited with reason Migrated means a migration finished: wait for the migration
-    controller to point status.launcherPod at the target instead of declaring the VM failed.
+  * a launcher that exited with reason Migrated while the VM is not Migrating means its guest left by a
+    migration no Migration owns (virsh, a Migration force-removed mid-flight): the VM is Unknown until
+    the nodes say where the guest is — a probe launcher on every node that has no voice yet — then it
+    runs where one reports it running, or starts again once every node says it has none (`_migrated_away`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Any
 from virtmigrate.api.constants import VMPhase
 from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
 from virtmigrate.api.vm import VM
+from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
 
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
 INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
+LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes")  # this controller's own Unknown (_migrated_away)
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
 
 
@@ -37,6 +42,7 @@ class LauncherPod:
     view: PodView
     owner_uid: str = ""   # the VM uid of its controller ownerReference
     migration: str = ""   # the Migration label (target launchers)
+    probe_for: str = ""   # a probe's annotation: the launcher pod whose guest it looks for (vm/pods.py)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Plan:
     status: JSON | None = None                 # the managed status fields to write
     confirm_gone: str = ""                     # a pod the cache lacks: confirm with a live read first
     on_node: str = ""                          # bind the created pod to this node (adopt a guest there)
+    probe_nodes: tuple[str, ...] = ()          # create a probe on each (new_probe_pod, looking for probe_for)
+    probe_for: str = ""
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     requeue_after: float | None = None
 
@@ -88,10 +96,13 @@ def next_attempt(vm: VM, existing_names: Sequence[str]) -> int:
 
 
 def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", pod_confirmed_gone: bool = False,
-              all_pod_names: Sequence[str] = ()) -> Plan:
-    """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace)."""
+              all_pod_names: Sequence[str] = (), nodes: Sequence[str] = ()) -> Plan:
+    """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace) and the
+    cluster's `nodes` (where a guest that left without a Migration is looked for)."""
     if vm.phase == VMPhase.MIGRATING:
         return Plan()  # the migration controller owns the VM until it sets another phase
+    if vm.phase == VMPhase.UNKNOWN and _status_reason(vm) not in LOCATING_REASONS and vm.spec.running:
+        return Plan()  # the migration controller's verdict (guest on both nodes, or nowhere known): an admin's
     stale = tuple((p.view.name, p.view.uid) for p in pods
                   if p.owner_uid and p.owner_uid != vm.uid and not p.view.deleting)  # of an older VM of this name
     own = [p for p in pods if not p.owner_uid or p.owner_uid == vm.uid]
@@ -99,7 +110,7 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
     others = [p for p in own if p is not current and not p.migration]
     if vm.spec.running:
         plan = _running(vm, current, others, removed_note=removed_note, pod_confirmed_gone=pod_confirmed_gone,
-                        all_pod_names=all_pod_names)
+                        all_pod_names=all_pod_names, candidates=[p for p in own if p is not current], nodes=nodes)
     else:
         plan = _stopped(vm, current, others)
     observed = (vm.raw.get("status") or {}).get("observedGeneration")
@@ -111,7 +122,8 @@ def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", po
 
 
 def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, removed_note: str,
-             pod_confirmed_gone: bool, all_pod_names: Sequence[str]) -> Plan:
+             pod_confirmed_gone: bool, all_pod_names: Sequence[str], candidates: Sequence[LauncherPod] = (),
+             nodes: Sequence[str] = ()) -> Plan:
     phase = vm.phase
     uuid = vm.uid
     if current is None and vm.launcher_pod and phase in (VMPhase.RUNNING, VMPhase.SCHEDULING):
@@ -140,13 +152,15 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
                     status=_status(vm, VMPhase.SCHEDULING, pod=name),
                     event=("Normal", "LauncherCreated", f"created launcher pod {name}"))
     v = current.view
-    extra = tuple((p.view.name, p.view.uid) for p in others if not p.view.deleting)  # duplicates and leftovers
+    # Duplicates and leftovers go, but for a paused, persistent copy a migration left (kept for an admin).
+    extra = tuple((p.view.name, p.view.uid) for p in others if not p.view.deleting
+                  and not p.view.keeps_persistent_copy)
     if v.deleting and not v.terminated:
         return Plan(delete=extra)  # being deleted: its disappearance is handled when it is gone
     if v.terminated:
         reason, message = parse_termination(v.termination_message, v.exit_code)
-        if reason == MIGRATED_REASON:
-            return Plan(delete=extra, requeue_after=5.0)  # the migration controller will name the new pod
+        if reason == MIGRATED_REASON:  # and no Migration owns the VM: it would be Migrating
+            return _migrated_away(vm, v, candidates, nodes=nodes, all_pod_names=all_pod_names)
         if reason not in LAUNCHER_GONE_REASONS and not v.deleting and v.node:
             # Killed, or libvirt unreachable: the guest may well still run there (QEMU is libvirtd's child).
             # A new launcher bound to that node adopts it if it runs, or starts it if it really is gone.
@@ -174,6 +188,59 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
     return Plan(delete=extra, status=_changed(vm, _status(vm, VMPhase.SCHEDULING, node=v.node, pod=v.name)))
 
 
+def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, nodes: Sequence[str],
+                   all_pod_names: Sequence[str]) -> Plan:
+    """The VM's launcher `gone` exited because its guest left by live migration, and no Migration owns the
+    VM. Where the guest is now is read from the nodes, never assumed: each live launcher pod of the VM
+    (a probe, or a target a vanished Migration left) reports what its node's libvirt holds, and nothing is
+    concluded before every node has spoken (a guest found on one node may run on a silent one too).
+
+    - some node has no voice yet: a probe (a receive-mode launcher that never starts a guest) goes there,
+      and the VM is `Unknown` meanwhile (`LocatingGuest`) — never Running with no guest;
+    - one node runs it: the VM runs there, in that pod (Warning `GuestFound`);
+    - several do: `Unknown`, every pod kept for an admin (`GuestOnSeveralNodes`);
+    - every node says it has none: the guest is nowhere, and it starts again (`GuestNotFound`);
+    - anything else (a paused copy, a job, a node whose libvirt does not answer): `Unknown`, waiting."""
+    live = [p for p in candidates if not p.view.terminated and not p.view.deleting]
+    said = {p.view.name: guest_on(p.view) for p in live}
+    running = [p for p in live if said[p.view.name] == Where.RUNNING]
+    probes = tuple((p.view.name, p.view.uid) for p in candidates if p.probe_for and not p.view.deleting)
+    silent = tuple(n for n in nodes if n not in {p.view.node for p in live})
+    heard = bool(nodes) and not silent and all(w != Where.UNKNOWN for w in said.values())
+    head = (f"launcher pod {gone.name} on {gone.node or 'no node'} exited because the guest left by a live "
+            "migration that no Migration owns")
+    on = sorted({p.view.node for p in running})
+    if heard and len(on) > 1:
+        text = f"{head}; nodes {', '.join(on)} all run it: every launcher pod is kept for an admin to choose"
+        want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="GuestOnSeveralNodes", message=text)
+        st = _changed(vm, want)
+        return Plan(status=st, event=("Warning", "GuestOnSeveralNodes", text) if st else None)
+    if heard and running:
+        p = running[0].view
+        text = f"{head}; launcher pod {p.name} on {p.node} reports it running there: the VM runs there now"
+        absent = tuple(x for x in probes if said.get(x[0]) == Where.ABSENT)  # a probe that holds nothing
+        return Plan(delete=((gone.name, gone.uid), *absent),
+                    status=_status(vm, VMPhase.RUNNING, node=p.node, pod=p.name, uuid=vm.uid, reason="GuestFound",
+                                   message=text),
+                    event=("Warning", "GuestFound", text))
+    if heard and all(w == Where.ABSENT for w in said.values()):
+        attempt = next_attempt(vm, all_pod_names)
+        name = launcher_pod_name(vm, attempt=attempt)
+        text = (f"{head}; no node runs it (each node's launcher reports no such domain): launcher pod {name} "
+                "starts it again")
+        return Plan(delete=((gone.name, gone.uid), *probes), create_attempt=attempt,
+                    status=_status(vm, VMPhase.SCHEDULING, pod=name, reason="GuestNotFound", message=text),
+                    event=("Warning", "GuestNotFound", text))
+    waiting = sorted({*silent, *(p.view.node for p in live if said[p.view.name] not in (Where.ABSENT,
+                                                                                        Where.RUNNING))})
+    text = (f"{head}; looking for it: waiting for the launchers on {', '.join(waiting) or '(no node known)'} to "
+            "say whether they run it")
+    want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="LocatingGuest", message=text)
+    first = managed_status(vm)["reason"] != "LocatingGuest"  # one Event, however often the message changes
+    return Plan(probe_nodes=silent, probe_for=gone.name, status=_changed(vm, want), requeue_after=2.0,
+                event=("Warning", "LocatingGuest", f"{head}: looking for it on every node") if first else None)
+
+
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
     pods = ([current] if current is not None else []) + others
     to_delete = tuple((p.view.name, p.view.uid) for p in pods if not p.view.deleting)
@@ -192,6 +259,10 @@ def owner_uid(pod: Mapping[str, Any]) -> str:
         if ref.get("kind") == "VM" and ref.get("controller"):
             return str(ref.get("uid", ""))
     return ""
+
+
+def _status_reason(vm: VM) -> str:
+    return str((vm.raw.get("status") or {}).get("reason") or "")
 
 
 def _spec_fixed(vm: VM) -> bool:

@@ -48,6 +48,7 @@ PROBE_PERIOD_S = 2                              # readiness probe period
 POD_NAME_MAX = 63
 LAUNCHER_SERVICE_ACCOUNT = "virtmigrate-launcher"  # made in each namespace by the controllers (identities.py)
 ANNOTATION_LAUNCHER_MODE = f"{LABEL_PREFIX}/launcher-mode"  # "start" or "receive", on launcher pods
+ANNOTATION_PROBE = f"{LABEL_PREFIX}/probe-for"  # on a probe: the launcher pod whose guest left while unowned
 
 
 def _hash5(*parts: str) -> str:
@@ -148,3 +149,18 @@ def new_launcher_pod(vm: VM, *, mode: LauncherMode = "start", node_selector: Map
         meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": "VM", "name": vm.name, "uid": vm.uid,
                                     "controller": True, "blockOwnerDeletion": True}]
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
+
+
+def probe_pod_name(vm: VM, *, gone_pod: str, node: str) -> str:
+    """The probe of `node` looking for the guest launcher pod `gone_pod` lost: deterministic, so a retried
+    create finds its own pod."""
+    return launcher_pod_name(vm, migration_uid=f"probe/{gone_pod}/{node}")
+
+
+def new_probe_pod(vm: VM, *, gone_pod: str, node: str) -> JSON:
+    """A receive-mode launcher bound to `node` (pure): it reports whether that node's libvirt holds the guest,
+    and holds it if it runs there, but never starts one. The VM controller sends one to every node when the
+    VM's guest left by a live migration no Migration owned (vm/decide.py), and adopts the one that finds it."""
+    pod = new_launcher_pod(vm, mode="receive", name=probe_pod_name(vm, gone_pod=gone_pod, node=node), node_name=node)
+    pod["metadata"]["annotations"][ANNOTATION_PROBE] = gone_pod
+    return pod
