@@ -264,7 +264,8 @@ def start_controller(kubeconfig: str, port: int, *extra: str, argv: list[str] | 
     log = open(Path(tempfile.gettempdir()) / f"bench-controller-{port}.log", "wb")  # noqa: SIM115
     return subprocess.Popen([*(argv or [str(BIN / "virtmigrate-controller")]), f"--kubeconfig={kubeconfig}",
                              "--leader-elect=false", "--vm-controller=false", f"--metrics-address=127.0.0.1:{port}",
-                             "--log-level=warning", *extra], stdout=log, stderr=log, env=env)
+                             "--log-level=warning", *extra], stdout=log, stderr=log, env=env,
+                            cwd="/")  # `python -m` puts the working directory first on sys.path: not this tree
 
 
 def wait_ready(port: int, timeout: float = 60) -> None:
@@ -532,7 +533,7 @@ def e2e(runs: int) -> None:
     own = state_env is None
     state = Path(state_env) if state_env else Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     first = int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "50"))  # apart from other clusters on this host
-    lc = LocalCluster(state, nodes=3, first_address=first) if own else LocalCluster(state)
+    lc = LocalCluster(state, nodes=3, first_address=first)
     lc.up()
     kubectl = [str(BIN / "kubectl"), f"--kubeconfig={lc.kubeconfig}"]
     client = lc.client()

@@ -10,7 +10,6 @@ clock (bounded, within the deadline), and one overall deadline bounds a server t
 from __future__ import annotations
 
 import contextlib
-import http.client
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ from virtmigrate.kube.client import (
     KubeClient,
     _Connection,
     _Disconnected,
+    _IncompleteRead,
     replay_safe,
     retry_after_s,
 )
@@ -99,7 +99,7 @@ def test_body_is_sent_with_the_head_and_a_peer_that_hung_up_is_reported() -> Non
 
 def test_truncated_body_is_an_error_not_a_short_answer() -> None:
     conn, t, _ = _answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-    with pytest.raises(http.client.IncompleteRead):
+    with pytest.raises(_IncompleteRead):
         conn.round_trip(HEAD, None, _deadline())
     t.join(5)
     conn.close()

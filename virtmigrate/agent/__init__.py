@@ -11,7 +11,7 @@
     verify       pure: where the guest must be after success / failure
     result       the JSON termination message (<= 4 KiB)
     progress     status.progress of the Migration (optional, rate-limited)
-    logs         structlog JSON lines, imported on first use
+    logs         JSON lines (virtmigrate.jsonlog: nothing to import)
 
 Exit codes live in virtmigrate.api.exitcodes (shared with the controller).
 """

@@ -47,6 +47,12 @@ class _MigrateCall:
     error: libvirt.libvirtError | None = None
     started_s: float = 0.0
     ended_s: float = 0.0
+    started_wall: str = ""
+    ended_wall: str = ""
+
+
+def _rfc3339(clock: Clock) -> str:
+    return clock.wall().isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def migration_params(settings: Settings) -> dict[str, Any]:
@@ -181,7 +187,7 @@ class Migrator:
         done = threading.Event()
         thread = threading.Thread(target=self._migrate_thread, args=(mig_conn, uuid, call, done),
                                   name="migrate", daemon=True)
-        thread.start()  # first, then the first log line (which imports structlog) overlaps the migration
+        thread.start()  # first: the migration starts before anything else the agent does
         self.log.info("migration_started", destination=self.s.destination_uri,
                       migration_uri=self.s.migration_uri or None, bandwidth_mibps=policy.bandwidth_mibps,
                       memory_bytes=memory, downtime_ms=initial_downtime, post_copy=policy.allow_post_copy,
@@ -199,14 +205,14 @@ class Migrator:
 
     def _migrate_thread(self, conn: libvirt.virConnect, uuid: str, call: _MigrateCall,
                         done: threading.Event) -> None:
-        call.started_s = self.clock.now()
+        call.started_s, call.started_wall = self.clock.now(), _rfc3339(self.clock)
         try:
             conn.lookupByUUIDString(uuid).migrateToURI3(self.s.destination_uri, migration_params(self.s),
                                                         migration_flags(self.s))
         except libvirt.libvirtError as e:
             call.error = e
         finally:
-            call.ended_s = self.clock.now()
+            call.ended_s, call.ended_wall = self.clock.now(), _rfc3339(self.clock)
             done.set()
             self.cancel.wake.set()  # end the monitor's sleep now
 
@@ -233,7 +239,8 @@ class Migrator:
         def result(code: ExitCode, msg: str, figures: JobStats, downtime_ms: int | None = None) -> Result:
             return Result(code, msg, duration_s=call.ended_s - call.started_s, data_total=figures.data_total,
                           data_processed=figures.data_processed, downtime_ms=downtime_ms,
-                          iterations=figures.iteration, mode=state.mode, actions=state.actions)
+                          iterations=figures.iteration, mode=state.mode, actions=state.actions,
+                          call_started=call.started_wall, call_ended=call.ended_wall)
 
         if call.error is None:
             if state.mode == Mode.POST_COPY:

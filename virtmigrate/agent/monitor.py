@@ -42,9 +42,9 @@ def run_monitor(domain: Domain, policy: Policy, *, clock: Clock, done: threading
                 log: Any = None) -> SteeringState:
     """Watch the job until `done` is set; return the final steering state (mode, actions, abort reason)."""
     if log is None:
-        import structlog  # the agent passes its own (lazy) logger; tests may not
+        from virtmigrate.jsonlog import JsonLogger  # the agent passes its own logger; tests may not
 
-        log = structlog.get_logger()
+        log = JsonLogger()
     state = SteeringState(started_s=clock.now(), downtime_ms=initial_downtime_ms)
     while not done.is_set():
         now = clock.now()

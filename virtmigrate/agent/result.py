@@ -25,6 +25,8 @@ class Result:
     iterations: int = 0
     mode: Mode = Mode.PRE_COPY
     actions: tuple[str, ...] = field(default_factory=tuple)
+    call_started: str = ""             # wall times (RFC 3339) of the migration call, for the log only
+    call_ended: str = ""
 
     def report(self) -> AgentResult:
         return AgentResult(int(self.exit_code), self.message, duration_s=self.duration_s, data_total=self.data_total,

@@ -32,9 +32,6 @@ from virtmigrate.errors import ConfigError, VirtMigrateError
 if TYPE_CHECKING:
     from virtmigrate.kube import KubeClient
 
-# structlog's dev console imports `rich` when it is installed (~0.1 s); the agent renders JSON only.
-sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-
 
 def _write_termination_message(path: str, result: Result, log: object) -> None:
     try:
@@ -147,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("migration_finished", outcome=result.exit_code.name.lower(), exit_code=int(result.exit_code),
              reason=result.message, duration_s=round(result.duration_s, 3), downtime_ms=result.downtime_ms,
              data_total=result.data_total, data_processed=result.data_processed, iterations=result.iterations,
-             mode=result.mode.value, actions=list(result.actions))
+             mode=result.mode.value, actions=list(result.actions), job_started=result.call_started or None,
+             job_ended=result.call_ended or None)
     _write_termination_message(settings.termination_message_path, result, log)
     if argv is None:  # the program itself (not a caller of main): exit without interpreter teardown
         _exit_now(int(result.exit_code))

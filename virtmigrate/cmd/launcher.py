@@ -78,16 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
-    import structlog
-
     from virtmigrate.clock import RealClock
     from virtmigrate.errors import LibvirtError
+    from virtmigrate.jsonlog import JsonLogger
     from virtmigrate.launcher.domain import LibvirtNode
     from virtmigrate.launcher.domainxml import GuestConfig
     from virtmigrate.launcher.exitcodes import ExitCode, Outcome, Reason
     from virtmigrate.launcher.holder import Launcher, LauncherConfig
 
-    log = structlog.get_logger("launcher")
+    log = JsonLogger(logger="launcher")
     stop = threading.Event()
 
     def on_term(signum: int, frame: FrameType | None) -> None:

@@ -1,4 +1,5 @@
-"""A raw-JSON Kubernetes client over urllib3, configured by the official client's loaders.
+"""A raw-JSON Kubernetes client over urllib3, configured by virtmigrate.kube.config (a static kubeconfig or
+the pod's service account) or, for anything else, the official client's loaders.
 
 Generated model classes cost more to build than the JSON they wrap (see bench/), and a
 controller reads a few fields of each object, so objects stay `dict`s. Every non-2xx answer
@@ -13,7 +14,8 @@ per-request URL parsing, pool-key normalisation and liveness poll, and http.clie
 parsing, cost more CPU than the request itself on a busy controller (bench/bench_kube_http.py measures
 both on the same requests against a real kube-apiserver: urllib3 took a median 3.3x the client CPU per
 request — 3.1-3.9x on small GETs and PATCHes, 1.2-1.3x on a 100-object LIST — and 1.2x the wall time).
-Watches, which stream, keep urllib3.
+Watches, which stream, keep urllib3, imported with the first watch: the agent and the launcher never
+watch, and import neither urllib3 nor the official client (see virtmigrate.kube.config).
 
 Every request has one overall deadline (`request_timeout`, or the call's `timeout`): connecting, sending
 and every read of the answer share it, so a server that trickles bytes cannot hold a worker longer.
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import http.client
 import json
 import os
 import select
@@ -42,16 +43,16 @@ import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
-
-import urllib3
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from virtmigrate import errors
 from virtmigrate.clock import Clock, RealClock
+from virtmigrate.kube.config import ClientConfig, Configuration, in_cluster_config, load_kubeconfig
 from virtmigrate.kube.resources import SERVICEACCOUNTS, Resource
+
+if TYPE_CHECKING:
+    import urllib3
 
 JSON = dict[str, Any]
 
@@ -120,30 +121,51 @@ def retry_after_s(value: bytes) -> float:
 class KubeClient:
     """JSON requests to one API server. Build with `from_kubeconfig`, `in_cluster` or `auto`."""
 
-    def __init__(self, configuration: k8s_client.Configuration, *, maxsize: int = 32,
+    def __init__(self, configuration: Configuration, *, maxsize: int = 32,
                  request_timeout: float = 30.0, clock: Clock | None = None) -> None:
-        """`request_timeout`: each request's overall deadline, seconds. `clock`: the deadlines' and the
-        Retry-After waits' time (a fake one in tests)."""
+        """`configuration`: virtmigrate.kube.config's, or the official client's. `request_timeout`: each
+        request's overall deadline, seconds. `clock`: the deadlines' and the Retry-After waits' time (a fake
+        one in tests)."""
         self.host = configuration.host.rstrip("/")
         self._cfg = configuration
         self._timeout = request_timeout
         self._clock = clock or RealClock()
-        kwargs: dict[str, Any] = {"maxsize": maxsize, "block": False, "retries": False}
-        if self.host.startswith("https"):
-            kwargs["cert_reqs"] = "CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE"
-            if configuration.ssl_ca_cert:
-                kwargs["ca_certs"] = configuration.ssl_ca_cert
-            if configuration.cert_file:
-                kwargs["cert_file"] = configuration.cert_file
-                kwargs["key_file"] = configuration.key_file
-        self._pool = urllib3.PoolManager(**kwargs)
+        self._maxsize = maxsize
+        self._watch_pool: urllib3.PoolManager | None = None  # made by the first watch (`_pool`)
+        self._watch_pool_lock = threading.Lock()
         self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
+
+    @property
+    def _pool(self) -> urllib3.PoolManager:
+        """urllib3's pool for watches, made (and urllib3 imported) on the first watch."""
+        with self._watch_pool_lock:
+            if self._watch_pool is None:
+                import urllib3
+
+                cfg = self._cfg
+                kwargs: dict[str, Any] = {"maxsize": self._maxsize, "block": False, "retries": False}
+                if self.host.startswith("https"):
+                    kwargs["cert_reqs"] = "CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE"
+                    if cfg.ssl_ca_cert:
+                        kwargs["ca_certs"] = cfg.ssl_ca_cert
+                    if cfg.cert_file:
+                        kwargs["cert_file"] = cfg.cert_file
+                        kwargs["key_file"] = cfg.key_file
+                self._watch_pool = urllib3.PoolManager(**kwargs)
+            return self._watch_pool
 
     # --- construction -------------------------------------------------------------------------
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, *, context: str | None = None) -> KubeClient:
+        """A static kubeconfig is read by virtmigrate.kube.config; any other by the official loader."""
+        light = load_kubeconfig(path, context=context)
+        if light is not None:
+            return cls(light)
+        from kubernetes import client as k8s_client
+        from kubernetes import config as k8s_config
+
         cfg = k8s_client.Configuration()
         k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=cfg)
@@ -151,19 +173,12 @@ class KubeClient:
 
     @classmethod
     def in_cluster(cls) -> KubeClient:
-        cfg = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        return cls(cfg)
+        return cls(in_cluster_config())
 
     @classmethod
     def from_token(cls, host: str, token: str, *, ca_file: str | None) -> KubeClient:
         """A client for a service-account identity (the node runner hands pods these)."""
-        cfg = k8s_client.Configuration()
-        cfg.host = host
-        cfg.api_key = {"authorization": token}
-        cfg.api_key_prefix = {"authorization": "Bearer"}
-        cfg.ssl_ca_cert = ca_file
-        return cls(cfg)
+        return cls(ClientConfig(host=host, token=token, ssl_ca_cert=ca_file))
 
     @classmethod
     def auto(cls, kubeconfig: str | None = None) -> KubeClient:
@@ -346,6 +361,15 @@ class _Answer(NamedTuple):
 LINE_MAX = 65536
 
 
+class _BadAnswer(Exception):
+    """The server's answer breaks HTTP/1.1 (our own, not http.client's HTTPException: importing http.client
+    loads the email package, a third of what a pod's process imports before its first request)."""
+
+
+class _IncompleteRead(_BadAnswer):
+    """The answer ended before the length it announced."""
+
+
 class _Connection:
     """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read with a
     buffered reader that understands Content-Length, chunked and read-until-close bodies.
@@ -394,7 +418,7 @@ class _Connection:
             if nl >= 0:
                 return b"".join(parts)
             if size > LINE_MAX:
-                raise http.client.LineTooLong("header or chunk-size line")
+                raise _BadAnswer("header or chunk-size line too long")
 
     def _read(self, n: int, deadline: float) -> bytes:
         """`n` bytes, or fewer at the end of the stream; n < 0: until the end of the stream."""
@@ -416,7 +440,7 @@ class _Connection:
             raise _Disconnected("server closed the connection")
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise http.client.BadStatusLine(repr(line[:100]))
+            raise _BadAnswer(f"bad status line {line[:100]!r}")
         status = int(parts[1])
         length = -1
         chunked = False
@@ -427,7 +451,7 @@ class _Connection:
             if h in (b"\r\n", b"\n"):
                 break
             if not h:
-                raise http.client.IncompleteRead(b"")
+                raise _IncompleteRead("the answer ended in its headers")
             name, _, value = h.partition(b":")
             n = name.strip().lower()
             if n == b"content-length":
@@ -449,7 +473,7 @@ class _Connection:
         while True:
             status, length, chunked, keep, retry_after = self._head(deadline)
             if status == 101:
-                raise http.client.HTTPException("101 Switching Protocols, which no request of ours asks for")
+                raise _BadAnswer("101 Switching Protocols, which no request of ours asks for")
             if not 100 <= status < 200:
                 break
             # An interim answer (100 Continue, 102 Processing, 103 Early Hints): the final one follows.
@@ -462,21 +486,21 @@ class _Connection:
                 try:
                     size = int(size_line.split(b";", 1)[0], 16)
                 except ValueError:
-                    raise http.client.IncompleteRead(b"".join(chunks)) from None
+                    raise _IncompleteRead(f"bad chunk size line after {sum(map(len, chunks))} bytes") from None
                 if size == 0:
                     while self._readline(deadline) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     break
                 chunk = self._read(size, deadline)
                 if len(chunk) != size:
-                    raise http.client.IncompleteRead(chunk, size - len(chunk))
+                    raise _IncompleteRead(f"a chunk ended {size - len(chunk)} bytes short")
                 chunks.append(chunk)
                 self._read(2, deadline)
             return _Answer(status, b"".join(chunks), keep, retry_after)
         if length >= 0:
             data = self._read(length, deadline)
             if len(data) != length:
-                raise http.client.IncompleteRead(data, length - len(data))
+                raise _IncompleteRead(f"the body ended {length - len(data)} bytes short")
             return _Answer(status, data, keep, retry_after)
         return _Answer(status, self._read(-1, deadline), False, retry_after)  # delimited by the end of the stream
 
@@ -484,7 +508,7 @@ class _Connection:
 class _ConnectionPool:
     """Idle kept-alive HTTP(S) connections to one server, taken and returned by request threads."""
 
-    def __init__(self, host: str, cfg: k8s_client.Configuration, *, maxsize: int, clock: Clock | None = None) -> None:
+    def __init__(self, host: str, cfg: Configuration, *, maxsize: int, clock: Clock | None = None) -> None:
         parts = urlsplit(host)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
@@ -561,7 +585,7 @@ class _ConnectionPool:
                 if conn is not None:
                     conn.close()
                 raise errors.ServerError(f"{method} {target}: no complete answer in time: {e}") from e
-            except (OSError, ValueError, http.client.HTTPException) as e:
+            except (OSError, ValueError, _BadAnswer) as e:
                 if conn is not None:
                     conn.close()
                 raise errors.ServerError(f"{method} {target}: {e}") from e
@@ -605,6 +629,8 @@ class Watch:
     def __iter__(self) -> Iterator[WatchEvent]:
         if self._stopped:
             return
+        import urllib3
+
         c, path = self._client, self._path
         try:
             resp = c._pool.request("GET", c.host + path + c._url_query(self._query), headers=c._headers(None),
@@ -636,6 +662,8 @@ class Watch:
 
 
 def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
+    import urllib3
+
     buf = b""
     try:
         for chunk in resp.stream(64 * 1024, decode_content=True):

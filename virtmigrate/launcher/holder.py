@@ -11,18 +11,17 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
 from virtmigrate.api.domainfacts import DomainFacts, LauncherMode
 from virtmigrate.clock import Clock
 from virtmigrate.errors import LibvirtError, ValidationError
+from virtmigrate.jsonlog import JsonLogger
 from virtmigrate.launcher import decide
 from virtmigrate.launcher.domain import Inspection, Node
 from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
 from virtmigrate.launcher.exitcodes import Outcome, Reason
 from virtmigrate.launcher.report import compute_facts
 
-log = structlog.get_logger("launcher")
+log = JsonLogger(logger="launcher")  # JSON lines on stderr; nothing to import (virtmigrate.jsonlog)
 
 
 @dataclass(frozen=True)

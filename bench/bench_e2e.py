@@ -1,0 +1,308 @@
+"""End to end: `kubectl create` -> Succeeded on the local cluster vs `virsh migrate --live --p2p` of the same
+256 MiB guest between the same two hosts, with a timeline of where the orchestration's time goes.
+
+Each run alternates three migrations, each starting from where the previous one of its kind left the guest:
+    ours        a Migration of VM `benchvm` through kubectl, the controller, the launchers and the agent;
+    virsh-agent `virsh migrate --live --p2p --persistent --undefinesource` of an unmanaged guest booted from
+                the same kernel, after `virsh migrate-setmaxdowntime` to the downtime the agent starts with
+                (its policy's first step: like with like);
+    virsh       the same with libvirt's default maximum downtime (QEMU's 300 ms).
+Figures: the median of each, the ratios ours / virsh-agent and ours / virsh (goal <= 1.15x), the
+orchestration overhead (ours minus the agent's libvirt job time, goal median <= 0.25 s), the downtime of
+each (agent result, `virsh domjobinfo --completed` on the destination), and the median of every segment of
+the timeline (what the API showed, as a watch saw it, and the agent's own log).
+
+Usage: python bench/bench_e2e.py [--runs 7]   (its own cluster in $VIRTMIGRATE_STATE, else a temporary one;
+       nodes migrate on 127.0.0.<$VIRTMIGRATE_E2E_FIRST_ADDRESS>+)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from virtmigrate import errors  # noqa: E402
+from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN  # noqa: E402
+from virtmigrate.kube.client import KubeClient  # noqa: E402
+from virtmigrate.kube.resources import MIGRATIONS, NAMESPACES, PODS, VMS  # noqa: E402
+
+BIN = Path(sys.executable).parent
+JSON = dict[str, Any]
+PHASES = ("Pending", "Scheduling", "Scheduled", "TargetReady", "Running", "Succeeded")
+LABEL_MIGRATION = "virtmigrate.kubevirt.io/migration"
+LABEL_ROLE = "virtmigrate.kubevirt.io/role"
+# The timeline's milestones, in the order they happen; a segment is the time from one to the next.
+MILESTONES = ("created", "target pod", "target bound", "target started", "target reports", "TargetReady", "agent pod",
+              "agent started", "agent: migrate called", "agent: migrate returned", "agent: exited",
+              "agent exit seen", "target runs guest", "Succeeded")
+
+
+def _ts(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Timeline:
+    """Watches the namespace's pods and Migrations and notes, per Migration, when each milestone was first
+    seen (wall time of the watch event, or the timestamp the controller or the agent wrote)."""
+
+    def __init__(self, client: KubeClient, ns: str, pods_dir: Path) -> None:
+        self.client, self.ns, self.pods_dir = client, ns, pods_dir
+        self.seen: dict[str, dict[str, float]] = {}
+        self.agent_logs: dict[str, str] = {}
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        for res in (PODS, MIGRATIONS):
+            threading.Thread(target=self._watch, args=(res,), daemon=True).start()
+
+    def note(self, migration: str, what: str, at: float | None = None) -> None:
+        with self._lock:
+            self.seen.setdefault(migration, {}).setdefault(what, time.time() if at is None else at)
+
+    def _watch(self, res: Any) -> None:
+        rv = self.client.list(res, self.ns, limit=1)["metadata"]["resourceVersion"]
+        while not self.stop.is_set():
+            try:
+                for ev in self.client.watch(res, self.ns, resource_version=rv, timeout_seconds=60):
+                    t = time.time()
+                    rv = ev.object.get("metadata", {}).get("resourceVersion", rv)
+                    if ev.type in ("ADDED", "MODIFIED"):
+                        (self._pod if res is PODS else self._migration)(ev.object, t)
+            except errors.KubeError:
+                time.sleep(0.1)
+
+    def _migration(self, m: JSON, t: float) -> None:
+        name = m["metadata"]["name"]
+        self.note(name, "created", t)
+        for p in (m.get("status") or {}).get("phaseTransitionTimestamps") or []:
+            if p["phase"] in ("TargetReady", "Succeeded"):
+                self.note(name, p["phase"], _ts(p["time"]))
+
+    def _pod(self, pod: JSON, t: float) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        mig, role = labels.get(LABEL_MIGRATION), labels.get(LABEL_ROLE)
+        if not mig:
+            return
+        facts = json.loads((meta.get("annotations") or {}).get(ANNOTATION_DOMAIN) or "{}")
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        state = statuses[0].get("state", {}) if statuses else {}
+        if role == "agent":
+            self.note(mig, "agent pod", t)
+            if "running" in state or "terminated" in state:
+                self.note(mig, "agent started", t)
+            if "terminated" in state:
+                self.note(mig, "agent exit seen", t)
+                self._agent_log(mig, meta["uid"])
+        elif role == "launcher":
+            self.note(mig, "target pod", t)
+            if (pod.get("spec") or {}).get("nodeName"):
+                self.note(mig, "target bound", t)
+            if "running" in state:
+                self.note(mig, "target started", t)
+            if facts.get("reachable"):
+                self.note(mig, "target reports", t)
+            if facts.get("state") == "running" and facts.get("job") == "none":
+                self.note(mig, "target runs guest", t)
+
+    def _agent_log(self, mig: str, uid: str) -> None:
+        """The agent's JSON log lines, read while its pod directory still exists."""
+        with contextlib.suppress(OSError):
+            text = (self.pods_dir / uid / "agent.log").read_text()
+            self.agent_logs[mig] = text
+            for line in text.splitlines():
+                with contextlib.suppress(ValueError, KeyError):
+                    rec = json.loads(line)
+                    if rec.get("event") != "migration_finished":
+                        continue
+                    self.note(mig, "agent: exited", _ts(rec["timestamp"]))
+                    if rec.get("job_started") and rec.get("job_ended"):  # the agent's wall times of its call
+                        self.note(mig, "agent: migrate called", _ts(rec["job_started"]))
+                        self.note(mig, "agent: migrate returned", _ts(rec["job_ended"]))
+
+    def segments(self, mig: str) -> dict[str, float]:
+        got = self.seen.get(mig, {})
+        marks = [(m, got[m]) for m in MILESTONES if m in got]
+        return {f"{a} -> {b}": tb - ta for (a, ta), (b, tb) in itertools.pairwise(marks)}
+
+
+def _virsh(uri: str, *args: str) -> str:
+    return subprocess.run(["virsh", "-c", uri, *args], check=True, capture_output=True, text=True,
+                          timeout=300).stdout
+
+
+def _virsh_downtime(uri: str, dom: str) -> float:
+    out = _virsh(uri, "domjobinfo", "--completed", dom)
+    m = re.search(r"Total downtime:\s+(\d+)", out)
+    return float(m.group(1)) if m else float("nan")
+
+
+def _wait(what: str, fn: Any, timeout: float = 180, interval: float = 0.02) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = fn()
+        if out:
+            return out
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
+def agent_initial_downtime_ms(memory_bytes: int) -> int:
+    """The maximum downtime the agent starts a migration with (its default policy's first step)."""
+    from virtmigrate.agent.decisions import compute_downtime_steps, next_max_downtime
+    from virtmigrate.agent.settings import Policy
+
+    return next_max_downtime(0.0, compute_downtime_steps(Policy(), memory_bytes))
+
+
+def _med(xs: list[float]) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def e2e(runs: int) -> None:
+    from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
+    from virtmigrate.local.cluster import LocalCluster
+    from virtmigrate.local.guest import guest_kernel
+
+    state_env = os.environ.get("VIRTMIGRATE_STATE")
+    own = state_env is None
+    state = Path(state_env) if state_env else Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    first = int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "50"))  # apart from other clusters on this host
+    lc = LocalCluster(state, nodes=3, first_address=first)
+    lc.up()
+    kubectl = [str(BIN / "kubectl"), f"--kubeconfig={lc.kubeconfig}"]
+    client = lc.client()
+    ns = f"bench-e2e-{int(time.time())}"
+    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    timeline = Timeline(client, ns, state / "pods")
+    kernel = guest_kernel()
+    memory = 256 << 20
+    vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": "benchvm", "namespace": ns},
+          "spec": {"running": True, "memory": "256Mi", "kernel": str(kernel),
+                   "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                       "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname",
+                                                                    "operator": "In",
+                                                                    "values": ["node0", "node1"]}]}]}}}}}
+    client.create(VMS, vm, ns)
+    _wait("VM running", lambda: (client.get(VMS, "benchvm", ns).get("status") or {}).get("phase") == "Running", 180)
+    hosts = {f"node{i}": lc.hosts.host(i) for i in range(2)}
+    other = {"node0": "node1", "node1": "node0"}
+    downtime = agent_initial_downtime_ms(memory)
+    guests = {"virsh-agent": "bench-baseline-a", "virsh": "bench-baseline-d"}
+    at = {"virsh-agent": "node0", "virsh": "node0"}
+    tmp = Path(tempfile.mkdtemp())
+    for i, (kind, dom) in enumerate(guests.items()):
+        cfg = GuestConfig(name=dom, uuid=f"8c9b0d0e-0000-4000-8000-00000000b0b{i}", memory_bytes=memory,
+                          kernel=str(kernel))
+        (tmp / f"{dom}.xml").write_text(domain_xml(cfg))
+        _virsh(hosts[at[kind]].uri, "create", str(tmp / f"{dom}.xml"))
+    time.sleep(3)  # the guests fill their RAM at boot: migrate guests whose memory holds data
+    took: dict[str, list[float]] = {"ours": [], "virsh-agent": [], "virsh": []}
+    down: dict[str, list[float]] = {k: [] for k in took}
+    job: list[float] = []
+    steps: dict[str, list[float]] = {}
+    segs: dict[str, list[float]] = {}
+    print(f"e2e: {runs} runs of each; the agent starts with a maximum downtime of {downtime} ms "
+          "(virsh-agent is set to it; virsh keeps libvirt's default)", flush=True)
+    try:
+        for run in range(runs):
+            src = client.get(VMS, "benchvm", ns)["status"]["node"]
+            dst = other[src]
+            name = f"bench-{run}"
+            doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                              "metadata": {"name": name, "namespace": ns},
+                              "spec": {"selector": {"name": "benchvm"},
+                                       "nodeSelector": {"kubernetes.io/hostname": dst}}})
+            t0, w0 = time.monotonic(), time.time()
+            subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
+            m = _wait("Succeeded", lambda n=name: (lambda x: x if (x.get("status") or {}).get("phase") in
+                                                   ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, n, ns)))
+            took["ours"].append(time.monotonic() - t0)
+            if m["status"]["phase"] != "Succeeded":
+                raise RuntimeError(f"migration failed: {m['status']}")
+            stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
+            for a_, b_ in itertools.pairwise(PHASES):
+                if a_ in stamps and b_ in stamps:
+                    steps.setdefault(f"{a_}->{b_}", []).append(_ts(stamps[b_]) - _ts(stamps[a_]))
+            result = m["status"].get("result") or {}
+            job.append(float(result.get("durationSeconds") or "nan"))
+            down["ours"].append(float(result.get("downtimeMs") if result.get("downtimeMs") is not None else "nan"))
+            _wait("finalizer released",
+                  lambda n=name: not (client.get(MIGRATIONS, n, ns)["metadata"].get("finalizers")))
+            timeline.note(name, "kubectl create", w0)
+            for k, v in timeline.segments(name).items():
+                segs.setdefault(k, []).append(v)
+            created = timeline.seen.get(name, {}).get("created")
+            if created is not None:
+                segs.setdefault("kubectl create -> created", []).append(created - w0)
+            line = [f"ours {took['ours'][-1]:.2f}s ({src}->{dst}, job {job[-1]:.2f}s, downtime "
+                    f"{down['ours'][-1]:.0f} ms)"]
+            for kind in ("virsh-agent", "virsh"):
+                a, b = at[kind], other[at[kind]]
+                if kind == "virsh-agent":
+                    _virsh(hosts[a].uri, "migrate-setmaxdowntime", guests[kind], str(downtime))
+                t0 = time.monotonic()
+                _virsh(hosts[a].uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", guests[kind],
+                       hosts[b].uri, "--migrateuri", hosts[b].migration_uri)
+                took[kind].append(time.monotonic() - t0)
+                down[kind].append(_virsh_downtime(hosts[b].uri, guests[kind]))
+                at[kind] = b
+                line.append(f"{kind} {took[kind][-1]:.2f}s (downtime {down[kind][-1]:.0f} ms)")
+            print(f"run {run}: " + "; ".join(line), flush=True)
+        med = {k: _med(v) for k, v in took.items()}
+        print(f"e2e: median kubectl create -> Succeeded {med['ours']:.2f}s; virsh migrate at the agent's "
+              f"{downtime} ms {med['virsh-agent']:.2f}s, at libvirt's default {med['virsh']:.2f}s")
+        print(f"  ratio ours / virsh-agent {med['ours'] / med['virsh-agent']:.2f}x, ours / virsh "
+              f"{med['ours'] / med['virsh']:.2f}x (goal <= 1.15x)")
+        print(f"  median downtime: ours {_med(down['ours']):.0f} ms, virsh-agent {_med(down['virsh-agent']):.0f} ms, "
+              f"virsh {_med(down['virsh']):.0f} ms; the downtime policy costs "
+              f"{med['virsh-agent'] - med['virsh']:+.2f}s of virsh's wall time")
+        overhead = [o - j for o, j in zip(took["ours"], job, strict=True)]
+        print(f"  orchestration overhead (end to end minus the agent's libvirt job): median {_med(overhead):.2f}s "
+              f"(goal <= 0.25 s); libvirt job median {_med(job):.2f}s vs virsh-agent {med['virsh-agent']:.2f}s")
+        print("  median time between phases: " + ", ".join(f"{k} {_med(v):.3f}s" for k, v in steps.items()))
+        print("  timeline (median per segment, seconds):")
+        order = ["kubectl create -> created"] + [f"{a} -> {b}" for a, b in itertools.combinations(MILESTONES, 2)]
+        for k in sorted(segs, key=lambda s: order.index(s) if s in order else len(order)):
+            print(f"    {k:45} {_med(segs[k]):6.3f}  (n={len(segs[k])})")
+    finally:
+        timeline.stop.set()
+        for kind, dom in guests.items():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _virsh(hosts[at[kind]].uri, "destroy", dom)
+            with contextlib.suppress(subprocess.CalledProcessError):
+                _virsh(hosts[at[kind]].uri, "undefine", dom)
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run([*kubectl, "delete", "namespace", ns, "--wait=false"], capture_output=True)
+        if own:
+            lc.down()
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    e2e(args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
