@@ -13,6 +13,7 @@ from tests.unit.migration_literals import (
     JOB_OUT,
     PAUSED_COPY,
     PAUSED_PERSISTENT,
+    RUNS,
     SRC,
     SRC_LEFT,
     TGT_BOUND,
@@ -289,13 +290,13 @@ VM_BACK = VMState(running=True, node="node0", launcher_pod="virt-launcher-testvm
 
 
 @pytest.mark.parametrize(("o", "action"), [
-    pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=SRC), Action.REMOVE_FINALIZER,
-                 id="succeeded-but-the-source-runs-the-guest"),
+    pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=SRC, phase_age_s=T.orphan_job_s),
+                 Action.REMOVE_FINALIZER, id="succeeded-but-the-source-runs-the-guest"),
     # A job still shown on the losing side is a leftover (the launcher, stopped mid-job, waits for its end).
     pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=src(JOB_OUT)), Action.DELETE_SOURCE_POD,
                  id="succeeded-a-job-still-shown-on-the-source-is-a-leftover"),
-    pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=TGT_RUNS, status_reason="MigrationFailed"),
-                 Action.REMOVE_FINALIZER, id="failed-but-the-target-runs-the-guest"),
+    pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=TGT_RUNS, status_reason="MigrationFailed",
+                     phase_age_s=T.orphan_job_s), Action.REMOVE_FINALIZER, id="failed-but-the-target-runs-the-guest"),
     pytest.param(obs(phase=P.FAILED, vm=VM_BACK, source_pod=SRC, target_pod=TGT_RUNS,
                      status_reason="GuestOnBothNodes"), Action.REMOVE_FINALIZER, id="both-kept-for-an-admin"),
     # the same Migrations, with the facts saying the pod's node has no guest: the pod goes
@@ -363,3 +364,13 @@ def test_busy_failure_never_touches_the_other_migrations_vm() -> None:
     other = VMState(running=True, node="node0", migration_uid="someone-else")
     d = decide(obs(phase=P.FAILED, vm=other))
     assert d.action == Action.REMOVE_FINALIZER
+
+
+def test_a_losing_side_still_shown_running_is_looked_at_again_before_it_is_kept() -> None:
+    """Its launcher may have died a moment ago, its pod not yet marked so: once it is, it goes."""
+    o = obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=SRC, phase_age_s=1.0)
+    d = decide(o, T)
+    assert d.action == Action.NOTHING and d.requeue_after
+    dead = src(RUNS, phase="Failed", exit_code=137)
+    assert decide(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=dead, phase_age_s=2.0), T).action == \
+        Action.DELETE_SOURCE_POD

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts
+from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, Job
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,13 @@ class PodView:
 
     @property
     def keeps_persistent_copy(self) -> bool:
-        """The launcher reports a paused, persistently defined copy of the guest on its node. libvirt's rule
+        """The launcher reports a paused, persistently defined copy of the guest on its node, with no migration
+        job on it (a source paused at the switch-over, its job still running, is no leftover). libvirt's rule
         for what a migration leaves behind is to destroy only a paused, *non-persistent* leftover: deleting
         this pod would make its launcher destroy and undefine that copy, so the controllers keep it (with a
         Warning) for an admin to decide."""
         f = self.domain
-        return f is not None and f.paused and f.persistent
+        return f is not None and f.paused and f.persistent and f.job == Job.NONE
 
 
 def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:

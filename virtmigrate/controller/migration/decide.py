@@ -185,7 +185,7 @@ class Observed:
 def decide(o: Observed, t: Timeouts = Timeouts()) -> Decision:
     """The next single step for the Migration described by `o`."""
     if o.phase is not None and o.phase.terminal:
-        return _decide_cleanup(o)
+        return _decide_cleanup(o, t)
     if o.deleting:
         if not o.has_finalizer:
             return Decision(Action.NOTHING, reason="finalizer already released")
@@ -504,7 +504,7 @@ def _decide_cancel(o: Observed, t: Timeouts) -> Decision:
 
 # --- cleanup ---------------------------------------------------------------------------------------
 
-def _decide_cleanup(o: Observed) -> Decision:
+def _decide_cleanup(o: Observed, t: Timeouts) -> Decision:
     if not o.has_finalizer:
         return Decision(Action.NOTHING, reason="done")  # cleanup finished: never touch anything again
     ap = o.agent_pod
@@ -529,7 +529,14 @@ def _decide_cleanup(o: Observed) -> Decision:
         for pod, action in _leftover_pods(o):
             if o.vm is not None and pod.name == o.vm.launcher_pod:
                 continue  # the pod the VM runs in now is never ours to remove
-            if guest_on(pod) == Where.RUNNING or pod.keeps_persistent_copy:
+            where = guest_on(pod)
+            if where == Where.RUNNING and not pod.terminated and o.phase_age_s < t.orphan_job_s:
+                # The outcome is established: a losing side that still shows the guest running is a report
+                # that has not caught up yet (its launcher may have died just now, its pod not yet marked so).
+                # Look again, bounded, before keeping it for good.
+                return Decision(Action.NOTHING, reason=f"waiting for pod {pod.name}'s report to settle",
+                                requeue_after=1.0)
+            if where == Where.RUNNING or (where == Where.PAUSED and pod.keeps_persistent_copy):
                 # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still
                 # shown on the losing side is a leftover: the outcome was established with the guest running
                 # elsewhere, and a launcher stopped mid-job waits for the job's end before it exits.) Nor is
