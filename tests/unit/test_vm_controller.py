@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -195,8 +196,9 @@ def test_a_paused_persistent_copy_a_migration_left_is_kept_and_other_leftovers_g
             reachable=True, present=True, state=DomainState.PAUSED, persistent=persistent)), owner_uid="U")
 
     kept, transient = paused(P0, persistent=True), paused("p1", persistent=False)
-    plan = decide_vm(vm, [kept, transient, _lp("target", node="node2", migration="m1")])
-    assert plan.delete == (("p1", "uid-p1"),)
+    exited = LauncherPod(replace(paused("p2", persistent=True).view, phase="Succeeded", exit_code=0), owner_uid="U")
+    plan = decide_vm(vm, [kept, transient, exited, _lp("target", node="node2", migration="m1")])
+    assert plan.delete == (("p1", "uid-p1"), ("p2", "uid-p2"))  # an exited launcher's last report is history
     assert plan.status is not None and plan.status["node"] == "node2"
 
 
