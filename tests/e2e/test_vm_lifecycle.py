@@ -132,6 +132,8 @@ def test_a_guest_moved_without_a_migration_is_found_where_it_runs(kube: Any, kub
         lambda s: s if (s.get("phase"), s.get("node")) == ("Running", target) else None)(
         _vm_status(kube, namespace)), timeout=90)
     assert found["launcherPod"] != st["launcherPod"]
+    [cond] = [c for c in found.get("conditions") or [] if c["type"] == "GuestLocated"]
+    assert (cond["status"], cond["reason"]) == ("True", "GuestFound"), cond
     wait_events(kube, namespace, "testvm", "LocatingGuest", "GuestFound")
     said = dict(events_for(kube, namespace, "testvm"))
     assert "no Migration owns" in said["GuestFound"] and f"on {target} reports it running" in said["GuestFound"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -117,6 +118,7 @@ def test_a_migrated_launcher_of_an_unowned_vm_sends_probes_and_the_vm_is_unknown
     assert plan.status is not None and (plan.status["phase"], plan.status["reason"]) == ("Unknown", "LocatingGuest")
     assert plan.status["node"] == "" and "no Migration owns" in plan.status["message"]  # never Running, no guest
     assert plan.event is not None and plan.event[:2] == ("Warning", "LocatingGuest")
+    assert plan.condition is not None and plan.condition[:2] == ("False", "LocatingGuest")
     assert plan.delete == () and plan.create_attempt is None and plan.requeue_after is not None
     # Later: two nodes said "not here", one has not reported yet: no new probe, no new Event, still Unknown.
     vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest", message="m")
@@ -138,6 +140,7 @@ def test_the_guest_found_running_on_one_node_is_adopted_there(holder: LauncherPo
     assert (plan.status["phase"], plan.status["node"], plan.status["launcherPod"], plan.status["reason"]) == (
         "Running", "node2", holder.view.name, "GuestFound")
     assert plan.event is not None and plan.event[1] == "GuestFound"
+    assert plan.condition is not None and plan.condition[:2] == ("True", "GuestFound")
     assert set(plan.delete) == {(P0, f"uid-{P0}"), ("probe-node0", "uid-probe-node0"),
                                 ("probe-node1", "uid-probe-node1")}  # never the holder
     assert plan.create_attempt is None and plan.probe_nodes == ()
@@ -195,8 +198,9 @@ def test_a_paused_persistent_copy_a_migration_left_is_kept_and_other_leftovers_g
             reachable=True, present=True, state=DomainState.PAUSED, persistent=persistent)), owner_uid="U")
 
     kept, transient = paused(P0, persistent=True), paused("p1", persistent=False)
-    plan = decide_vm(vm, [kept, transient, _lp("target", node="node2", migration="m1")])
-    assert plan.delete == (("p1", "uid-p1"),)
+    exited = LauncherPod(replace(paused("p2", persistent=True).view, phase="Succeeded", exit_code=0), owner_uid="U")
+    plan = decide_vm(vm, [kept, transient, exited, _lp("target", node="node2", migration="m1")])
+    assert plan.delete == (("p1", "uid-p1"), ("p2", "uid-p2"))  # an exited launcher's last report is history
     assert plan.status is not None and plan.status["node"] == "node2"
 
 
@@ -322,6 +326,9 @@ def test_sync_sends_a_probe_bound_to_every_node_when_the_guest_left_without_a_mi
     assert client.created["metadata"]["annotations"]["virtmigrate.kubevirt.io/probe-for"] == P0
     [patch] = [body for kind, body in client.calls if kind == "patch"]
     assert patch["status"]["phase"] == "Unknown"
+    [cond] = patch["status"]["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("GuestLocated", "False", "LocatingGuest")
+    assert cond["lastTransitionTime"]
     assert [e[2] for e in rec.events] == ["LocatingGuest"]  # type: ignore[attr-defined]
 
 

@@ -48,9 +48,9 @@ class PodView:
         job on it (a source paused at the switch-over, its job still running, is no leftover). libvirt's rule
         for what a migration leaves behind is to destroy only a paused, *non-persistent* leftover: deleting
         this pod would make its launcher destroy and undefine that copy, so the controllers keep it (with a
-        Warning) for an admin to decide."""
+        Warning) for an admin to decide. A launcher that has exited holds nothing: its last report is history."""
         f = self.domain
-        return f is not None and f.paused and f.persistent and f.job == Job.NONE
+        return f is not None and f.paused and f.persistent and f.job == Job.NONE and not self.terminated
 
 
 def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:

@@ -48,6 +48,7 @@ from virtmigrate.controller.events import EventRecorder
 from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
+from virtmigrate.controller.migration.status import with_condition
 from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
@@ -243,8 +244,12 @@ class VMController:
         """The plan's status (a merge patch guarded by resourceVersion) and Event."""
         meta = raw["metadata"]
         if plan.status is not None:
-            patch = {"metadata": {"resourceVersion": meta["resourceVersion"]},
-                     "status": {**plan.status, "observedGeneration": meta.get("generation", 0)}}
+            status = {**plan.status, "observedGeneration": meta.get("generation", 0)}
+            if plan.condition is not None:  # written with the status it explains, never on its own
+                status["conditions"] = with_condition(list((raw.get("status") or {}).get("conditions") or []),
+                                                      vm_decide.COND_GUEST_LOCATED, *plan.condition,
+                                                      self.clock.wall())
+            patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status}
             self.client.patch(VMS, meta["name"], patch, meta.get("namespace"), subresource="status")
             log.info("vm_status", vm=object_key(raw), phase=plan.status.get("phase"), node=plan.status.get("node"),
                      reason=plan.status.get("reason"))

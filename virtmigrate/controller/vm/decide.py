@@ -33,6 +33,7 @@ MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
 INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
 LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes")  # this controller's own Unknown (_migrated_away)
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
+COND_GUEST_LOCATED = "GuestLocated"  # False while a guest that left without a Migration is looked for
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Plan:
     probe_nodes: tuple[str, ...] = ()          # create a probe on each (new_probe_pod, looking for probe_for)
     probe_for: str = ""
     event: tuple[str, str, str] | None = None  # (type, reason, message)
+    condition: tuple[str, str, str] | None = None  # COND_GUEST_LOCATED (status, reason, message), with `status`
     requeue_after: float | None = None
 
 
@@ -214,7 +216,8 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
         text = f"{head}; nodes {', '.join(on)} all run it: every launcher pod is kept for an admin to choose"
         want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="GuestOnSeveralNodes", message=text)
         st = _changed(vm, want)
-        return Plan(status=st, event=("Warning", "GuestOnSeveralNodes", text) if st else None)
+        return Plan(status=st, event=("Warning", "GuestOnSeveralNodes", text) if st else None,
+                    condition=("False", "GuestOnSeveralNodes", text))
     if heard and running:
         p = running[0].view
         text = f"{head}; launcher pod {p.name} on {p.node} reports it running there: the VM runs there now"
@@ -222,7 +225,7 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
         return Plan(delete=((gone.name, gone.uid), *absent),
                     status=_status(vm, VMPhase.RUNNING, node=p.node, pod=p.name, uuid=vm.uid, reason="GuestFound",
                                    message=text),
-                    event=("Warning", "GuestFound", text))
+                    event=("Warning", "GuestFound", text), condition=("True", "GuestFound", text))
     if heard and all(w == Where.ABSENT for w in said.values()):
         attempt = next_attempt(vm, all_pod_names)
         name = launcher_pod_name(vm, attempt=attempt)
@@ -230,7 +233,7 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
                 "starts it again")
         return Plan(delete=((gone.name, gone.uid), *probes), create_attempt=attempt,
                     status=_status(vm, VMPhase.SCHEDULING, pod=name, reason="GuestNotFound", message=text),
-                    event=("Warning", "GuestNotFound", text))
+                    event=("Warning", "GuestNotFound", text), condition=("True", "GuestNotFound", text))
     waiting = sorted({*silent, *(p.view.node for p in live if said[p.view.name] not in (Where.ABSENT,
                                                                                         Where.RUNNING))})
     text = (f"{head}; looking for it: waiting for the launchers on {', '.join(waiting) or '(no node known)'} to "
@@ -238,7 +241,8 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
     want = _status(vm, VMPhase.UNKNOWN, pod=gone.name, reason="LocatingGuest", message=text)
     first = managed_status(vm)["reason"] != "LocatingGuest"  # one Event, however often the message changes
     return Plan(probe_nodes=silent, probe_for=gone.name, status=_changed(vm, want), requeue_after=2.0,
-                event=("Warning", "LocatingGuest", f"{head}: looking for it on every node") if first else None)
+                event=("Warning", "LocatingGuest", f"{head}: looking for it on every node") if first else None,
+                condition=("False", "LocatingGuest", text))
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
