@@ -374,3 +374,11 @@ def test_a_losing_side_still_shown_running_is_looked_at_again_before_it_is_kept(
     dead = src(RUNS, phase="Failed", exit_code=137)
     assert decide(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=dead, phase_age_s=2.0), T).action == \
         Action.DELETE_SOURCE_POD
+
+
+def test_a_competitor_seen_right_after_the_create_is_confirmed_before_vmbusy() -> None:
+    """Back-to-back Migrations of one VM: a cache a moment behind may still show the first one running."""
+    early = decide(obs(competitor="hop1", age_s=0.5), T)
+    assert early.action == Action.NOTHING and early.requeue_after == pytest.approx(1.5)
+    d = decide(obs(competitor="hop1", age_s=2.0), T)
+    assert (d.action, d.reason) == (Action.FAIL, "VMBusy")

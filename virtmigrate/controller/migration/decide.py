@@ -72,6 +72,7 @@ REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy w
 REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived its agent: aborting it
 REASON_WITNESS = "LauncherWitness"                     # (Event) a silenced launcher's node gets a witness
 # Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
+BUSY_CONFIRM_S = 2.0  # a competitor seen this soon after the create is looked at again before VMBusy
 LOST_REASONS = frozenset({REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN})
 
 
@@ -153,6 +154,7 @@ class Observed:
     policy_violation: str = ""           # the spec's fields beyond the cluster's limits (controller/policy.py)
     vm: VMState | None = None
     competitor: str = ""                 # another active Migration of the same VM
+    age_s: float = float("inf")          # seconds since the Migration was created (metadata.creationTimestamp)
     finishing: str = ""                  # another Migration of the VM that ended but still cleans up
     contradiction: str = ""              # conflicting node constraints, "" when they merge
     admit: bool = True                   # the capacity decision
@@ -223,6 +225,11 @@ def decide_selection(o: Observed) -> Decision | None:
     if not o.vm.running:
         return _fail(REASON_VM_NOT_RUNNING, f"VM {o.vm_name!r} is not running: start it "
                                             "(spec.running: true) before migrating it")
+    if o.competitor and o.age_s < BUSY_CONFIRM_S:
+        # A cache a moment behind may still show a Migration of this VM that has just ended (a back-to-back
+        # Migration): look again before failing this one as busy.
+        return Decision(Action.NOTHING, reason=f"VM {o.vm_name!r} looks busy with Migration {o.competitor!r}: "
+                                               "confirming", requeue_after=BUSY_CONFIRM_S - o.age_s)
     if o.competitor:
         return _fail(REASON_VM_BUSY, f"VM {o.vm_name!r} is already being migrated by Migration "
                                      f"{o.competitor!r}: wait for it to finish or delete it")

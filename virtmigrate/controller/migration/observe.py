@@ -132,6 +132,8 @@ class Observer:
             uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
             has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
             phase_age_s=phase_age(st.phase_entered(status, phase_s), now), spec_error=spec_error, vm=vm_state,
+            age_s=phase_age(st.parse_time(meta.get("creationTimestamp")), now) if meta.get("creationTimestamp")
+            else float("inf"),
             target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
             agent_pod=agent_pod,
         )
