@@ -11,6 +11,7 @@ launcher's start (cmd/launcher.py routes `--probe` here before parsing anything 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import libvirt
@@ -37,10 +38,8 @@ def probe(mode: str, name: str, *, uri: str = "qemu:///system") -> bool:
             return is_ready(mode, reachable=True, present=False, state=0)
         return is_ready(mode, reachable=True, present=True, state=state)
     finally:
-        try:
+        with contextlib.suppress(libvirt.libvirtError):  # the daemon went away meanwhile: nothing to release
             conn.close()
-        except libvirt.libvirtError:
-            pass  # the daemon went away meanwhile: nothing to release
 
 
 def probe_args(argv: Sequence[str]) -> tuple[str, str, str]:
