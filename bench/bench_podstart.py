@@ -3,8 +3,9 @@
 Migration TargetReady, so it is on the critical path of every migration.
 
 Runs `virtmigrate-launcher --mode=receive` for a domain that never arrives against a real libvirt host of
-a local cluster (the one at $VIRTMIGRATE_STATE), with the pod's identity in POD_NAME/POD_NAMESPACE and the
-cluster's admin kubeconfig; the pod object exists but is bound to no node, so nothing else runs it.
+a local cluster (the one at $VIRTMIGRATE_STATE, started if needed), with the pod's identity in
+POD_NAME/POD_NAMESPACE and the cluster's admin kubeconfig; the pod object exists but is bound to no node, so
+nothing else runs it.
 With `--baseline DIR` (a source tree, e.g. `git archive main | tar -x -C DIR`) the same launcher of that
 tree runs too, interleaved, and the ratio new / baseline is printed. Also prints the import time of the
 modules each entry point loads before its first action (`python -X importtime`), new and baseline.
@@ -110,6 +111,7 @@ def main() -> int:
         print("launcher first report: skipped (no local cluster: set $VIRTMIGRATE_STATE)")
         return 0
     lc = LocalCluster(Path(state), first_address=int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "20")))
+    lc.up()  # cheap when it runs
     client = lc.client()
     uri = lc.hosts.host(0).uri
     with contextlib.suppress(Exception):  # it exists from an earlier run

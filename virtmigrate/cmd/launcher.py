@@ -4,16 +4,16 @@ Parses the command line, connects to the node's libvirt, runs the launcher (virt
 until the domain leaves, stops or is shut down on SIGTERM, writes the termination message
 (`<Reason>: <message>`) to $VIRTMIGRATE_TERMINATION_LOG (the node runner's) or /dev/termination-log,
 and exits with the code of virtmigrate.launcher.exitcodes. `--probe` is the readiness probe: a process
-the node runner starts every probe period, so it imports only argparse, libvirt and the probe itself.
+the node runner starts every probe period, so it imports only libvirt and the probe itself (not even argparse).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import argparse
     from types import FrameType
 
 CONNECT_TIMEOUT_S = 30.0
@@ -21,6 +21,8 @@ REPORT_FLUSH_S = 5.0  # before exiting: how long the last domain report may take
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     ap = argparse.ArgumentParser(prog="virtmigrate-launcher", description=__doc__)
     ap.add_argument("--mode", choices=["start", "receive"], default="start")
     ap.add_argument("--domain-name", required=True)
@@ -69,11 +71,13 @@ def _publisher(clock: Any, log: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.probe:
-        from virtmigrate.launcher.probe import probe
+    given = sys.argv[1:] if argv is None else argv
+    if "--probe" in given:  # before argparse: the probe runs every probe period, its cost is the node's
+        from virtmigrate.launcher.probe import probe, probe_args
 
-        return 0 if probe(args.mode, args.domain_name, uri=args.uri) else 1
+        mode, name, uri = probe_args(given)
+        return 0 if probe(mode, name, uri=uri) else 1
+    args = _parser().parse_args(argv)
 
     import signal
     import threading

@@ -20,6 +20,7 @@ clamped (condition `PolicyClamped`, a Warning Event of that reason) and runs wit
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -160,6 +161,7 @@ def _under(path: str, directory: str) -> bool:
     return d == "/" or path.startswith(d.rstrip("/") + "/")
 
 
+@functools.lru_cache(maxsize=4096)  # pure, and asked again on every sync of every Migration of a VM
 def check_image_path(path: str, field_path: str, dirs: tuple[str, ...] | None) -> str:
     """"" when `path` ("" = unset) may be used, else why not. `..` is refused outright rather than
     resolved: the node may resolve it differently (symlinks) from the text the controller sees."""

@@ -1,7 +1,8 @@
 """The only package that talks HTTP to the API server.
 
-`KubeClient` speaks raw JSON over the official client's configuration and authentication
-(kubeconfig or in-cluster); every HTTP failure is mapped once to virtmigrate.errors.
+`KubeClient` speaks raw JSON; its configuration and authentication (kubeconfig or in-cluster) come from
+virtmigrate.kube.config for static ones and the official client's loaders for the rest; every HTTP failure
+is mapped once to virtmigrate.errors.
 """
 
 from virtmigrate.kube.client import KubeClient, WatchEvent
