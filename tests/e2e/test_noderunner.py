@@ -156,3 +156,19 @@ def test_deletion_kills_after_the_grace_period(kube: Any, namespace: str) -> Non
     wait_for("Running", lambda: _phase(kube, namespace, "stubborn", "Running"))
     term = _terminated(_last_status_before_removal(kube, namespace, "stubborn"))
     assert term is not None and term["exitCode"] == 137 and term.get("signal") == 9
+
+
+def test_a_deleted_pod_whose_container_never_ran_ends_failed_not_pending(kube: Any, namespace: str) -> None:
+    """As a kubelet does: a pod deleted before its container could start (here an environment the runner
+    cannot provide) ends in a terminal phase. One held by a finalizer (an agent pod's outcome) says so
+    instead of staying Pending forever."""
+    pod = _pod("never-ran", "exit 0", env=[{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])
+    pod["metadata"]["finalizers"] = ["example.com/hold"]
+    kube.create(PODS, pod, namespace)
+    wait_for("waiting to be created", lambda: (lambda cs: cs if (cs.get("state") or {}).get("waiting") else None)(
+        (_status(kube, namespace, "never-ran").get("containerStatuses") or [{}])[0]))
+    kube.delete(PODS, "never-ran", namespace)
+    st = wait_for("a terminal phase", lambda: _phase(kube, namespace, "never-ran", "Failed", "Succeeded"), timeout=30)
+    assert st["phase"] == "Failed"
+    assert (_terminated(st) or {}).get("reason") == "ContainerStatusUnknown"
+    kube.patch(PODS, "never-ran", {"metadata": {"finalizers": None}}, namespace)

@@ -358,7 +358,18 @@ class PodWorker:
         if running:
             return False
         if not self.gone:
+            # As a kubelet does, a deleted pod ends in a terminal phase before it goes: a container that never
+            # ran (or waits to restart) is reported terminated. A pod held by a finalizer (an agent's outcome)
+            # then says it ended instead of staying Pending.
+            for r in self.runs:
+                if r.state != "terminated":
+                    r.terminated = decide.Terminated(ctr.UNKNOWN_EXIT, "ContainerStatusUnknown",
+                                                     "the pod was deleted before this container ran", "",
+                                                     rfc3339(self.deps.clock))
+                    r.state = "terminated"
             self._report()
+            if not self.gone and self.reported.get("phase") not in ("Succeeded", "Failed"):
+                return False  # the API did not take the final status: again on the next step
             # NotFound/Conflict: already gone, or a new pod of the same name that is not ours.
             with contextlib.suppress(errors.NotFound, errors.Conflict):
                 self.deps.client.delete(PODS, self.pod["metadata"]["name"], self.pod["metadata"]["namespace"],
@@ -383,8 +394,10 @@ class PodWorker:
     # --- status -------------------------------------------------------------------------------
 
     def _report(self) -> None:
+        deleted = bool((self.pod.get("metadata") or {}).get("deletionTimestamp")) or self.gone
         status = decide.compute_pod_status(
-            self._policy, [r.view() for r in self.runs], previous=self.reported or self.pod.get("status") or {},
+            "Never" if deleted else self._policy, [r.view() for r in self.runs],  # a deleted pod ends
+            previous=self.reported or self.pod.get("status") or {},
             host_ip="127.0.0.1", start_time=self.start_time or rfc3339(self.deps.clock),
             now=rfc3339(self.deps.clock))
         if self.reported and not decide.status_changed(self.reported, status):
