@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.e2e.conftest import serial_lines, wait_for
-from tests.e2e.test_migration_support import assert_runs_only_on, mig, running_vm
+from tests.e2e.test_migration_support import assert_runs_only_on, mig, running_vm, vm_status
 from virtmigrate.api.constants import LABEL_ROLE
 from virtmigrate.controller.vm.pods import LIBVIRT_SOCKET_DIR
 from virtmigrate.kube.resources import NODES, PODS, SERVICEACCOUNTS
@@ -111,7 +111,10 @@ def test_seed_session_on_kubelet_nodes(kube: Any, kubectl: Any, namespace: str, 
     target = status["targetNode"]
     assert target != source and status["result"]["exitCode"] == 0
 
-    # The guest runs only on the target and its heartbeat continues there.
+    # The guest runs only on the target and its heartbeat continues there; the VM's status (written by the
+    # VM controller, after the Migration's) says so.
+    wait_for("VM Running on the target", lambda: vm_status(kube, namespace).get("phase") == "Running"
+             and vm_status(kube, namespace).get("node") == target, timeout=30)
     assert_runs_only_on(kubelet_cluster, kube, namespace, target)
     assert serial_lines(kubelet_cluster, target, f"{namespace}_testvm") >= 2
     # The agent and the target launcher were containers of the image, with the socket folder mounted.

@@ -151,7 +151,9 @@ class LocalCluster:
         rep.seconds["nodes"] = time.monotonic() - t
 
         t = time.monotonic()
-        if self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
+        if self.controller and self.node_mode == "kubelet":
+            self._install_controller(timeout)
+        elif self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
             self._start_controller()
         rep.seconds["controller"] = time.monotonic() - t
         return rep
@@ -239,6 +241,25 @@ class LocalCluster:
         from virtmigrate.controller.identities import Identities
 
         Identities(self.client()).ensure(namespace)
+
+    @property
+    def install_dir(self) -> Path:
+        """Kubelet nodes: the local overlay of manifests/ the controller is installed from."""
+        return self.state / "install"
+
+    def _install_controller(self, timeout: float) -> None:
+        """Kubelet nodes: the controller as users install it (docs/install.md), `kubectl apply -k` of a local
+        overlay of manifests/, then its Deployment's rollout (its pods Ready through their real probes)."""
+        tag = self.image_file.read_text().strip().rsplit(":", 1)[1]
+        self.install_dir.mkdir(parents=True, exist_ok=True)
+        overlay = kubeletnodes.install_overlay(os.path.relpath(MANIFESTS, self.install_dir), tag=tag,
+                                               socket_group=SOCKET_GID,
+                                               image_dirs=f"{DEFAULT_IMAGE_DIRS},{guest_kernel().parent}")
+        (self.install_dir / "kustomization.yaml").write_text(json.dumps(overlay, indent=2))
+        self._kubectl("apply", "-k", str(self.install_dir))
+        self._kubectl("-n", kubeletnodes.CONTROLLER_NAMESPACE, "rollout", "status",
+                      f"deployment/{kubeletnodes.CONTROLLER_DEPLOYMENT}", f"--timeout={int(timeout)}s",
+                      timeout=timeout + 10)
 
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:

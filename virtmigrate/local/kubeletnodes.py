@@ -117,6 +117,43 @@ def host_network_policy(api_port: int) -> list[dict[str, object]]:
     ]
 
 
+CONTROLLER_NAMESPACE = "virtmigrate-system"
+CONTROLLER_DEPLOYMENT = "virtmigrate-controller"
+
+
+def install_overlay(base: str, *, tag: str, socket_group: int, image_dirs: str) -> dict[str, object]:
+    """The local overlay of manifests/ (`base`, relative to the overlay's folder) that `kubectl apply -k`
+    installs on kubelet nodes, as docs/install.md tells a user to: the image `make image` built, the nodes'
+    libvirt socket group and the test guest's folder; and what the machine's lack of a pod network asks
+    for — its pods share the host network (host_network_policy), which the "restricted" Pod Security
+    level of the controller's namespace refuses, and where two replicas on different nodes listen on their
+    own node's address instead of 0.0.0.0."""
+    image = f"virtmigrate/controller:{tag}"
+    deployment_patch = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CONTROLLER_DEPLOYMENT, "namespace": CONTROLLER_NAMESPACE},
+        "spec": {"template": {"spec": {"containers": [{"name": "controller", "env": [
+            # The base's replacement keeps VIRTMIGRATE_IMAGE equal to the base's image only.
+            {"name": "VIRTMIGRATE_IMAGE", "value": image},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "VIRTMIGRATE_METRICS_ADDRESS", "value": "$(POD_IP):8080"}]}]}}}}
+    namespace_patch = [{"op": "replace", "path": f"/metadata/labels/pod-security.kubernetes.io~1{mode}",
+                        "value": "privileged"} for mode in ("enforce", "warn", "audit")]
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [base],
+        "images": [{"name": "virtmigrate/controller", "newTag": tag}],
+        "configMapGenerator": [{"name": "virtmigrate-controller-config", "namespace": CONTROLLER_NAMESPACE,
+                                "behavior": "merge", "literals": [
+                                    f"VIRTMIGRATE_LIBVIRT_SOCKET_GROUP={socket_group}",
+                                    f"VIRTMIGRATE_IMAGE_DIRS={image_dirs}",
+                                    "VIRTMIGRATE_AGENT_SERVICE_ACCOUNT=virtmigrate-agent"]}],
+        "patches": [{"patch": json.dumps(deployment_patch)},
+                    {"target": {"kind": "Namespace", "name": CONTROLLER_NAMESPACE},
+                     "patch": json.dumps(namespace_patch)}],
+    }
+
+
 def node_labels(index: int) -> str:
     """The labels a kubelet may set on its own Node (kubernetes.io/hostname, arch and os it sets itself)."""
     from virtmigrate.local.noderunner.node import zone_of
