@@ -22,6 +22,7 @@ from tests.e2e.test_migration_support import (
     wait_phase,
 )
 from virtmigrate.kube.resources import NODES
+from virtmigrate.local.kubeletnodes import RUNNING_TIMEOUT_S
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
@@ -59,7 +60,11 @@ def test_a_node_whose_kubelet_stops_mid_migration_turns_not_ready_and_the_migrat
         # The real node lifecycle: no heartbeat for the grace period -> Ready Unknown, tainted unreachable.
         wait_for(f"{gone} NotReady", lambda: _ready_status(kube, gone) == "Unknown", timeout=90)
         wait_for(f"{gone} tainted {UNREACHABLE}", lambda: _tainted_unreachable(kube, gone), timeout=30)
-        end = wait_phase(kube, namespace, ("Succeeded", "Failed"), timeout=300)["status"]
+        # A stopped target kubelet leaves the agent's exit code to reach the API; a stopped source kubelet
+        # freezes the agent pod's status: the agent is stopped after the Running bound, force-deleted after
+        # twice its grace, and the launchers' reports decide (virtmigrate/controller/migration/decide.py).
+        bound = RUNNING_TIMEOUT_S + 2 * 45 + 60
+        end = wait_phase(kube, namespace, ("Succeeded", "Failed"), timeout=bound)["status"]
         where = domains_on(kubelet_cluster, namespace)
         # Truthful: Succeeded iff the guest runs on the target only, Failed with it on the source only.
         if end["phase"] == "Succeeded":
