@@ -54,9 +54,9 @@ def local_cluster() -> Iterator[Any]:
         yield c
     finally:
         ports, namespaces = cluster_ports(c), cluster_namespaces(c)
-        since = time.time()
+        since, kubelet = time.time(), c.node_mode == "kubelet"
         c.down()
-        left = leftovers(state, ports=ports, namespaces=namespaces, since=since)
+        left = leftovers(state, ports=ports, namespaces=namespaces, since=since, kubelet=kubelet)
         shutil.rmtree(state, ignore_errors=True)
         assert not left, f"the local cluster left things behind: {left}"
 

@@ -57,3 +57,24 @@ def test_pod_names_are_valid_and_deterministic(name: str) -> None:
     n0, n1 = vmpods.launcher_pod_name(vm), vmpods.launcher_pod_name(vm, attempt=1)
     assert n0 == vmpods.launcher_pod_name(vm) and n0 != n1
     assert all(len(n) <= 63 and n[-1].isalnum() for n in (n0, n1))
+
+
+def test_node_access_mounts_the_libvirt_socket_folder_and_grants_its_group() -> None:
+    pod = vmpods.new_launcher_pod(_vm())
+    access = vmpods.NodeAccess(image="registry.example.com/virtmigrate/controller:1", libvirt_socket_dir="/run/lv",
+                               libvirt_socket_group=64056)
+    out = vmpods.with_node_access(pod, access)
+    c = out["spec"]["containers"][0]
+    assert c["image"] == "registry.example.com/virtmigrate/controller:1"
+    assert c["volumeMounts"] == [{"name": vmpods.LIBVIRT_VOLUME, "mountPath": "/run/lv"}]
+    assert out["spec"]["volumes"] == [{"name": vmpods.LIBVIRT_VOLUME,
+                                       "hostPath": {"path": "/run/lv", "type": "Directory"}}]
+    assert out["spec"]["securityContext"]["supplementalGroups"] == [64056]
+    assert "volumes" not in pod["spec"] and "volumeMounts" not in pod["spec"]["containers"][0]  # a copy
+
+
+def test_node_access_without_a_socket_folder_mounts_nothing() -> None:
+    out = vmpods.with_node_access(vmpods.new_launcher_pod(_vm()), vmpods.NodeAccess(libvirt_socket_dir=""))
+    assert "volumes" not in out["spec"] and "securityContext" not in out["spec"]
+    assert "volumeMounts" not in out["spec"]["containers"][0]
+    assert vmpods.NodeAccess().libvirt_socket_dir == "/var/run/libvirt"  # qemu:///system's socket folder

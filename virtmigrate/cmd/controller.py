@@ -63,7 +63,8 @@ def _start_vm_controller(client: KubeClient, factory: SharedInformerFactory, cfg
         log.warning("vm_controller_missing")
         return None
     ctor: Callable[..., Any] = mod.VMController
-    vmc = ctor(client, factory, recorder=recorder, registry=registry, image_dirs=cfg.image_dirs)
+    vmc = ctor(client, factory, recorder=recorder, registry=registry, image_dirs=cfg.image_dirs,
+               node_access=cfg.node_access)
     t = threading.Thread(target=vmc.run, args=(cfg.workers, stop), name="vm-controller", daemon=True)
     t.start()
     return t

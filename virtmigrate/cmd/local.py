@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "down":
             ports = cluster_ports(cluster) if state.exists() else []
             namespaces = cluster_namespaces(cluster) if state.exists() else []
-            since = time.time()
+            since, kubelet = time.time(), cluster.node_mode == "kubelet"
             stopped = cluster.down()
             print(f"stopped: {', '.join(stopped) or 'nothing was running'}", file=sys.stderr)
-            left = leftovers(state, ports=ports, namespaces=namespaces, since=since)
+            left = leftovers(state, ports=ports, namespaces=namespaces, since=since, kubelet=kubelet)
             for item in left:
                 print(f"left over: {item}", file=sys.stderr)
             return 1 if left else 0

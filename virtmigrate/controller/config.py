@@ -24,6 +24,7 @@ from virtmigrate.controller.policy import (
     check_migration_uri,
     defaults_violations,
 )
+from virtmigrate.controller.vm.pods import LIBVIRT_SOCKET_DIR, NodeAccess
 from virtmigrate.errors import ConfigError
 
 ENV_PREFIX = "VIRTMIGRATE_"
@@ -51,9 +52,17 @@ class ControllerConfig:
     lease_name: str = "virtmigrate-controller"
     identity: str = field(default_factory=socket.gethostname)
     run_vm_controller: bool = True              # also run the VM controller in this process
-    agent_image: str = "virtmigrate/agent:0.1.0"
+    agent_image: str = "virtmigrate/agent:0.1.0"  # the image of every pod it creates (agent and launcher)
+    libvirt_socket_dir: str = LIBVIRT_SOCKET_DIR  # node folder of libvirt-sock, hostPath in the pods; "" = none
+    libvirt_socket_group: int = 0               # the socket's gid, a supplementary group of the pods; 0 = none
     drain_taint_key: str = "virtmigrate.kubevirt.io/drain"  # a node with a taint of this key is drained; "" = off
     history_limit: int = 5                      # finished Migrations kept per VM; -1 = all (history.py)
+
+    @property
+    def node_access(self) -> NodeAccess:
+        """What the launcher and agent pods need from their node (vm/pods.py)."""
+        return NodeAccess(image=self.agent_image, libvirt_socket_dir=self.libvirt_socket_dir,
+                          libvirt_socket_group=self.libvirt_socket_group)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -182,7 +191,13 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
      "else virtmigrate"),
     ("--lease-name", "LEASE_NAME", str, _D.lease_name, "name of the leader Lease"),
     ("--identity", "IDENTITY", str, "", "this replica's identity in the Lease; default $POD_NAME, else the host name"),
-    ("--image", "IMAGE", str, _D.agent_image, "image of agent pods (the local node runner never pulls it)"),
+    ("--image", "IMAGE", str, _D.agent_image,
+     "image of the agent and launcher pods (they set their command; the local node runner never pulls it)"),
+    ("--libvirt-socket-dir", "LIBVIRT_SOCKET_DIR", str, _D.libvirt_socket_dir,
+     "node folder of libvirt's socket, mounted (hostPath) at the same path in agent and launcher pods; "
+     "empty = no mount (qemu+tls)"),
+    ("--libvirt-socket-group", "LIBVIRT_SOCKET_GROUP", int, _D.libvirt_socket_group,
+     "group id of the libvirt socket, given to agent and launcher pods as a supplementary group; 0 = none"),
     ("--vm-controller", "VM_CONTROLLER", _bool, True, "also run the VM controller"),
     ("--drain-taint-key", "DRAIN_TAINT_KEY", str, _D.drain_taint_key,
      "a node tainted with this key is evacuated like a cordoned one; empty = cordon only"),
@@ -226,6 +241,9 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
     need(v["migration_history_limit"] >= -1, "--migration-history-limit",
          "must be -1 (keep all), 0 (keep none) or a positive count")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
+    need(v["libvirt_socket_group"] >= 0, "--libvirt-socket-group", "must be a group id >= 0 (0 = none)")
+    need(not v["libvirt_socket_dir"] or v["libvirt_socket_dir"].startswith("/"), "--libvirt-socket-dir",
+         "must be an absolute path, or empty for no mount")
     for flag in ("unschedulable_timeout", "pending_timeout", "running_timeout", "agent_grace", "settle_time",
                  "orphan_job_timeout", "resolve_timeout"):
         need(v[flag] > 0, "--" + flag.replace("_", "-"), "must be > 0 seconds")
@@ -271,5 +289,6 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
         lease_namespace=v["lease_namespace"] or env.get("POD_NAMESPACE") or _D.lease_namespace,
         lease_name=v["lease_name"], identity=v["identity"] or env.get("POD_NAME") or socket.gethostname(),
         run_vm_controller=v["vm_controller"], agent_image=v["image"], drain_taint_key=v["drain_taint_key"],
+        libvirt_socket_dir=v["libvirt_socket_dir"], libvirt_socket_group=v["libvirt_socket_group"],
         history_limit=v["migration_history_limit"],
     )

@@ -37,7 +37,7 @@ from virtmigrate.kube.resources import NODES, Resource
 from virtmigrate.local import kubeletnodes, procs
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
-from virtmigrate.local.libvirthosts import LibvirtHosts, mount_ns
+from virtmigrate.local.libvirthosts import SOCKET_GID, LibvirtHosts, mount_ns
 
 REPO = Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "manifests"
@@ -84,10 +84,11 @@ class LocalCluster:
         self.node_memory = node_memory
         self.node_cpus = node_cpus
         self.controller = controller
-        self.control_plane = ControlPlane(self.state, controller_manager=True)
-        self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
         # "runner" (the node runner) or "kubelet" (real kubelets): $VIRTMIGRATE_NODES at the first `up`.
         self.node_mode = str(saved.get("node_mode") or kubeletnodes.mode())
+        self.control_plane = ControlPlane(self.state, controller_manager=True,
+                                          pod_service_accounts=self.node_mode == "kubelet")
+        self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
         self.kubelets = kubeletnodes.KubeletNodes(self.state, self.hosts, self.nodes)
 
     def _saved(self) -> dict[str, object]:
@@ -150,7 +151,9 @@ class LocalCluster:
         rep.seconds["nodes"] = time.monotonic() - t
 
         t = time.monotonic()
-        if self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
+        if self.controller and self.node_mode == "kubelet":
+            self._install_controller(timeout)
+        elif self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
             self._start_controller()
         rep.seconds["controller"] = time.monotonic() - t
         return rep
@@ -170,6 +173,12 @@ class LocalCluster:
         kcs = kubeletnodes.node_kubeconfigs(self.control_plane.pki, self.control_plane.server, self.state,
                                             self.nodes)
         self.kubelets.up(kubeconfig_for=kcs, archives=archives, sandbox_image=pause, timeout=timeout)
+        self.image_file.write_text(archives[0].name.removesuffix(".oci.tar").replace("virtmigrate-",
+                                                                                     "virtmigrate/controller:", 1))
+        port = self.control_plane.server.rsplit(":", 1)[1]
+        self._kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                      input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                        "items": kubeletnodes.host_network_policy(int(port))}))
         deadline = time.monotonic() + timeout
         pending = set(range(self.nodes))
         while pending:
@@ -182,17 +191,22 @@ class LocalCluster:
                     # reports no address at all; the API server needs one to reach it (logs, exec). The
                     # kubelet leaves addresses it could not compute alone.
                     client.patch(NODES, f"node{i}", {"status": {"addresses": [
-                        {"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": f"node{i}"}]}},
-                        subresource="status")
+                        {"type": "InternalIP", "address": self.kubelets.node_ip(i)},
+                        {"type": "Hostname", "address": f"node{i}"}]}}, subresource="status")
                     pending.discard(i)
             if pending and time.monotonic() > deadline:
                 raise TimeoutError(f"kubelets of nodes {sorted(pending)} did not register after {timeout:.0f}s; "
                                    f"see {self.kubelets.state}/../logs")
             time.sleep(0.2)
 
-    def _kubectl(self, *args: str, timeout: float = 120) -> str:
+    @property
+    def image_file(self) -> Path:
+        """Kubelet nodes: the reference of the image `make image` built and every node loaded."""
+        return self.kubelets.state / "image"
+
+    def _kubectl(self, *args: str, timeout: float = 120, input: str | None = None) -> str:
         proc = subprocess.run([str(_bin("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, input=input)
         if proc.returncode != 0:
             raise errors.ConfigError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -228,6 +242,25 @@ class LocalCluster:
 
         Identities(self.client()).ensure(namespace)
 
+    @property
+    def install_dir(self) -> Path:
+        """Kubelet nodes: the local overlay of manifests/ the controller is installed from."""
+        return self.state / "install"
+
+    def _install_controller(self, timeout: float) -> None:
+        """Kubelet nodes: the controller as users install it (docs/install.md), `kubectl apply -k` of a local
+        overlay of manifests/, then its Deployment's rollout (its pods Ready through their real probes)."""
+        tag = self.image_file.read_text().strip().rsplit(":", 1)[1]
+        self.install_dir.mkdir(parents=True, exist_ok=True)
+        overlay = kubeletnodes.install_overlay(os.path.relpath(MANIFESTS, self.install_dir), tag=tag,
+                                               socket_group=SOCKET_GID,
+                                               image_dirs=f"{DEFAULT_IMAGE_DIRS},{guest_kernel().parent}")
+        (self.install_dir / "kustomization.yaml").write_text(json.dumps(overlay, indent=2))
+        self._kubectl("apply", "-k", str(self.install_dir))
+        self._kubectl("-n", kubeletnodes.CONTROLLER_NAMESPACE, "rollout", "status",
+                      f"deployment/{kubeletnodes.CONTROLLER_DEPLOYMENT}", f"--timeout={int(timeout)}s",
+                      timeout=timeout + 10)
+
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
         running it as a pod of the node runner needs the Deployment's pod template)."""
@@ -241,7 +274,7 @@ class LocalCluster:
                    f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
                    f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
                    # the test guest's kernel lies in the cache (hack/build-guest.sh)
-                   f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}"]
+                   f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}", *self._pod_flags()]
         # Under a supervisor that starts it again when it exits on failure (it exits 1 when it loses its
         # Lease), as the kubelet restarts the Deployment's container; the pid file names the controller itself.
         pidfile = self.state / "pids" / f"{CONTROLLER}.pid"
@@ -258,6 +291,12 @@ class LocalCluster:
         """Start the controller (under its supervisor) unless it runs."""
         if not procs.alive(CONTROLLER, self.state):
             self._start_controller()
+
+    def _pod_flags(self) -> list[str]:
+        """Kubelet nodes run the pods from the built image, reaching libvirt through the socket's group."""
+        if self.node_mode != "kubelet":
+            return []
+        return [f"--image={self.image_file.read_text().strip()}", f"--libvirt-socket-group={SOCKET_GID}"]
 
     def nodes_ready(self, *, since: str = "", untainted: bool = False) -> dict[str, bool]:
         """Node name -> Ready (with a heartbeat at or after `since`, an RFC 3339 time, when given; and, with
@@ -334,11 +373,13 @@ class LocalCluster:
 
 
 
-def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None) -> list[str]:
+def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None,
+              kubelet: bool = False) -> list[str]:
     """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
-    mounts of its folders, and listeners on its ports. Empty means clean. `since` (wall time, e.g. when
-    `down` began): a process started later is not the cluster's — the kernel reuses the number of a mount
-    namespace that is gone, and another cluster on the machine may get it."""
+    mounts of its folders, listeners on its ports and, when it ran real kubelets (`kubelet`), the container
+    cgroups runc made (those are machine-wide: a node-runner cluster never made them). Empty means clean.
+    `since` (wall time, e.g. when `down` began): a process started later is not the cluster's — the kernel
+    reuses the number of a mount namespace that is gone, and another cluster on the machine may get it."""
     found: list[str] = []
     me = os.getpid()
     needle = str(state)
@@ -362,7 +403,8 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
             found.append(f"mount: {line}")
     listening = _listening_ports()
     found += [f"listener on 127.0.0.1:{p}" for p in ports if p in listening]
-    found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
+    if kubelet:
+        found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
     return found
 
 

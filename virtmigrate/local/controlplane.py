@@ -79,9 +79,12 @@ class ControlPlane:
     """One local control plane rooted at `state`."""
 
     def __init__(self, state: Path | None = None, *, extra_apiserver_args: tuple[str, ...] = (),
-                 controller_manager: bool = False) -> None:
+                 controller_manager: bool = False, pod_service_accounts: bool = False) -> None:
+        """`pod_service_accounts`: run the ServiceAccount admission plugin, which gives pods their projected
+        token volume (real kubelets mount it); off for the node runner, which hands pods tokens itself."""
         self.state = (state or default_state_dir()) / "controlplane"
         self.extra_apiserver_args = extra_apiserver_args
+        self.pod_service_accounts = pod_service_accounts
         self.controller_manager = controller_manager
         self._started: dict[str, subprocess.Popen[bytes]] = {}  # children of this process, for exit codes
 
@@ -159,7 +162,8 @@ class ControlPlane:
                 "--authorization-mode=RBAC", "--service-cluster-ip-range=10.0.0.0/24",
                 f"--service-account-issuer={server}", f"--api-audiences={server}",
                 f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-                "--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none",
+                *(() if self.pod_service_accounts else ("--disable-admission-plugins=ServiceAccount",)),
+                "--endpoint-reconciler-type=none",
                 "--allow-privileged=true", "--v=1",
                 f"--kubelet-client-certificate={kcl_crt}", f"--kubelet-client-key={kcl_key}",
                 # Node names do not resolve here; every node's InternalIP is 127.0.0.1.

@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +70,16 @@ def containerd_config(n: NodePaths, *, sandbox_image: str) -> str:
     ])
 
 
-def kubelet_config(n: NodePaths, *, port: int, healthz_port: int, client_ca: Path) -> dict[str, object]:
-    """The KubeletConfiguration these machines need (cgroup v1 hierarchies, no CAP_SYS_RESOURCE)."""
+def kubelet_config(n: NodePaths, *, address: str, port: int, healthz_port: int,
+                   client_ca: Path) -> dict[str, object]:
+    """The KubeletConfiguration these machines need (cgroup v1 hierarchies, no CAP_SYS_RESOURCE); the
+    kubelet serves on `address`, the node's own loopback address (its InternalIP)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
         "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
         "failSwapOn": False, "localStorageCapacityIsolation": False, "resolvConf": "",
         "containerRuntimeEndpoint": f"unix://{n.containerd_socket}",
-        "address": "127.0.0.1", "port": port, "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
+        "address": address, "port": port, "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
         "readOnlyPort": 0, "podLogsDir": str(n.root / "pod-logs"),
         # The API server reaches the kubelet (logs, exec) with a client certificate of the cluster's CA.
         "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
@@ -85,6 +88,74 @@ def kubelet_config(n: NodePaths, *, port: int, healthz_port: int, client_ca: Pat
         # A shared test machine's disk is not this node's to manage: no evictions, no image GC.
         "evictionHard": {}, "imageGCHighThresholdPercent": 100,
         "nodeStatusUpdateFrequency": "10s", "nodeLeaseDurationSeconds": 40,
+    }
+
+
+HOST_NETWORK_POLICY = "virtmigrate-local-host-network"
+
+
+def host_network_policy(api_port: int) -> list[dict[str, object]]:
+    """The local cluster's stand-in for a pod network and kube-proxy (a MutatingAdmissionPolicy and its
+    binding): every pod joins the machine's network, where the nodes, their libvirtds and the API server
+    listen on loopback addresses, and its in-cluster client finds the API server at 127.0.0.1 instead of
+    the `kubernetes` Service's ClusterIP, which nothing routes here. A real cluster has both already; the
+    pods virtmigrate creates need neither (docs/install.md)."""
+    env = ", ".join(f'Object.spec.containers.env{{name: "{k}", value: "{v}"}}'
+                    for k, v in (("KUBERNETES_SERVICE_HOST", "127.0.0.1"), ("KUBERNETES_SERVICE_PORT", api_port)))
+    expression = ("Object{spec: Object.spec{hostNetwork: true, containers: object.spec.containers.map(c, "
+                  f"Object.spec.containers{{name: c.name, env: [{env}]}})}}}}")
+    return [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicy",
+         "metadata": {"name": HOST_NETWORK_POLICY},
+         "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                                                          "operations": ["CREATE"], "resources": ["pods"]}]},
+                  "failurePolicy": "Fail", "reinvocationPolicy": "Never",
+                  "mutations": [{"patchType": "ApplyConfiguration",
+                                 "applyConfiguration": {"expression": expression}}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingAdmissionPolicyBinding",
+         "metadata": {"name": HOST_NETWORK_POLICY}, "spec": {"policyName": HOST_NETWORK_POLICY}},
+    ]
+
+
+CONTROLLER_NAMESPACE = "virtmigrate-system"
+CONTROLLER_DEPLOYMENT = "virtmigrate-controller"
+RUNNING_TIMEOUT_S = 120  # the installed controller's --running-timeout on kubelet nodes
+
+
+def install_overlay(base: str, *, tag: str, socket_group: int, image_dirs: str) -> dict[str, object]:
+    """The local overlay of manifests/ (`base`, relative to the overlay's folder) that `kubectl apply -k`
+    installs on kubelet nodes, as docs/install.md tells a user to: the image `make image` built, the nodes'
+    libvirt socket group and the test guest's folder; and what the machine's lack of a pod network asks
+    for — its pods share the host network (host_network_policy), which the "restricted" Pod Security
+    level of the controller's namespace refuses, and where two replicas on different nodes listen on their
+    own node's address instead of 0.0.0.0."""
+    image = f"virtmigrate/controller:{tag}"
+    deployment_patch = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": CONTROLLER_DEPLOYMENT, "namespace": CONTROLLER_NAMESPACE},
+        "spec": {"template": {"spec": {"containers": [{"name": "controller", "env": [
+            # The base's replacement keeps VIRTMIGRATE_IMAGE equal to the base's image only.
+            {"name": "VIRTMIGRATE_IMAGE", "value": image},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "VIRTMIGRATE_METRICS_ADDRESS", "value": "$(POD_IP):8080"}]}]}}}}
+    namespace_patch = [{"op": "replace", "path": f"/metadata/labels/pod-security.kubernetes.io~1{mode}",
+                        "value": "privileged"} for mode in ("enforce", "warn", "audit")]
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [base],
+        "images": [{"name": "virtmigrate/controller", "newTag": tag}],
+        "configMapGenerator": [{"name": "virtmigrate-controller-config", "namespace": CONTROLLER_NAMESPACE,
+                                "behavior": "merge", "literals": [
+                                    f"VIRTMIGRATE_LIBVIRT_SOCKET_GROUP={socket_group}",
+                                    f"VIRTMIGRATE_IMAGE_DIRS={image_dirs}",
+                                    "VIRTMIGRATE_AGENT_SERVICE_ACCOUNT=virtmigrate-agent",
+                                    # An agent whose node went away (kubelet silent: its pod's status frozen)
+                                    # is stopped after the Running bound, then the launchers' reports decide:
+                                    # 2 min here instead of 1 h, within a test's patience.
+                                    f"VIRTMIGRATE_RUNNING_TIMEOUT={RUNNING_TIMEOUT_S}"]}],
+        "patches": [{"patch": json.dumps(deployment_patch)},
+                    {"target": {"kind": "Namespace", "name": CONTROLLER_NAMESPACE},
+                     "patch": json.dumps(namespace_patch)}],
     }
 
 
@@ -102,6 +173,12 @@ class KubeletNodes:
         self.state = state / "kubelet"
         self.hosts = hosts
         self.count = count
+
+    def node_ip(self, index: int) -> str:
+        """Node `index`'s address (its InternalIP): the loopback address its libvirt host migrates on.
+        Distinct per node, so host-network pods on different nodes may listen on the same port (the
+        nodes share the machine's network) and the scheduler's host-port check means what it says."""
+        return self.hosts.host(index).migration_address
 
     def paths(self, index: int) -> NodePaths:
         return NodePaths(f"node{index}", self.state / f"node{index}")
@@ -145,25 +222,42 @@ class KubeletNodes:
                 n.containerd_config.write_text(containerd_config(n, sandbox_image=sandbox_image))
                 procs.start(name, [*self._nsenter(i), "containerd", f"--config={n.containerd_config}"], self.state,
                             exe="containerd")
-                _wait(lambda n=n: n.containerd_socket.exists(), 30, f"containerd of {n.name}")  # type: ignore[misc]
-                for a in archives:
-                    out = self._ctr(i, "images", "import", str(a)).stdout
-                    # The CRI looks images up by their normalized names (docker.io/...).
-                    for ref in (line.split()[1] for line in out.splitlines() if line.startswith("unpacking ")):
-                        self._ctr(i, "images", "tag", "--force", ref, f"docker.io/{ref}")
+        for i in range(self.count):
+            n = self.paths(i)
+            _wait(lambda n=n: n.containerd_socket.exists(), 30, f"containerd of {n.name}")  # type: ignore[misc]
+        # Every node loads what it lacks, at once (also a running node, when the image was rebuilt).
+        with ThreadPoolExecutor(self.count) as pool:
+            list(pool.map(lambda i: self._import(i, archives), range(self.count)))
+        for i in range(self.count):
+            n = self.paths(i)
             name = f"kubelet-{n.name}"
             if not procs.alive(name, self.state):
                 cfg = n.root / "kubelet-config.json"
-                cfg.write_text(json.dumps(kubelet_config(n, port=ports[f"{n.name}-kubelet"],
+                cfg.write_text(json.dumps(kubelet_config(n, address=self.node_ip(i),
+                                                         port=ports[f"{n.name}-kubelet"],
                                                          healthz_port=ports[f"{n.name}-healthz"],
                                                          client_ca=kubeconfig_for["ca"])))
                 procs.start(name, [*self._nsenter(i), str(kubelet), f"--config={cfg}",
                                    f"--kubeconfig={kubeconfig_for[n.name]}", f"--root-dir={n.root / 'kubelet'}",
                                    f"--cert-dir={n.root / 'certs'}", f"--hostname-override={n.name}",
                                    # Refused as a loopback address, so the kubelet reports no address and
-                                   # the cluster writes InternalIP 127.0.0.1 itself (cluster.py).
-                                   "--node-ip=127.0.0.1", f"--node-labels={node_labels(i)}", "--v=1"],
+                                   # the cluster writes the InternalIP itself (cluster.py).
+                                   f"--node-ip={self.node_ip(i)}", f"--node-labels={node_labels(i)}", "--v=1"],
                             self.state, exe=str(kubelet))
+
+    def _import(self, index: int, archives: list[Path]) -> None:
+        """Import into node `index`'s containerd the archives it has not imported yet."""
+        marker = self.paths(index).root / "containerd" / "imported"
+        done = set(marker.read_text().split()) if marker.exists() else set()
+        for a in archives:
+            if a.name in done:
+                continue
+            out = self._ctr(index, "images", "import", str(a)).stdout
+            # The CRI looks images up by their normalized names (docker.io/...).
+            for ref in (line.split()[1] for line in out.splitlines() if line.startswith("unpacking ")):
+                self._ctr(index, "images", "tag", "--force", ref, f"docker.io/{ref}")
+            done.add(a.name)
+            marker.write_text("\n".join(sorted(done)))
 
     def stop_kubelet(self, index: int) -> bool:
         """Stop node `index`'s kubelet only (a node fault): its pods keep running, its heartbeats stop."""

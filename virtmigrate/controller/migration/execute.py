@@ -60,6 +60,7 @@ from virtmigrate.controller.migration.pods import (
     new_witness_pod,
 )
 from virtmigrate.controller.podstate import PodView, pod_view
+from virtmigrate.controller.vm import pods as vmpods
 from virtmigrate.kube.resources import MIGRATIONS, PODS, VMS
 
 log = structlog.get_logger("virtmigrate.migration")
@@ -444,6 +445,7 @@ class MigrationSync:
         Pod Security) fails the Migration with the server's message instead of retrying forever."""
         ns = str(pod["metadata"]["namespace"])
         self.identities.ensure(ns)
+        pod = vmpods.with_node_access(pod, self.config.node_access)
         try:
             self.client.create(PODS, pod, ns)
         except errors.AlreadyExists:

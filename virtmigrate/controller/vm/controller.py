@@ -53,7 +53,14 @@ from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.disruption import decide_pdb
-from virtmigrate.controller.vm.pods import ANNOTATION_PROBE, launcher_pod_name, new_launcher_pod, new_probe_pod
+from virtmigrate.controller.vm.pods import (
+    ANNOTATION_PROBE,
+    NodeAccess,
+    launcher_pod_name,
+    new_launcher_pod,
+    new_probe_pod,
+    with_node_access,
+)
 from virtmigrate.controller.workers import Workers, process_next_work_item
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import NODES, PDBS, PODS, VMS
@@ -71,10 +78,12 @@ class VMController:
     def __init__(self, client: KubeWriter, factory: SharedInformerFactory, *, recorder: EventRecorder,
                  clock: Clock | None = None, registry: CollectorRegistry | None = None,
                  reader: Any = None, image_dirs: ImageDirs | None = None,
-                 identities: Identities | None = None) -> None:
+                 identities: Identities | None = None, node_access: NodeAccess | None = None) -> None:
         """`reader` (a KubeClient) confirms with a live GET that a pod the cache lacks is really gone;
-        without one the cache is trusted. `image_dirs`: where kernels and disks may lie (default: anywhere)."""
+        without one the cache is trusted. `image_dirs`: where kernels and disks may lie (default: anywhere).
+        `node_access`: the launcher pods' image and libvirt socket (default: NodeAccess())."""
         self.image_dirs = image_dirs or ImageDirs()
+        self.node_access = node_access or NodeAccess()
         self.client = client
         self.reader = reader if reader is not None else (client if hasattr(client, "get") else None)
         self.recorder = recorder
@@ -218,8 +227,8 @@ class VMController:
             log.info("launcher_pod_delete", vm=vm.key, pod=name)
             self._delete_pod(vm.namespace, name, uid)
         if plan.create_attempt is not None:
-            pod = new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
-                                   node_name=plan.on_node)
+            pod = with_node_access(new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
+                                                    node_name=plan.on_node), self.node_access)
             self.identities.ensure(vm.namespace)  # the launcher's ServiceAccount, to report its domain
             # AlreadyExists: created by an earlier sync whose status write failed; the write below adopts it.
             try:
@@ -233,7 +242,7 @@ class VMController:
                 return
             log.info("launcher_pod_created", vm=vm.key, pod=pod["metadata"]["name"])
         for node in plan.probe_nodes:
-            probe = new_probe_pod(vm, gone_pod=plan.probe_for, node=node)
+            probe = with_node_access(new_probe_pod(vm, gone_pod=plan.probe_for, node=node), self.node_access)
             self.identities.ensure(vm.namespace)
             with contextlib.suppress(errors.AlreadyExists):  # the cache lags behind our own create
                 self.client.create(PODS, probe, vm.namespace)

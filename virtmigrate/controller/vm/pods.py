@@ -20,8 +20,10 @@ Domain report: the launcher patches its own pod's annotation `virtmigrate.kubevi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from virtmigrate.api.constants import (
@@ -49,6 +51,41 @@ POD_NAME_MAX = 63
 LAUNCHER_SERVICE_ACCOUNT = "virtmigrate-launcher"  # made in each namespace by the controllers (identities.py)
 ANNOTATION_LAUNCHER_MODE = f"{LABEL_PREFIX}/launcher-mode"  # "start" or "receive", on launcher pods
 ANNOTATION_PROBE = f"{LABEL_PREFIX}/probe-for"  # on a probe: the launcher pod whose guest left while unowned
+LIBVIRT_SOCKET_DIR = "/var/run/libvirt"  # holds libvirt-sock (qemu:///system), on the node and in the pod
+LIBVIRT_VOLUME = "libvirt"               # the hostPath volume of that folder in launcher and agent pods
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """What every pod the controllers create (launcher, witness, agent, abort) needs from its node: the
+    image to run and the node's libvirt socket (docs/install.md, "Requirements"). Applied by
+    `with_node_access` when a pod is created; the builders above stay free of installation details."""
+
+    image: str = LAUNCHER_IMAGE
+    # Node folder of libvirt's socket, mounted (hostPath, type Directory) at the same path in the pod.
+    # The folder, not the socket file: a restarted libvirtd makes a new socket, which a file mount
+    # would never see. "" = no mount (the pods reach libvirt over qemu+tls).
+    libvirt_socket_dir: str = LIBVIRT_SOCKET_DIR
+    libvirt_socket_group: int = 0  # the socket's group, added to the pods' supplementalGroups; 0 = none
+
+
+def with_node_access(pod: Mapping[str, Any], access: NodeAccess) -> JSON:
+    """`pod` (a deep copy) with `access`'s image on every container and, when set, the libvirt socket
+    folder mounted and its group granted (pure)."""
+    out: JSON = copy.deepcopy(dict(pod))
+    spec = out.setdefault("spec", {})
+    for c in spec.get("containers") or []:
+        c["image"] = access.image
+        if access.libvirt_socket_dir:
+            c["volumeMounts"] = [*(c.get("volumeMounts") or []),
+                                 {"name": LIBVIRT_VOLUME, "mountPath": access.libvirt_socket_dir}]
+    if access.libvirt_socket_dir:
+        spec["volumes"] = [*(spec.get("volumes") or []), {"name": LIBVIRT_VOLUME, "hostPath": {
+            "path": access.libvirt_socket_dir, "type": "Directory"}}]
+    if access.libvirt_socket_group:
+        sc = spec.setdefault("securityContext", {})
+        sc["supplementalGroups"] = sorted({*(sc.get("supplementalGroups") or []), access.libvirt_socket_group})
+    return out
 
 
 def _hash5(*parts: str) -> str:
