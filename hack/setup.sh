@@ -22,6 +22,8 @@ fi
 stamp="$VENV/.installed-$(cat "$REPO/setup.cfg" | sha1sum | cut -c1-12)"
 if [[ ! -f "$stamp" ]]; then
   say "creating the venv in $VENV"
+  # a venv whose creation was interrupted has a python but no pip: make it again
+  if [[ -x "$PY" ]] && ! "$PY" -m pip --version >/dev/null 2>&1; then rm -rf "$VENV"; fi
   [[ -x "$PY" ]] || python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
   # compat mode: a plain path entry instead of an import finder, ~20 ms less start-up per process
