@@ -31,7 +31,7 @@ from tests.unit.migration_literals import (
 from virtmigrate.api.constants import FINALIZER_AGENT
 from virtmigrate.api.constants import MigrationPhase as P
 from virtmigrate.controller.migration.decide import Action, Decision, Observed, Timeouts, VMState, decide
-from virtmigrate.controller.podstate import PodView
+from virtmigrate.controller.podstate import PodView, node_lost
 
 T = Timeouts(settle_s=3.0, orphan_job_s=30.0, resolve_s=300.0, running_s=3600.0, agent_grace_s=45.0)
 KILLED = agent_exited(137, "Killed")
@@ -321,3 +321,24 @@ def test_a_source_witness_holding_the_guest_after_a_failure_becomes_the_vms_laun
                        migration_completed=True)
     # the target, and the dead source launcher (perhaps a former target, which the VM controller leaves alone)
     assert cleanup(dataclasses.replace(o, vm=recorded)) == [TGT_WAITING.name, SRC_KILLED.name]
+
+
+def test_an_agent_whose_node_stopped_answering_is_stopped_then_resolved_from_the_nodes() -> None:
+    """Its pod's status is frozen with its node: waiting for the Running bound (an hour) would leave the
+    Migration Running with the guest long since landed. Stop it; force-delete; then the facts decide."""
+    running = {"phase": P.RUNNING, "vm": VM_OURS, "agent_node_lost": True, **SIDES["target"]}
+    d = decide(obs(agent_pod=AGENT_RUN, **running), T)  # type: ignore[arg-type]
+    assert (d.action, d.reason) == (Action.DELETE_AGENT_POD, "AgentNodeLost")
+    assert AGENT_RUN.name in d.message and "node0" in d.message
+    stopping = dataclasses.replace(AGENT_RUN, deleting=True)
+    d = decide(obs(agent_pod=stopping, agent_stop_age_s=T.agent_grace_s, **running), T)  # type: ignore[arg-type]
+    assert d.action == Action.FORCE_DELETE_AGENT_POD
+    d = decide(obs(agent_pod=stopping, agent_stop_age_s=2 * T.agent_grace_s + T.settle_s, **running), T)  # type: ignore[arg-type]
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+
+
+def test_node_lost_reads_the_unreachable_taint_or_an_unknown_ready_condition() -> None:
+    assert node_lost({"spec": {"taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}})
+    assert node_lost({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})
+    assert not node_lost({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    assert not node_lost(None)

@@ -648,3 +648,16 @@ def test_a_launcher_of_a_gone_migration_is_not_an_orphan_to_sweep() -> None:
     target["metadata"]["annotations"] = {"virtmigrate.kubevirt.io/migration-name": "testvm-migration"}
     w.pods.add(target)
     assert w.run() == []
+
+
+def test_an_agent_on_a_node_that_stopped_answering_is_stopped_with_a_warning() -> None:
+    """The source node's kubelet is gone: the agent pod's status is frozen there, and so is the source
+    launcher's report. The agent is stopped at once (not after the hour-long Running bound)."""
+    w = _running_world(pod("x", role="agent"), guest="moving")
+    w.pods.add(pod(agent_name(w), "node0", role="agent", phase="Running"))
+    lost = copy.deepcopy(w.nodes.get_by_key("node0"))
+    assert lost is not None
+    lost.setdefault("spec", {})["taints"] = [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]
+    w.nodes.add(lost)
+    assert w.run() == [("delete", "pods", "default", agent_name(w))]
+    assert w.recorder.events[-1][1:3] == ("Warning", "AgentNodeLost")

@@ -88,3 +88,17 @@ def pod_view(pod: Mapping[str, Any] | None) -> PodView | None:
         finalizers=tuple(meta.get("finalizers") or ()),
         domain=DomainFacts.parse((meta.get("annotations") or {}).get(ANNOTATION_DOMAIN)),
     )
+
+
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"  # the node lifecycle controller's: heartbeats stopped
+
+
+def node_lost(node: Mapping[str, Any] | None) -> bool:
+    """The node stopped answering: the node lifecycle controller tainted it unreachable, or its Ready
+    condition is Unknown (no heartbeat for the grace period). A pod there keeps the status it last had."""
+    if node is None:
+        return False
+    if any(t.get("key") == TAINT_UNREACHABLE for t in (node.get("spec") or {}).get("taints") or []):
+        return True
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "Unknown" for c in conditions)

@@ -66,6 +66,7 @@ REASON_GUEST_LOST = "GuestLost"                        # neither node runs the g
 REASON_GUEST_ON_BOTH = "GuestOnBothNodes"              # both nodes run the guest: an admin must choose
 REASON_LOCATION_UNKNOWN = "GuestLocationUnknown"       # the nodes' reports did not settle in time
 REASON_AGENT_STUCK = "AgentStuck"                      # the agent ran longer than the Running bound
+REASON_AGENT_NODE_LOST = "AgentNodeLost"               # (Event) the agent's node stopped answering
 REASON_POD_REJECTED = "PodRejected"                    # the API server refused to create a pod of ours
 REASON_NO_DESTINATION = "NoDestinationURI"             # the target node has no libvirt URI
 REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy was left on the other node
@@ -181,6 +182,7 @@ class Observed:
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
     destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
     agent_name: str = ""                 # status.agentPod
+    agent_node_lost: bool = False        # the agent pod's node stopped answering (podstate.node_lost)
     entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
 
@@ -470,6 +472,10 @@ def _stop_stuck_agent(o: Observed, t: Timeouts, *, cancelling: bool) -> Decision
     if not ap.deleting:
         if cancelling:
             return Decision(Action.DELETE_AGENT_POD, reason="stopping the agent to cancel")
+        if o.agent_node_lost and o.phase_age_s < t.running_s:
+            return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_NODE_LOST,
+                            message=f"node {ap.node} of agent pod {ap.name} stopped answering: its status will "
+                                    "not change; stopping it, then the outcome is read from the nodes")
         return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_STUCK,
                         message=f"the agent ran for {int(o.phase_age_s)}s, over the {int(t.running_s)}s bound: "
                                 "stopping it (it aborts the job)")
@@ -489,7 +495,7 @@ def _decide_running(o: Observed, t: Timeouts) -> Decision:
     ended = _agent_ended(o)
     if ended is not None:
         return resolve_outcome(o, t, *ended)
-    if o.phase_age_s >= t.running_s or (o.agent_pod is not None and o.agent_pod.deleting):
+    if o.phase_age_s >= t.running_s or (o.agent_pod is not None and (o.agent_pod.deleting or o.agent_node_lost)):
         return _stop_stuck_agent(o, t, cancelling=False)
     return Decision(Action.NOTHING, reason="agent running", requeue_after=t.running_s - o.phase_age_s)
 

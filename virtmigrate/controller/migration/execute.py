@@ -325,6 +325,8 @@ class MigrationSync:
             if seen.observed.deleting and (raw.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
                 self._event(raw, NORMAL, "Cancelling", f"stopping agent pod {ap.name}: the agent aborts the "
                                                        "migration and checks the VM still runs on its source")
+            elif d.message:
+                self._event(raw, WARNING, d.reason, d.message)  # AgentStuck, AgentNodeLost
         bound.debug("migration_acted", reason=d.reason)
 
     def _set_phases(self, raw: JSON, seen: Seen, d: Decision, now: Any) -> None:
