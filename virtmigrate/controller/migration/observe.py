@@ -9,7 +9,6 @@ No writes, no clock reads beyond the wall time the caller's clock gives for phas
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import datetime as _dt
 import threading
 from collections.abc import Collection, Mapping
@@ -122,13 +121,12 @@ class Observer:
         if not target_name and mig is not None and vm is not None:
             target_name = target_pod_name(mig, vm)
         agent_name = str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else ""))
-        target_pod = self._heard(pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}"))) if target_name else None
+        target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
         agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
         source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
         witness_names = {side: witness_pod_name(mig, vm, side) if mig is not None and vm is not None else ""
                          for side in ("source", "target")}
-        source_pod = self._heard(self.source_pod(ns, vm_name, source_node, {target_name, *witness_names.values()},
-                                                 vm_state))
+        source_pod = self.source_pod(ns, vm_name, source_node, {target_name, *witness_names.values()}, vm_state)
         now = self.clock.wall()
         observed: dict[str, Any] = dict(
             uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
@@ -141,7 +139,7 @@ class Observer:
         )
         observed["agent_exit"] = agent_exit
         abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
-        witnesses = {side: self._heard(pod_view(self.listers.pods.get_by_key(f"{ns}/{name}"))) if name else None
+        witnesses = {side: pod_view(self.listers.pods.get_by_key(f"{ns}/{name}")) if name else None
                      for side, name in witness_names.items()}
         entered = frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or [])
         sides = read_sides(source_pod, target_pod, source_witness=witnesses["source"],
@@ -207,13 +205,6 @@ class Observer:
                     merged = result
         return Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
                     target_pod_name=target_name, source_pod=source_pod, merged=merged, destination=destination)
-
-    def _heard(self, pod: PodView | None) -> PodView | None:
-        """A launcher pod as its report can be trusted: on a node that stopped answering, the last report is
-        frozen with the node, so it says nothing (locate.guest_on reads it as UNKNOWN)."""
-        if pod is None or pod.domain is None or not pod.node or pod.terminated:
-            return pod
-        return dataclasses.replace(pod, domain=None) if node_lost(self.listers.nodes.get_by_key(pod.node)) else pod
 
     def _end_seen_age(self, uid: str, phase: P | None, *, ended: bool) -> float:
         """Seconds since this process first saw the agent ended (0 while it runs). Reports delayed with the
