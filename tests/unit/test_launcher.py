@@ -120,6 +120,7 @@ class FakeNode:
         self.on_events: list[object] = []  # callables run at each events() wait, in order
         self.lost = False  # the next events() finds the connection broken
         self.down = False  # reconnect() fails while True
+        self.persistent = True  # the domain's definition (an incoming one is transient until it finishes)
 
     def state(self, name: str) -> tuple[int, int] | None:
         return self.domains.get(name)
@@ -134,7 +135,8 @@ class FakeNode:
         st = self.domains.get(name)
         if st is None:
             return None
-        return Inspection(state=st[0], reason=st[1], persistent=True, job_active=self.migrating, uuid=GUEST.uuid)
+        return Inspection(state=st[0], reason=st[1], persistent=self.persistent, job_active=self.migrating,
+                          uuid=GUEST.uuid)
 
     def define_and_start(self, xml: str) -> str:
         self.calls.append("define_and_start")
@@ -371,3 +373,45 @@ def test_a_stop_on_request_reports_the_domain_gone() -> None:
     assert out.reason is Reason.STOPPED_ON_REQUEST  # type: ignore[attr-defined]
     last = reports[-1]
     assert (last.mode, last.reachable, last.present) == (LauncherMode.EXITING, True, False)
+
+
+@pytest.mark.parametrize(("present", "state", "persistent", "job", "want"), [
+    (False, 0, False, False, decide.Leftover.NONE),
+    (True, decide.PAUSED, False, False, decide.Leftover.DESTROY),    # an incoming migration that never finished
+    (True, decide.PAUSED, False, True, decide.Leftover.WAIT),        # its job still runs: its end decides
+    (True, decide.PAUSED, True, False, decide.Leftover.NONE),        # persistent: libvirt's rule keeps it
+    (True, decide.RUNNING, False, False, decide.Leftover.NONE),      # a running guest is never touched
+])
+def test_what_a_receive_launcher_asked_to_stop_may_remove(present: bool, state: int, persistent: bool, job: bool,
+                                                           want: decide.Leftover) -> None:
+    o = decide.Observation(name="ns_vm", present=present, state=state, sigterm=True, persistent=persistent, job=job)
+    assert decide.receive_leftover(o) is want
+
+
+def test_receive_survives_a_libvirtd_restart_and_removes_the_incoming_leftover_on_stop() -> None:
+    """The target's libvirtd died mid-migration; the restarted daemon kept the paused, transient incoming
+    domain. The receive launcher reconnects instead of exiting, and when the Migration's cleanup stops it,
+    it destroys that leftover (libvirt's rule), so the node is clean for the next migration."""
+    node, stop = FakeNode(), threading.Event()
+    node.persistent = False
+
+    def lose() -> None:
+        node.lost = True
+
+    def kept_by_the_restarted_daemon() -> None:
+        node.domains[GUEST.name] = (decide.PAUSED, 0)
+
+    node.on_events = [lose, kept_by_the_restarted_daemon, stop.set, lambda: None]
+    out = _run(node, "receive", stop=stop)
+    assert out.reason is Reason.NOTHING_RECEIVED  # type: ignore[attr-defined]
+    assert "reconnect" in node.calls and "destroy" in node.calls
+    assert "define_and_start" not in node.calls
+
+
+def test_a_receive_launcher_never_destroys_a_persistent_paused_domain() -> None:
+    node, stop = FakeNode(), threading.Event()
+    node.domains[GUEST.name] = (decide.PAUSED, 0)
+    node.on_events = [stop.set, lambda: None]
+    out = _run(node, "receive", stop=stop)
+    assert out.reason is Reason.NOTHING_RECEIVED  # type: ignore[attr-defined]
+    assert "destroy" not in node.calls

@@ -39,6 +39,12 @@ class Decision:
     outcome: Outcome | None = None
 
 
+class Leftover(enum.Enum):
+    NONE = "none"
+    DESTROY = "destroy"    # a paused, non-persistent copy with no job: an incoming migration that never finished
+    WAIT = "wait"          # a job still runs on it: its end decides
+
+
 @dataclass(frozen=True)
 class Observation:
     """What the launcher knows of its domain at one step."""
@@ -50,6 +56,8 @@ class Observation:
     events: Sequence[tuple[int, int]] = ()      # lifecycle (event, detail) pairs since the last step
     migrating_out: bool = False                 # an outgoing migration job runs (or ran at the last step)
     sigterm: bool = False                       # the pod is being deleted
+    persistent: bool = False                    # the domain is defined persistently
+    job: bool = False                           # a libvirt job runs on the domain (in receive mode: incoming)
 
 
 HOLD = Decision(Action.HOLD)
@@ -105,3 +113,13 @@ def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Deci
         return _exit(Reason.RECEIVE_TIMEOUT, f"no domain {o.name} arrived within {timeout_s:.0f}s")
     return Decision(Action.WAIT)
 
+
+
+def receive_leftover(o: Observation) -> Leftover:
+    """Receive mode, asked to stop before the guest ran here: what of the domain on this node is ours to remove.
+    libvirt's rule for what a failed migration leaves: only a paused, non-persistent copy is destroyed (e.g.
+    the incoming domain a restarted libvirtd kept when its daemon died mid-migration); one whose job still
+    runs is waited for; anything else (a running or persistent domain) is never touched."""
+    if not o.present or o.state != PAUSED or o.persistent:
+        return Leftover.NONE
+    return Leftover.WAIT if o.job else Leftover.DESTROY

@@ -69,7 +69,8 @@ class Launcher:
         return decide.Observation(name=self.name, present=seen is not None, state=seen.state if seen else 0,
                                   reason=seen.reason if seen else 0, events=tuple(events),
                                   migrating_out=migrating or (migrating_before and seen is None),
-                                  sigterm=self.stop.is_set())
+                                  sigterm=self.stop.is_set(), persistent=seen is not None and seen.persistent,
+                                  job=migrating)
 
     def _start(self) -> Outcome | None:
         st = self.node.state(self.name)
@@ -92,16 +93,30 @@ class Launcher:
     def _receive(self) -> Outcome | None:
         t0 = self.clock.now()
         while True:
-            # Observe first: the first report ("waiting, libvirt answers") is the migration's go-ahead.
-            o = self._observe([], False, mode=LauncherMode.WAITING)
-            d = decide.decide_receive(o, waited_s=self.clock.now() - t0, timeout_s=self.cfg.receive_timeout_s)
-            if d.action is decide.Action.HOLD:
-                self.log.info("domain_received", uuid=self.node.uuid(self.name))
-                return None
-            if d.action is decide.Action.EXIT:
-                assert d.outcome is not None
-                return d.outcome
-            self.node.events(self.name, self.cfg.poll_s)
+            try:
+                # Observe first: the first report ("waiting, libvirt answers") is the migration's go-ahead.
+                o = self._observe([], False, mode=LauncherMode.WAITING)
+                d = decide.decide_receive(o, waited_s=self.clock.now() - t0, timeout_s=self.cfg.receive_timeout_s)
+                if d.action is decide.Action.HOLD:
+                    self.log.info("domain_received", uuid=self.node.uuid(self.name))
+                    return None
+                if d.action is decide.Action.EXIT:
+                    assert d.outcome is not None
+                    left = decide.receive_leftover(o) if o.sigterm else decide.Leftover.NONE
+                    if left is decide.Leftover.DESTROY:
+                        self.log.warning("incoming_leftover_destroyed", state=o.state)
+                        self.node.destroy(self.name)
+                        self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
+                    if left is not decide.Leftover.WAIT:
+                        return d.outcome
+                self.node.events(self.name, self.cfg.poll_s)
+            except LibvirtError as e:
+                # The daemon went away mid-migration (QEMU lives on): reconnect, as when holding a guest, and
+                # look again — what the restarted daemon kept of the incoming domain is for this launcher to see.
+                self._publish(None, reachable=False, mode=LauncherMode.WAITING)
+                gave_up = self._reconnect(e)
+                if gave_up is not None:
+                    return gave_up
 
     def _reconnect(self, error: LibvirtError) -> Outcome | None:
         """The daemon went away (QEMU keeps running without it): reconnect, or give up after the timeout."""
