@@ -106,3 +106,12 @@ def serial_lines(local_cluster: Any, node: str, domain: str) -> int:
         return sum(1 for line in f.read_text(errors="replace").splitlines() if line.startswith("heartbeat"))
     except OSError:
         return 0
+
+
+@pytest.fixture
+def kubelet_cluster(local_cluster: Any) -> Any:
+    """The e2e cluster when it runs real kubelets (`VIRTMIGRATE_NODES=kubelet`); the kubelet tier skips
+    otherwise, saying how to bring such a cluster up."""
+    if local_cluster.node_mode != "kubelet":
+        pytest.skip("the cluster runs the node runner; bring it up with VIRTMIGRATE_NODES=kubelet")
+    return local_cluster

@@ -12,8 +12,6 @@ import signal
 import urllib.request
 from typing import Any
 
-import pytest
-
 from tests.e2e.conftest import wait_for
 from virtmigrate.clock import RealClock
 from virtmigrate.kube.resources import LEASES, NODES, PODS, Resource
@@ -21,13 +19,6 @@ from virtmigrate.local.kubeletnodes import CONTROLLER_DEPLOYMENT, CONTROLLER_NAM
 
 DEPLOYMENTS = Resource("apps", "v1", "deployments", kind="Deployment")
 SELECTOR = "app.kubernetes.io/name=virtmigrate-controller"
-
-
-@pytest.fixture
-def kubelet_cluster(local_cluster: Any) -> Any:
-    if local_cluster.node_mode != "kubelet":
-        pytest.skip("the cluster runs the node runner; bring it up with VIRTMIGRATE_NODES=kubelet")
-    return local_cluster
 
 
 def _pods(kube: Any) -> list[dict[str, Any]]:

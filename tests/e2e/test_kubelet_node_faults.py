@@ -27,13 +27,6 @@ from virtmigrate.local.kubeletnodes import RUNNING_TIMEOUT_S
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
-@pytest.fixture
-def kubelet_cluster(local_cluster: Any) -> Any:
-    if local_cluster.node_mode != "kubelet":
-        pytest.skip("the cluster runs the node runner; bring it up with VIRTMIGRATE_NODES=kubelet")
-    return local_cluster
-
-
 def _ready_status(kube: Any, node: str) -> str:
     conds = {c["type"]: c for c in kube.get(NODES, node)["status"].get("conditions") or []}
     return str(conds.get("Ready", {}).get("status", ""))

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import REPO
 from tests.e2e.conftest import serial_lines, wait_for
 from tests.e2e.test_migration_support import assert_runs_only_on, mig, running_vm, vm_status
@@ -26,13 +24,6 @@ from virtmigrate.local.libvirthosts import SOCKET_GID
 PROBE = ("import libvirt, re; c = libvirt.open('qemu:///system'); "
          "u = re.search('<uuid>([^<]*)', c.getCapabilities()).group(1); "
          "open('/dev/termination-log', 'w').write(u); print('host uuid', u)")
-
-
-@pytest.fixture
-def kubelet_cluster(local_cluster: Any) -> Any:
-    if local_cluster.node_mode != "kubelet":
-        pytest.skip("the cluster runs the node runner; bring it up with VIRTMIGRATE_NODES=kubelet")
-    return local_cluster
 
 
 def _default_service_account(kube: Any, namespace: str) -> None:
