@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from virtmigrate.local import procs
+from virtmigrate.local.noderunner.container import pid_record
 
 
 def _alive(pid: int) -> bool:
@@ -43,14 +44,10 @@ def _wait_dead(pid: int, timeout: float = 10.0) -> bool:
 def container_pid(lc: Any, pod_uid: str, container: str) -> int | None:
     """The live process of a pod's container: the child of the shim the node runner's pid file names (pid,
     start time, node) — the container's own command, not the shim that waits for it."""
-    f = Path(lc.state) / "pods" / pod_uid / f"{container}.pid"
-    try:
-        pid_s, start = f.read_text().split()[:2]
-        pid = int(pid_s)
-    except (OSError, ValueError):
+    rec = pid_record(Path(lc.state) / "pods" / pod_uid / f"{container}.pid")
+    if rec is None or procs.start_ticks(rec[0]) != rec[1]:
         return None
-    if procs.start_ticks(pid) != start:
-        return None
+    pid = rec[0]
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:

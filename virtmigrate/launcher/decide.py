@@ -114,7 +114,6 @@ def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Deci
     return Decision(Action.WAIT)
 
 
-
 def receive_leftover(o: Observation) -> Leftover:
     """Receive mode, asked to stop before the guest ran here: what of the domain on this node is ours to remove.
     libvirt's rule for what a failed migration leaves: only a paused, non-persistent copy is destroyed (e.g.

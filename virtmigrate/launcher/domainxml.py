@@ -21,9 +21,11 @@ def escape(data: str) -> str:
 
 def quoteattr(data: str) -> str:
     data = escape(data).replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
-    if '"' in data:
-        return "'" + data.replace("'", "&apos;") + "'" if "'" not in data else '"' + data.replace('"', "&quot;") + '"'
-    return f'"{data}"'
+    if '"' not in data:
+        return f'"{data}"'
+    if "'" not in data:
+        return f"'{data}'"
+    return '"' + data.replace('"', "&quot;") + '"'
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,8 @@ class LocalCluster:
         t = time.monotonic()
         if self.controller and self.node_mode == "kubelet":
             self._install_controller(timeout)
-        elif self.controller and _bin("virtmigrate-controller").exists() and not procs.alive(CONTROLLER, self.state):
-            self._start_controller()
+        elif self.controller and _bin("virtmigrate-controller").exists():
+            self.start_controller()
         rep.seconds["controller"] = time.monotonic() - t
         return rep
 
@@ -279,6 +279,8 @@ class LocalCluster:
         # Lease), as the kubelet restarts the Deployment's container; the pid file names the controller itself.
         pidfile = self.state / "pids" / f"{CONTROLLER}.pid"
         pidfile.unlink(missing_ok=True)
+        # A supervisor of an earlier start may be waiting out its back-off: it would start a second controller.
+        procs.stop(f"{CONTROLLER}-supervisor", self.state, grace=5)
         procs.start(f"{CONTROLLER}-supervisor", [sys.executable, "-m", "virtmigrate.local.supervise",
                                                   f"--pidfile={pidfile}",
                                                   f"--log={self.state / 'logs' / f'{CONTROLLER}.log'}", "--", *command],

@@ -72,8 +72,8 @@ REASON_NO_DESTINATION = "NoDestinationURI"             # the target node has no 
 REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy was left on the other node
 REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived its agent: aborting it
 REASON_WITNESS = "LauncherWitness"                     # (Event) a silenced launcher's node gets a witness
-# Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
 BUSY_CONFIRM_S = 2.0  # a competitor seen this soon after the create is looked at again before VMBusy
+# Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
 LOST_REASONS = frozenset({REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN})
 
 

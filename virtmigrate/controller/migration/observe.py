@@ -152,8 +152,8 @@ class Observer:
             source_where=sides.source, target_where=sides.target, source_mute=sides.source_mute,
             target_mute=sides.target_mute, source_witness=witnesses["source"], target_witness=witnesses["target"],
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
-            agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or agent_pod is None
-                                                or agent_pod.terminated),
+            agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or (
+                agent_pod.terminated if agent_pod is not None else phase == P.RUNNING)),
             agent_stop_age_s=_stop_age(agent_pod, now),
             agent_node_lost=agent_pod is not None and bool(agent_pod.node) and not agent_pod.terminated
             and node_lost(self.listers.nodes.get_by_key(agent_pod.node)))

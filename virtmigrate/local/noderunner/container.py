@@ -81,16 +81,21 @@ def exit_code_in(exit_file: Path) -> int | None:
         return None
 
 
-def recorded_pid(path: Path, node: str) -> tuple[int, str] | None:
-    """(pid, start ticks) of a container process recorded by a runner of `node`, when it still runs."""
+def pid_record(path: Path) -> tuple[int, str, str] | None:
+    """(pid, start ticks, node) as a runner recorded a container process (`record_pid`), None if unreadable."""
     try:
         pid_s, start, owner = path.read_text().split()[:3]
-        pid = int(pid_s)
+        return int(pid_s), start, owner
     except (OSError, ValueError):
         return None
-    if owner != node or procs.start_ticks(pid) != start:
+
+
+def recorded_pid(path: Path, node: str) -> tuple[int, str] | None:
+    """(pid, start ticks) of a container process recorded by a runner of `node`, when it still runs."""
+    rec = pid_record(path)
+    if rec is None or rec[2] != node or procs.start_ticks(rec[0]) != rec[1]:
         return None
-    return pid, start
+    return rec[0], rec[1]
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], ns_pid: int | None, workdir: Path | str,
@@ -150,8 +155,6 @@ def read_tail(path: Path, limit: int) -> str:
         return ""
 
 
-
-
 def record_pid(path: Path, pid: int, *, node: str) -> None:
     """Remember a container process (pid, start time, node) so a later runner can find it."""
     path.write_text(f"{pid} {procs.start_ticks(pid) or 0} {node}\n")
@@ -166,10 +169,10 @@ def stop_orphans(pods_dir: Path, node: str, *, keep: Collection[str], grace_s: f
     for pidfile in pods_dir.glob("*/*.pid"):
         if pidfile.parent.name in keep:
             continue
-        rec = recorded_pid(pidfile, node)
-        if rec is None and not _owned_by(pidfile, node):
+        rec = pid_record(pidfile)
+        if rec is None or rec[2] != node:
             continue  # another node's runner (a thread of this process) handles it
-        if rec is not None:
+        if procs.start_ticks(rec[0]) == rec[1]:
             found.append(rec[0])
         pidfile.unlink(missing_ok=True)
     for pid in found:
@@ -183,9 +186,3 @@ def stop_orphans(pods_dir: Path, node: str, *, keep: Collection[str], grace_s: f
             os.killpg(pid, signal.SIGKILL)
     return found
 
-
-def _owned_by(pidfile: Path, node: str) -> bool:
-    try:
-        return pidfile.read_text().split()[2] == node
-    except (OSError, IndexError):
-        return False

@@ -154,12 +154,7 @@ class PodWorker:
                 continue
             ctr.signal_group(r.proc, signal.SIGKILL)  # leftovers of the container die with it
             code, sig = decide.exit_code_of(rc)
-            text = ctr.read_tail(self.dir / f"{r.name}.termination-log", decide.MAX_TERMINATION_MESSAGE)
-            tail = ctr.read_tail(self.dir / f"{r.name}.log", 16 * 1024)
-            policy = str(r.spec.get("terminationMessagePolicy") or "File")
-            msg = decide.termination_message(text, tail, policy=policy, exit_code=code)
-            r.terminated = decide.Terminated(code, decide.terminated_reason(code, sig), msg, r.started_at,
-                                             rfc3339(self.deps.clock), sig)
+            r.terminated = self._ended(r, code, sig, r.started_at)
             r.state, r.ready, r.successes, r.failures = "terminated", False, 0, 0
             self._stop_probe(r)
             self.log.info("container_exited", container=r.name, exit_code=code, signal=sig)
@@ -268,18 +263,22 @@ class PodWorker:
                 self.log.info("container_adopted", container=r.name, pid=rec[0])
                 continue
             code = ctr.exit_code_in(exit_file) if running is not None else None
-            if code is None:
-                r.terminated = decide.Terminated(
-                    ctr.UNKNOWN_EXIT, "ContainerStatusUnknown",
-                    "the container ended while no node runner ran, and left no exit code", "", rfc3339(self.deps.clock))
-            else:
-                text = ctr.read_tail(self.dir / f"{r.name}.termination-log", decide.MAX_TERMINATION_MESSAGE)
-                tail = ctr.read_tail(self.dir / f"{r.name}.log", 16 * 1024)
-                msg = decide.termination_message(text, tail, policy=str(r.spec.get("terminationMessagePolicy")
-                                                                        or "File"), exit_code=code)
-                r.terminated = decide.Terminated(code, decide.terminated_reason(code, 0), msg,
-                                                 str((running or {}).get("startedAt") or ""), rfc3339(self.deps.clock))
+            r.terminated = self._unknown("the container ended while no node runner ran, and left no exit code") \
+                if code is None else self._ended(r, code, 0, str((running or {}).get("startedAt") or ""))
             r.state, r.next_start, r.proc = "terminated", 0.0, None
+
+    def _ended(self, r: _Run, code: int, sig: int, started_at: str) -> decide.Terminated:
+        """How container `r` ended with `code` (signal `sig`): its termination message, as the kubelet reads it."""
+        text = ctr.read_tail(self.dir / f"{r.name}.termination-log", decide.MAX_TERMINATION_MESSAGE)
+        tail = ctr.read_tail(self.dir / f"{r.name}.log", 16 * 1024)
+        policy = str(r.spec.get("terminationMessagePolicy") or "File")
+        msg = decide.termination_message(text, tail, policy=policy, exit_code=code)
+        return decide.Terminated(code, decide.terminated_reason(code, sig), msg, started_at, rfc3339(self.deps.clock),
+                                 sig)
+
+    def _unknown(self, message: str) -> decide.Terminated:
+        """A container whose end nobody saw (the kubelet's ContainerStatusUnknown)."""
+        return decide.Terminated(ctr.UNKNOWN_EXIT, "ContainerStatusUnknown", message, "", rfc3339(self.deps.clock))
 
     # --- readiness ----------------------------------------------------------------------------
 
@@ -363,9 +362,7 @@ class PodWorker:
             # then says it ended instead of staying Pending.
             for r in self.runs:
                 if r.state != "terminated":
-                    r.terminated = decide.Terminated(ctr.UNKNOWN_EXIT, "ContainerStatusUnknown",
-                                                     "the pod was deleted before this container ran", "",
-                                                     rfc3339(self.deps.clock))
+                    r.terminated = self._unknown("the pod was deleted before this container ran")
                     r.state = "terminated"
             self._report()
             if not self.gone and self.reported.get("phase") not in ("Succeeded", "Failed"):
