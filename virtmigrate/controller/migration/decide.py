@@ -178,6 +178,7 @@ class Observed:
     agent_end_age_s: float = 0.0         # seconds since the agent ended (finished, or its pod vanished)
     agent_end_seen_s: float = float("inf")  # seconds since this controller first saw that end (observe.py)
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
+    agent_forced: bool = False           # ... with grace 0 (force-deleted): agent_stop_age_s counts from the force
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
     destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
@@ -479,11 +480,14 @@ def _stop_stuck_agent(o: Observed, t: Timeouts, *, cancelling: bool) -> Decision
         return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_STUCK,
                         message=f"the agent ran for {int(o.phase_age_s)}s, over the {int(t.running_s)}s bound: "
                                 "stopping it (it aborts the job)")
-    if o.agent_stop_age_s >= 2 * t.agent_grace_s:
-        # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
-        # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
-        return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - 2 * t.agent_grace_s),
-                               t, None, "", cancelled=cancelling)
+    if o.agent_forced:
+        if o.agent_stop_age_s >= t.agent_grace_s:
+            # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
+            # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
+            return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - t.agent_grace_s),
+                                   t, None, "", cancelled=cancelling)
+        return Decision(Action.NOTHING, reason="waiting for the force-deleted agent to end",
+                        requeue_after=t.agent_grace_s - o.agent_stop_age_s)
     if o.agent_stop_age_s >= t.agent_grace_s:
         return Decision(Action.FORCE_DELETE_AGENT_POD, requeue_after=t.agent_grace_s,
                         message=f"agent pod {ap.name} did not stop within {int(t.agent_grace_s)}s: force-deleting it")

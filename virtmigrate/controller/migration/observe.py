@@ -155,6 +155,7 @@ class Observer:
             agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or (
                 agent_pod.terminated if agent_pod is not None else phase == P.RUNNING)),
             agent_stop_age_s=_stop_age(agent_pod, now),
+            agent_forced=agent_pod is not None and agent_pod.deleting and agent_pod.deletion_grace_s == 0,
             agent_node_lost=agent_pod is not None and bool(agent_pod.node) and not agent_pod.terminated
             and node_lost(self.listers.nodes.get_by_key(agent_pod.node)))
         if mig is not None:
@@ -311,7 +312,8 @@ def _agent_end_age(agent: PodView | None, phase_age_s: float, now: _dt.datetime)
 
 
 def _stop_age(agent: PodView | None, now: _dt.datetime) -> float:
-    """Seconds since the agent pod was asked to stop (deletionTimestamp minus its grace period)."""
+    """Seconds since the agent pod was asked to stop (deletionTimestamp minus its grace period). A force-delete
+    (grace 0) moves the deletionTimestamp to its own moment, so for a forced pod this counts from the force."""
     if agent is None or not agent.deleted_at:
         return 0.0
     forced_at = st.parse_time(agent.deleted_at)
