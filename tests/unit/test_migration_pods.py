@@ -68,7 +68,7 @@ def test_agent_pod() -> None:
                          "--bandwidth=16", "--completion-timeout-per-gib=150", "--progress-timeout=150",
                          "--max-downtime=500", "--allow-post-copy=true", "--allow-auto-converge=false",
                          "--allow-pause=false", "--migration-uri=tcp://127.0.0.12", "--migration=testvm-migration",
-                         "--namespace=default"]
+                         "--namespace=default", "--await-target-uid=mig-uid"]
 
 
 def test_agent_args_parse_with_the_agents_own_parser() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,8 +112,9 @@ class Migrator:
     libvirt failures: they become exit codes with messages)."""
 
     def __init__(self, settings: Settings, cancel: Cancel, *, clock: Clock, log: Any,
-                 on_stats: StatsHook | None = None) -> None:
+                 on_stats: StatsHook | None = None, gate: Callable[[], Result | None] | None = None) -> None:
         self.s = settings
+        self.gate = gate  # once both libvirts are reached: None = go ahead, else the Result to exit with
         self.cancel = cancel
         self.clock = clock
         self.log = log
@@ -166,6 +168,9 @@ class Migrator:
     def _migrate(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
                  uuid: str) -> Result:
         name = self.s.domain
+        stopped = self.gate() if self.gate is not None else None
+        if stopped is not None:
+            return stopped
         if self.cancel.signal_name:
             return Result(ExitCode.CANCELLED, f"{self.cancel.signal_name} before the migration of {name!r} "
                           "started; the guest was not touched")

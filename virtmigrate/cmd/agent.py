@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -51,6 +52,39 @@ def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressRepo
         return KubeClient.auto(settings.kubeconfig or None)
 
     return ProgressReporter(connect, settings.migration, settings.namespace, wall=clock.wall, log=log)
+
+
+def _gate(settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> Callable[[], Result | None] | None:
+    """With --await-target-uid: the wait for the target (agent/gate.py), its API client made on a thread of its
+    own from now on, so that loading it overlaps the libvirt connections."""
+    if not settings.await_target_uid:
+        return None
+    made: list[KubeClient | BaseException] = []
+
+    def make() -> None:
+        try:
+            from virtmigrate.kube import KubeClient
+
+            made.append(KubeClient.auto(settings.kubeconfig or None))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            made.append(e)
+
+    maker = threading.Thread(target=make, name="gate-client", daemon=True)
+    maker.start()
+
+    def client() -> KubeClient:
+        maker.join()
+        if isinstance(made[0], BaseException):
+            raise made[0]
+        return made[0]
+
+    def wait() -> Result | None:
+        from virtmigrate.agent.gate import await_target
+
+        return await_target(client, settings.migration, settings.namespace, settings.await_target_uid,
+                            cancel=cancel, clock=clock, timeout_s=settings.await_target_timeout_s, log=log)
+
+    return wait
 
 
 def _termination_path_of(argv: list[str]) -> str:
@@ -135,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     clock = RealClock()
     reporter = _progress(settings, clock, log)
     try:
-        result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter).run()
+        result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter,
+                          gate=_gate(settings, cancel, clock, log)).run()
     except VirtMigrateError as e:
         result = Result(ExitCode.MIGRATION_FAILED, f"migration of {settings.domain!r} failed: {e}")
     finally:

@@ -184,6 +184,8 @@ class Observed:
     destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
     agent_name: str = ""                 # status.agentPod
     agent_node_lost: bool = False        # the agent pod's node stopped answering (podstate.node_lost)
+    early_agent: bool = False            # the agent can wait for TargetReady itself (it reads its Migration):
+                                         # it is created once the target pod is bound (agent/gate.py)
     entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
 
@@ -304,10 +306,23 @@ def _pending_timeout(o: Observed, t: Timeouts, what: str, reason: str = REASON_T
 
 
 def _decide_scheduled(o: Observed, t: Timeouts) -> Decision:
+    ap = o.agent_pod
+    if ap is not None and ap.terminated:
+        # An early agent ended before the target was ready. It waits for TargetReady before it starts the job,
+        # so the guest should be untouched, but where it runs is still read from the nodes, never assumed.
+        ended = _agent_ended(o)
+        assert ended is not None
+        return resolve_outcome(o, t, *ended)
     broken = _target_broken(o)
     if broken is not None:
-        return broken
+        return broken  # a waiting agent never started the job: cleanup stops it
     assert o.target_pod is not None
+    if o.early_agent and ap is None and o.target_pod.node:
+        # Its start (process, both libvirt connections) overlaps the target launcher's; it starts the job only
+        # once this Migration says TargetReady.
+        if o.destination_error:
+            return _fail(o.destination_reason or REASON_NO_DESTINATION, o.destination_error)
+        return Decision(Action.CREATE_AGENT_POD)
     facts = o.target_pod.domain
     if facts is not None and facts.reachable:
         return Decision(Action.SET_PHASE, phase=P.TARGET_READY)  # its launcher reports, from its libvirt
@@ -562,9 +577,10 @@ def _decide_cleanup(o: Observed, t: Timeouts) -> Decision:
             if not pod.deleting:
                 return Decision(action, pod=pod.name)
             return Decision(Action.NOTHING, reason=f"waiting for pod {pod.name} to go")
-    if (o.agent_name and P.TARGET_READY.value in o.entered and P.RUNNING.value not in o.entered
+    if (o.agent_name and P.SCHEDULED.value in o.entered and P.RUNNING.value not in o.entered
             and o.phase == P.FAILED):
-        # Failed (e.g. cancelled) right after the agent's create: the cache may not show the pod yet.
+        # Failed (e.g. cancelled) right after the agent's create (from Scheduled on, for an early agent): the
+        # cache may not show the pod yet.
         return Decision(Action.REMOVE_FINALIZER, delete_first=o.agent_name)
     return Decision(Action.REMOVE_FINALIZER)
 

@@ -118,8 +118,9 @@ def agent_args(vm: VM, migration: Migration, dest: Destination, policy: PolicyDe
             f"--allow-pause={str(policy.allow_pause).lower()}"]
     if dest.migration_uri:
         args.append(f"--migration-uri={dest.migration_uri}")
-    if report_progress:
-        args += [f"--migration={migration.name}", f"--namespace={migration.namespace}"]
+    if report_progress:  # it can read its Migration too: it waits there for TargetReady (agent/gate.py)
+        args += [f"--migration={migration.name}", f"--namespace={migration.namespace}",
+                 f"--await-target-uid={migration.uid}"]
     return args
 
 
