@@ -42,13 +42,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from virtmigrate import errors  # noqa: E402
+from virtmigrate.api.constants import LABEL_MIGRATION  # noqa: E402
 from virtmigrate.api.domainfacts import (  # noqa: E402
     ANNOTATION_DOMAIN,
     DomainFacts,
     DomainState,
     LauncherMode,
 )
-from virtmigrate.api.constants import LABEL_MIGRATION  # noqa: E402
 from virtmigrate.kube.client import KubeClient  # noqa: E402
 from virtmigrate.kube.resources import MIGRATIONS, NAMESPACES, NODES, PODS, VMS  # noqa: E402
 

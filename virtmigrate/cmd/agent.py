@@ -15,8 +15,8 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -66,7 +66,7 @@ def _gate(settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> 
             from virtmigrate.kube import KubeClient
 
             made.append(KubeClient.auto(settings.kubeconfig or None))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+        except BaseException as e:
             made.append(e)
 
     maker = threading.Thread(target=make, name="gate-client", daemon=True)
