@@ -122,8 +122,9 @@ def _watch(kube: KubeClient, obj: JSON, uid: str, name: str, namespace: str, can
                 return
 
     threading.Thread(target=stop_on_cancel, name="gate-cancel", daemon=True).start()
+    events = iter(w)
     try:
-        for event in w:
+        for event in events:
             if event.type == "DELETED":
                 return verdict(None, uid, name)
             if event.type in ("ADDED", "MODIFIED"):
@@ -132,5 +133,5 @@ def _watch(kube: KubeClient, obj: JSON, uid: str, name: str, namespace: str, can
                     return v, why
     finally:
         stopped.set()
-        w.stop()
+        events.close()  # ends the request: a watch connection is never reused
     return Verdict.WAIT, f"Migration {name!r}: watch ended"

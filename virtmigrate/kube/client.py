@@ -622,8 +622,9 @@ class Watch:
             self._stopped = True
             resp = self._resp
         if resp is not None:
-            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none
-            with contextlib.suppress(OSError, AttributeError):
+            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none (urllib3
+            # then raises ValueError: its socket is gone)
+            with contextlib.suppress(OSError, AttributeError, ValueError):
                 resp.shutdown()
 
     def __iter__(self) -> Iterator[WatchEvent]:
