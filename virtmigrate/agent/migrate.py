@@ -168,9 +168,6 @@ class Migrator:
     def _migrate(self, src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
                  uuid: str) -> Result:
         name = self.s.domain
-        stopped = self.gate() if self.gate is not None else None
-        if stopped is not None:
-            return stopped
         if self.cancel.signal_name:
             return Result(ExitCode.CANCELLED, f"{self.cancel.signal_name} before the migration of {name!r} "
                           "started; the guest was not touched")
@@ -188,6 +185,17 @@ class Migrator:
         except libvirt.libvirtError as e:
             return Result(ExitCode.SOURCE_UNREACHABLE, f"second connection to {self.s.source_uri} failed: "
                           f"{e.get_error_message()}")
+        # Everything is ready before the go-ahead, so that the job starts the moment it comes.
+        stopped = self.gate() if self.gate is not None else None
+        if stopped is None and self.cancel.signal_name:
+            stopped = Result(ExitCode.CANCELLED, f"{self.cancel.signal_name} before the migration of {name!r} "
+                             "started; the guest was not touched")
+        if stopped is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                src.domainEventDeregisterAny(cb_id)
+            with contextlib.suppress(libvirt.libvirtError):
+                mig_conn.close()
+            return stopped
         call = _MigrateCall()
         done = threading.Event()
         thread = threading.Thread(target=self._migrate_thread, args=(mig_conn, uuid, call, done),
