@@ -271,12 +271,15 @@ def test_agent_may_report_only_its_own_progress(install: Install, workload_agent
         k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
           json.dumps({"status": {"phase": "Running"}}), namespaced=False)
         time.sleep(0.5)
-    assert "may change status.progress only" in denied, denied
+    assert "may change status.progress and status.agentOutcome only" in denied, denied
 
     assert patch(agent, {"progress": {"percent": 40, "percentText": "40%"}}) == ""
     assert "may report progress only for the Migration" in patch(other, {"progress": {"percent": 41}})
     assert patch(unbound, {"progress": {"percent": 42}}) == ""  # not bound to a pod: the field rule only
-    assert "may change status.progress only" in patch(agent, {"result": {"outcome": "Succeeded"}})
+    assert "may change status.progress and status.agentOutcome only" in patch(agent, {"result": {"outcome": "x"}})
+    # its claim when its job ended: set once, never changed (the controller checks it against the nodes)
+    assert patch(agent, {"agentOutcome": {"exitCode": 0, "terminationMessage": "{}"}}) == ""
+    assert "may set status.agentOutcome once" in patch(agent, {"agentOutcome": {"exitCode": 23}})
 
     controller = client_for(None, CONTROLLER_SA + install.suffix, install.namespace)
     assert patch(controller, {"phase": "Succeeded", "reason": "Migrated"}) == ""

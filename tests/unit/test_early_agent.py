@@ -119,3 +119,28 @@ def test_an_agent_that_ended_before_the_target_was_ready_is_judged_by_the_nodes(
     killed = scheduled(target_pod=TGT_WAITING, agent_pod=agent_exited(137, "Killed"), agent_end_age_s=T.settle_s)
     d = decide(killed, T)  # type: ignore[arg-type]
     assert (d.action, d.reason) == (Action.FAIL, "AgentFailed") and "source" in d.message
+
+
+# --- the agent's outcome, written on the Migration as its job ends ------------------------------------------
+
+def test_an_outcome_written_on_the_migration_decides_before_the_pod_reports_its_exit() -> None:
+    """A kubelet reports a container's end at its next relist; the agent's own word on the Migration
+    (status.agentOutcome) arrives first, and is checked against the nodes like an exit code."""
+    from tests.unit.migration_literals import RUNS, SRC_LEFT
+
+    claim = (0, '{"outcome":"succeeded","exitCode":0,"message":"migrated"}')
+    landed = obs(phase=P.RUNNING, vm=VM_OURS, source_pod=SRC_LEFT, target_pod=tgt(RUNS, ready=True),
+                 agent_pod=AGENT_RUN, agent_exit=claim)
+    d: Decision = decide(landed, T)
+    assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
+    unconfirmed = obs(phase=P.RUNNING, vm=VM_OURS, source_pod=SRC, target_pod=TGT_WAITING, agent_pod=AGENT_RUN,
+                      agent_exit=claim, agent_end_seen_s=0.0)
+    assert decide(unconfirmed, T).action == Action.NOTHING  # the nodes disagree: the reports get their wait
+
+
+def test_the_outcome_is_read_from_the_migration_status() -> None:
+    from virtmigrate.controller.migration.observe import _agent_outcome
+
+    assert _agent_outcome({"agentOutcome": {"exitCode": 23, "terminationMessage": "{}"}}) == (23, "{}")
+    assert _agent_outcome({"agentOutcome": {"terminationMessage": "{}"}}) is None
+    assert _agent_outcome({}) is None

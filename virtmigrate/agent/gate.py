@@ -10,14 +10,19 @@ where it was.
 
 `verdict` is the pure decision; `await_target` reads the Migration (GET, then a watch of that one object)
 until the verdict is not WAIT, a cancel signal arrives, or its deadline passes.
+
+When the job has ended, `write_outcome` puts the agent's claim on the Migration (status.agentOutcome: the exit
+code it is about to exit with and its termination message), so the controller need not wait for the pod's exit
+to travel through the kubelet (a kubelet notices a container's end at its next relist, up to a second later).
+It is a claim like the exit code: the controller checks it against the nodes' reports before it decides.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, cast
 
 from virtmigrate.agent.monitor import Cancel
 from virtmigrate.agent.result import Result
@@ -26,6 +31,7 @@ from virtmigrate.clock import Clock
 
 if TYPE_CHECKING:
     from virtmigrate.kube import KubeClient
+    from virtmigrate.kube.client import WatchEvent
 
 JSON = dict[str, Any]
 GO_PHASES = frozenset({"TargetReady", "Running"})
@@ -122,7 +128,7 @@ def _watch(kube: KubeClient, obj: JSON, uid: str, name: str, namespace: str, can
                 return
 
     threading.Thread(target=stop_on_cancel, name="gate-cancel", daemon=True).start()
-    events = iter(w)
+    events = cast("Generator[WatchEvent, None, None]", iter(w))  # Watch.__iter__ is a generator
     try:
         for event in events:
             if event.type == "DELETED":
@@ -135,3 +141,20 @@ def _watch(kube: KubeClient, obj: JSON, uid: str, name: str, namespace: str, can
         stopped.set()
         events.close()  # ends the request: a watch connection is never reused
     return Verdict.WAIT, f"Migration {name!r}: watch ended"
+
+
+def write_outcome(kube: KubeClient, name: str, namespace: str, exit_code: int, termination_message: str, *,
+                  log: Any) -> bool:
+    """Set status.agentOutcome (the admission policy lets the agent set it once); False when refused or the
+    API did not answer — the pod's exit code then carries the same claim."""
+    from virtmigrate import errors
+    from virtmigrate.kube.resources import MIGRATIONS
+
+    try:
+        kube.patch(MIGRATIONS, name, {"status": {"agentOutcome": {"exitCode": exit_code,
+                                                                  "terminationMessage": termination_message}}},
+                   namespace, subresource="status")
+    except (errors.VirtMigrateError, OSError) as e:
+        log.warning("outcome_not_written", error=str(e))
+        return False
+    return True

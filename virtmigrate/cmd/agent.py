@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
@@ -32,6 +31,8 @@ from virtmigrate.errors import ConfigError, VirtMigrateError
 
 if TYPE_CHECKING:
     from virtmigrate.kube import KubeClient
+
+OUTCOME_WRITE_S = 2.0  # at most this long to put the outcome on the Migration before exiting
 
 
 def _write_termination_message(path: str, result: Result, log: object) -> None:
@@ -54,37 +55,50 @@ def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressRepo
     return ProgressReporter(connect, settings.migration, settings.namespace, wall=clock.wall, log=log)
 
 
-def _gate(settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> Callable[[], Result | None] | None:
-    """With --await-target-uid: the wait for the target (agent/gate.py), its API client made on a thread of its
-    own from now on, so that loading it overlaps the libvirt connections."""
-    if not settings.await_target_uid:
-        return None
-    made: list[KubeClient | BaseException] = []
+class _ApiAccess:
+    """With --await-target-uid, the agent reads and writes its Migration (agent/gate.py): it waits there for
+    its target, and puts its outcome there when the job ends. The API client is made on a thread of its own
+    from the start, so that loading it overlaps the libvirt connections."""
 
-    def make() -> None:
+    def __init__(self, settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> None:
+        self.s, self.cancel, self.clock, self.log = settings, cancel, clock, log
+        self._made: list[KubeClient | BaseException] = []
+        self._maker = threading.Thread(target=self._make, name="api-client", daemon=True)
+        self._maker.start()
+
+    def _make(self) -> None:
         try:
             from virtmigrate.kube import KubeClient
 
-            made.append(KubeClient.auto(settings.kubeconfig or None))
+            self._made.append(KubeClient.auto(self.s.kubeconfig or None))
         except BaseException as e:
-            made.append(e)
+            self._made.append(e)
 
-    maker = threading.Thread(target=make, name="gate-client", daemon=True)
-    maker.start()
+    def client(self) -> KubeClient:
+        self._maker.join()
+        if isinstance(self._made[0], BaseException):
+            raise self._made[0]
+        return self._made[0]
 
-    def client() -> KubeClient:
-        maker.join()
-        if isinstance(made[0], BaseException):
-            raise made[0]
-        return made[0]
-
-    def wait() -> Result | None:
+    def await_target(self) -> Result | None:
         from virtmigrate.agent.gate import await_target
 
-        return await_target(client, settings.migration, settings.namespace, settings.await_target_uid,
-                            cancel=cancel, clock=clock, timeout_s=settings.await_target_timeout_s, log=log)
+        return await_target(self.client, self.s.migration, self.s.namespace, self.s.await_target_uid,
+                            cancel=self.cancel, clock=self.clock, timeout_s=self.s.await_target_timeout_s,
+                            log=self.log)
 
-    return wait
+    def write_outcome(self, result: Result, message: str) -> None:
+        """Bounded: the exit code carries the same claim, so a slow API must not hold up the exit."""
+        from virtmigrate.agent.gate import write_outcome
+
+        def write() -> None:
+            with contextlib.suppress(Exception):
+                write_outcome(self.client(), self.s.migration, self.s.namespace, int(result.exit_code), message,
+                              log=self.log)
+
+        writer = threading.Thread(target=write, name="outcome", daemon=True)
+        writer.start()
+        writer.join(OUTCOME_WRITE_S)
 
 
 def _termination_path_of(argv: list[str]) -> str:
@@ -168,9 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     clock = RealClock()
     reporter = _progress(settings, clock, log)
+    api = _ApiAccess(settings, cancel, clock, log) if settings.await_target_uid else None
     try:
         result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter,
-                          gate=_gate(settings, cancel, clock, log)).run()
+                          gate=api.await_target if api is not None else None).run()
     except VirtMigrateError as e:
         result = Result(ExitCode.MIGRATION_FAILED, f"migration of {settings.domain!r} failed: {e}")
     finally:
@@ -181,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
              data_total=result.data_total, data_processed=result.data_processed, iterations=result.iterations,
              mode=result.mode.value, actions=list(result.actions), job_started=result.call_started or None,
              job_ended=result.call_ended or None)
+    if api is not None:
+        api.write_outcome(result, termination_message(result))
     _write_termination_message(settings.termination_message_path, result, log)
     if argv is None:  # the program itself (not a caller of main): exit without interpreter teardown
         _exit_now(int(result.exit_code))

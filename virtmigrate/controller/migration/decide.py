@@ -358,16 +358,18 @@ def _agent_words(code: int | None, message: str) -> str:
 
 
 def _agent_ended(o: Observed) -> tuple[int | None, str] | None:
-    """(exit code, or None when it left none; its termination message) once the agent has ended; None
+    """(exit code, or None when it left none; its termination message) once the agent has ended — or has
+    written its outcome on the Migration (status.agentOutcome), its job over and its exit a moment away; None
     while it runs. A vanished agent pod (its finalizer removed by hand) counts as ended without a word."""
     ap = o.agent_pod
     if ap is not None:
         if ap.exit_code is not None:
             return ap.exit_code, ap.termination_message
-        return (None, "") if ap.terminated else None
+        if ap.terminated:
+            return None, ""
     if o.agent_exit is not None:
-        return o.agent_exit
-    return None, ""
+        return o.agent_exit  # remembered from its pod, or the claim it wrote on the Migration as its job ended
+    return None if ap is not None else (None, "")
 
 
 def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *, cancelled: bool = False) -> Decision:

@@ -137,7 +137,7 @@ class Observer:
             target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
             agent_pod=agent_pod,
         )
-        observed["agent_exit"] = agent_exit
+        observed["agent_exit"] = agent_exit or _agent_outcome(status)
         abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
         witnesses = {side: pod_view(self.listers.pods.get_by_key(f"{ns}/{name}")) if name else None
                      for side, name in witness_names.items()}
@@ -152,7 +152,7 @@ class Observer:
             source_where=sides.source, target_where=sides.target, source_mute=sides.source_mute,
             target_mute=sides.target_mute, source_witness=witnesses["source"], target_witness=witnesses["target"],
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
-            agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or (
+            agent_end_seen_s=self._end_seen_age(uid, phase, ended=observed["agent_exit"] is not None or (
                 agent_pod.terminated if agent_pod is not None else phase == P.RUNNING)),
             agent_stop_age_s=_stop_age(agent_pod, now),
             agent_forced=agent_pod is not None and agent_pod.deleting and agent_pod.deletion_grace_s == 0,
@@ -310,6 +310,15 @@ def _agent_end_age(agent: PodView | None, phase_age_s: float, now: _dt.datetime)
         if ended is not None:
             return max((now - ended).total_seconds(), 0.0)
     return phase_age_s
+
+
+def _agent_outcome(status: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The claim the agent wrote on the Migration when its job ended (status.agentOutcome): its exit code and
+    termination message, read like its pod's (and, like them, checked against the nodes)."""
+    claim = status.get("agentOutcome")
+    if not isinstance(claim, Mapping) or not isinstance(claim.get("exitCode"), int):
+        return None
+    return int(claim["exitCode"]), str(claim.get("terminationMessage") or "")
 
 
 def _stop_age(agent: PodView | None, now: _dt.datetime) -> float:
