@@ -42,23 +42,10 @@ def _write_termination_message(path: str, result: Result, log: object) -> None:
         log.error("termination_message_failed", path=path, error=str(e))  # type: ignore[attr-defined]
 
 
-def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressReporter | None:
-    if not settings.migration:
-        return None  # no Migration named: progress goes to the log only
-
-    def connect() -> KubeClient:  # on the reporter's thread, while the migration starts
-        from virtmigrate.kube import KubeClient
-
-        # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
-        return KubeClient.auto(settings.kubeconfig or None)
-
-    return ProgressReporter(connect, settings.migration, settings.namespace, wall=clock.wall, log=log)
-
-
 class _ApiAccess:
     """With --await-target-uid, the agent reads and writes its Migration (agent/gate.py): it waits there for
-    its target, and puts its outcome there when the job ends. The API client is made on a thread of its own
-    from the start, so that loading it overlaps the libvirt connections."""
+    its target, reports progress, and puts its outcome there when the job ends, with one API client made on a
+    thread of its own from the start, so that loading it overlaps the libvirt connections."""
 
     def __init__(self, settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> None:
         self.s, self.cancel, self.clock, self.log = settings, cancel, clock, log
@@ -99,6 +86,21 @@ class _ApiAccess:
         writer = threading.Thread(target=write, name="outcome", daemon=True)
         writer.start()
         writer.join(OUTCOME_WRITE_S)
+
+
+def _progress(settings: Settings, clock: RealClock, log: object,
+              api: _ApiAccess | None) -> ProgressReporter | None:
+    if not settings.migration:
+        return None  # no Migration named: progress goes to the log only
+
+    def connect() -> KubeClient:  # on the reporter's thread, while the migration starts
+        from virtmigrate.kube import KubeClient
+
+        # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
+        return KubeClient.auto(settings.kubeconfig or None)
+
+    return ProgressReporter(api.client if api is not None else connect, settings.migration, settings.namespace,
+                            wall=clock.wall, log=log)
 
 
 def _termination_path_of(argv: list[str]) -> str:
@@ -181,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     clock = RealClock()
-    reporter = _progress(settings, clock, log)
     api = _ApiAccess(settings, cancel, clock, log) if settings.await_target_uid else None
+    reporter = _progress(settings, clock, log, api)
     try:
         result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter,
                           gate=api.await_target if api is not None else None).run()
