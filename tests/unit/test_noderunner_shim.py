@@ -45,7 +45,7 @@ def test_a_container_killed_by_a_signal_is_recorded_as_128_plus_the_signal(tmp_p
 
 def test_sigterm_to_the_group_reaches_the_container_and_the_shim_records_its_end(tmp_path: Path) -> None:
     proc, exit_file = start(tmp_path, "trap 'exit 3' TERM; sleep 30 & wait")
-    child_of(child_of(proc.pid))  # the container's `sleep` runs: its trap is set (on a loaded machine too)
+    child_of(child_of(proc.pid))  # the container's `sleep` runs: its own trap is set (on a loaded machine too)
     ctr.signal_group(proc, signal.SIGTERM)
     assert proc.wait(timeout=10) == 3  # the container's own answer to SIGTERM, not the shim's death
     assert ctr.exit_code_in(exit_file) == 3

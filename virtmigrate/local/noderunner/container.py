@@ -27,8 +27,10 @@ from virtmigrate.local import procs
 NSENTER = "nsenter"
 # $1: the exit file, then the container's argv. The shim survives SIGTERM/SIGINT (trapped; the container
 # gets them from the group signal), waits for the container, records its code (128+n after signal n) and
-# exits with it. A trap set after the fork leaves the container's own signal dispositions untouched.
-SHIM = ('f=$1; shift; "$@" & c=$!; trap : TERM INT HUP; '
+# exits with it. The trap is set before the container starts, so a SIGTERM to the group right after the start
+# cannot kill the shim before it records the exit; the container's own dispositions stay untouched (a caught
+# signal is reset to its default in the command the shell runs: only ignored ones would be inherited).
+SHIM = ('f=$1; shift; trap : TERM INT HUP; "$@" & c=$!; '
         'while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || break; done; echo $r >"$f.tmp" && mv "$f.tmp" "$f"; '
         'exit $r')
 UNKNOWN_EXIT = 137  # an adopted container that ended without an exit file (its shim was killed too)
