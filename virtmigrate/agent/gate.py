@@ -38,6 +38,7 @@ GO_PHASES = frozenset({"TargetReady", "Running"})
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 RETRY_S = 0.5     # after an API error, before reading again
 WATCH_S = 60      # one watch request's server-side timeout
+FORBIDDEN_GRACE_S = 30.0  # a 403 this long is the RBAC's answer, not a restarted API server's first moments
 
 
 class Verdict(enum.Enum):
@@ -74,6 +75,7 @@ def await_target(client: Callable[[], KubeClient], name: str, namespace: str, ui
     deadline = clock.now() + timeout_s
     untouched = "; the guest was not touched"
     kube: KubeClient | None = None
+    forbidden_since: float | None = None
     while True:
         if cancel.signal_name:
             return Result(ExitCode.CANCELLED, f"{cancel.signal_name} while waiting for the target{untouched}")
@@ -94,9 +96,15 @@ def await_target(client: Callable[[], KubeClient], name: str, namespace: str, ui
         except errors.Gone:
             continue  # the version read is too old to watch from: read again
         except errors.Forbidden as e:
-            return Result(ExitCode.MIGRATION_FAILED, f"the agent may not read Migration {name!r} ({e}): its "
-                          "ServiceAccount needs get and watch on migrations (ClusterRole virtmigrate-agent in "
-                          f"manifests/rbac.yaml){untouched}")
+            # A restarted API server denies for a moment, until its RBAC caches are filled: look again, bounded.
+            forbidden_since = clock.now() if forbidden_since is None else forbidden_since
+            if clock.now() - forbidden_since >= FORBIDDEN_GRACE_S:
+                return Result(ExitCode.MIGRATION_FAILED, f"the agent may not read Migration {name!r} ({e}): its "
+                              "ServiceAccount needs get and watch on migrations (ClusterRole virtmigrate-agent in "
+                              f"manifests/rbac.yaml){untouched}")
+            log.warning("await_target_forbidden", error=str(e))
+            clock.wait(cancel.wake, RETRY_S)
+            continue
         except errors.ConfigError as e:
             return Result(ExitCode.INVALID_ARGUMENTS, f"no API access to wait for the target of Migration "
                                                       f"{name!r}: {e}{untouched}")
