@@ -388,6 +388,21 @@ def test_what_a_receive_launcher_asked_to_stop_may_remove(present: bool, state: 
     assert decide.receive_leftover(o) is want
 
 
+@pytest.mark.parametrize(("reason", "stopping_for_s", "want"), [
+    (decide.PAUSED_MIGRATION, 1.0, decide.Leftover.WAIT),                         # the job may still end
+    (decide.PAUSED_MIGRATION, decide.LEFTOVER_JOB_WAIT_S, decide.Leftover.DESTROY),  # pre-copy: the source has it
+    (12, 60.0, decide.Leftover.WAIT),             # VIR_DOMAIN_PAUSED_POSTCOPY: perhaps the only copy, never touched
+    (13, 60.0, decide.Leftover.WAIT),             # VIR_DOMAIN_PAUSED_POSTCOPY_FAILED: the same
+])
+def test_a_job_a_restarted_daemon_kept_on_a_paused_incoming_copy_is_not_waited_for_for_ever(
+        reason: int, stopping_for_s: float, want: decide.Leftover) -> None:
+    """Chaos seed 11 round 22: the target's libvirtd restarted mid-incoming migration and kept the paused copy
+    with a job that never ends; its launcher, asked to stop, waited until its pod's grace ran out and was
+    killed, leaving the copy behind."""
+    o = decide.Observation(name="ns_vm", present=True, state=decide.PAUSED, reason=reason, sigterm=True, job=True)
+    assert decide.receive_leftover(o, stopping_for_s=stopping_for_s) is want
+
+
 def test_receive_survives_a_libvirtd_restart_and_removes_the_incoming_leftover_on_stop() -> None:
     """The target's libvirtd died mid-migration; the restarted daemon kept the paused, transient incoming
     domain. The receive launcher reconnects instead of exiting, and when the Migration's cleanup stops it,

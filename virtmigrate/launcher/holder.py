@@ -92,6 +92,7 @@ class Launcher:
 
     def _receive(self) -> Outcome | None:
         t0 = self.clock.now()
+        stop_seen: float | None = None  # when the SIGTERM was first seen
         while True:
             try:
                 # Observe first: the first report ("waiting, libvirt answers") is the migration's go-ahead.
@@ -102,7 +103,10 @@ class Launcher:
                     return None
                 if d.action is decide.Action.EXIT:
                     assert d.outcome is not None
-                    left = decide.receive_leftover(o) if o.sigterm else decide.Leftover.NONE
+                    if o.sigterm and stop_seen is None:
+                        stop_seen = self.clock.now()
+                    left = (decide.receive_leftover(o, stopping_for_s=self.clock.now() - (stop_seen or 0.0))
+                            if o.sigterm else decide.Leftover.NONE)
                     if left is decide.Leftover.DESTROY:
                         self.log.warning("incoming_leftover_destroyed", state=o.state)
                         self.node.destroy(self.name)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, DomainState, Job, LauncherMode
+from virtmigrate.launcher.decide import PAUSED_MIGRATION
 from virtmigrate.launcher.readiness import CRASHED, PAUSED, RUNNING, SHUTOFF
 from virtmigrate.sender import LatestSender
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from virtmigrate.launcher.domain import Inspection
 
 JOB_REFRESH_S = 2.0          # while a job runs, report at least this often
-PAUSED_MIGRATION = 2         # virDomainPausedReason VIR_DOMAIN_PAUSED_MIGRATION
 _STATES = {RUNNING: DomainState.RUNNING, PAUSED: DomainState.PAUSED, SHUTOFF: DomainState.SHUTOFF,
            CRASHED: DomainState.CRASHED}
 
