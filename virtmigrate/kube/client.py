@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import json
 import os
 import select
@@ -135,6 +136,15 @@ class KubeClient:
         self._watch_pool_lock = threading.Lock()
         self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
+        self._write_answers = True  # False in a `without_answers()` view
+
+    def without_answers(self) -> KubeClient:
+        """This client (the same connections) for callers that never read what a write returns: its
+        `create`, `replace`, `patch` and `delete` return {} instead of the decoded object the server echoes —
+        decoding it is most of a write's CPU after the round trip. Errors are decoded and raised as ever."""
+        view = copy.copy(self)
+        view._write_answers = False
+        return view
 
     @property
     def _pool(self) -> urllib3.PoolManager:
@@ -223,9 +233,10 @@ class KubeClient:
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
-                timeout: float | None = None) -> Any:
+                timeout: float | None = None, answer: bool = True) -> Any:
         """One request within `timeout` seconds in all (default `request_timeout`); returns the decoded
-        JSON body or raises a mapped KubeError (ServerError when the deadline passes)."""
+        JSON body (`answer=False`: {} for a success, without decoding it) or raises a mapped KubeError
+        (ServerError when the deadline passes)."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -242,6 +253,8 @@ class KubeClient:
             if self._clock.now() + wait >= deadline:
                 break  # honouring it would pass the deadline: the 429 is the answer
             self._clock.sleep(wait)  # 429: the server did not act on it, so any request may go again
+        if not answer and status < 300:
+            return {}
         payload: Any = None
         if raw:
             try:
@@ -284,14 +297,14 @@ class KubeClient:
 
     def create(self, res: Resource, obj: JSON, namespace: str | None = None) -> JSON:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
-        out: JSON = self.request("POST", res.path(ns), body=obj)
+        out: JSON = self.request("POST", res.path(ns), body=obj, answer=self._write_answers)
         return out
 
     def replace(self, res: Resource, obj: JSON, *, subresource: str | None = None) -> JSON:
         """PUT the whole object; fails with Conflict when its resourceVersion is stale."""
         meta = obj["metadata"]
         out: JSON = self.request("PUT", res.path(meta.get("namespace"), meta["name"], subresource),
-                                 body=obj)
+                                 body=obj, answer=self._write_answers)
         return out
 
     def update_status(self, res: Resource, obj: JSON) -> JSON:
@@ -300,7 +313,7 @@ class KubeClient:
     def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
               subresource: str | None = None, patch_type: str = MERGE_PATCH) -> JSON:
         out: JSON = self.request("PATCH", res.path(namespace, name, subresource), body=patch,
-                                 content_type=patch_type)
+                                 content_type=patch_type, answer=self._write_answers)
         return out
 
     def delete(self, res: Resource, name: str, namespace: str | None = None, *,
@@ -313,7 +326,7 @@ class KubeClient:
             body["preconditions"] = {"uid": uid}
         if propagation_policy:
             body["propagationPolicy"] = propagation_policy
-        out: JSON = self.request("DELETE", res.path(namespace, name), body=body)
+        out: JSON = self.request("DELETE", res.path(namespace, name), body=body, answer=self._write_answers)
         return out
 
     def create_token(self, namespace: str, service_account: str, *, audiences: builtins.list[str] | None = None,
