@@ -372,6 +372,7 @@ class _Answer(NamedTuple):
 
 
 LINE_MAX = 65536
+_RECV, _RECV_MAX = 65536, 1 << 20  # bytes asked of one read on the socket: at least, at most
 
 
 class _BadAnswer(Exception):
@@ -384,26 +385,27 @@ class _IncompleteRead(_BadAnswer):
 
 
 class _Connection:
-    """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read with a
-    buffered reader that understands Content-Length, chunked and read-until-close bodies.
+    """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read through our own
+    buffer, which understands Content-Length, chunked and read-until-close bodies.
     (http.client parses every answer's headers with the email package: a fifth of a request's CPU.)
 
-    Every read is armed with the time left before the request's deadline and does at most one read
-    on the socket (`peek`/`read1`), so the deadline bounds the whole answer, not each read."""
+    Every read on the socket is armed with the time left before the request's deadline, so the deadline
+    bounds the whole answer, not each read; what is already buffered (most of an answer arrives in one
+    read) is parsed without touching the socket or its timeout."""
 
     def __init__(self, sock: socket.socket, clock: Clock | None = None) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb")
         self.clock = clock or RealClock()
+        self._buf = bytearray()  # received, not yet consumed
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.rfile.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
     def dropped(self) -> bool:
         """True when this idle connection is readable: the server closed it (or sent what nobody asked)."""
+        if self._buf:
+            return True  # bytes nobody asked for
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
@@ -416,35 +418,44 @@ class _Connection:
             raise TimeoutError("the request's deadline passed before the whole answer arrived")
         self.sock.settimeout(left)
 
+    def _fill(self, deadline: float, want: int = 0) -> bool:
+        """One read on the socket into the buffer; False at the end of the stream."""
+        self._arm(deadline)
+        data = self.sock.recv(min(max(want, _RECV), _RECV_MAX))
+        if not data:
+            return False
+        self._buf += data
+        return True
+
     def _readline(self, deadline: float) -> bytes:
-        parts: list[bytes] = []
-        size = 0
+        buf = self._buf
+        start = 0
         while True:
-            self._arm(deadline)
-            buf = self.rfile.peek(1)  # at most one read on the socket
-            if not buf:
-                return b"".join(parts)  # end of stream
-            nl = buf.find(b"\n")
-            piece = self.rfile.read(nl + 1 if nl >= 0 else len(buf))  # from the buffer only
-            parts.append(piece)
-            size += len(piece)
+            nl = buf.find(b"\n", start)
             if nl >= 0:
-                return b"".join(parts)
-            if size > LINE_MAX:
+                line = bytes(buf[:nl + 1])
+                del buf[:nl + 1]
+                return line
+            if len(buf) > LINE_MAX:
                 raise _BadAnswer("header or chunk-size line too long")
+            start = len(buf)
+            if not self._fill(deadline):
+                line = bytes(buf)  # end of stream
+                buf.clear()
+                return line
 
     def _read(self, n: int, deadline: float) -> bytes:
         """`n` bytes, or fewer at the end of the stream; n < 0: until the end of the stream."""
-        parts: list[bytes] = []
-        while n:
-            self._arm(deadline)
-            piece = self.rfile.read1(n if 0 < n < (1 << 20) else (1 << 20))
-            if not piece:
-                break
-            parts.append(piece)
-            if n > 0:
-                n -= len(piece)
-        return b"".join(parts)
+        buf = self._buf
+        if n < 0:
+            while self._fill(deadline):
+                pass
+            n = len(buf)
+        while len(buf) < n and self._fill(deadline, n - len(buf)):
+            pass
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
 
     def _head(self, deadline: float) -> tuple[int, int, bool, bool, bytes]:
         """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head."""
