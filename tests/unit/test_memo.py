@@ -67,19 +67,18 @@ def test_dependencies_that_are_values_compare_by_value(first: tuple[Any, ...], s
     assert len(calls) == (2 if recomputed else 1)
 
 
-def test_bounded_least_recently_used_first_out() -> None:
+def test_bounded_oldest_stored_first_out() -> None:
     memo = Memo[str](maxsize=2)
     objs = {k: pod(k, "Pending", "1") for k in ("x", "y", "z")}
     c = Counting()
-    for k in ("x", "y"):
+    for k in ("x", "y", "z"):
         memo.get(k, (objs[k],), lambda k=k: c.phase_of(objs[k]))
-    memo.get("x", (objs["x"],), lambda: c.phase_of(objs["x"]))  # x used again: y is the oldest
-    memo.get("z", (objs["z"],), lambda: c.phase_of(objs["z"]))
     assert len(memo) == 2 and c.calls == 3
-    memo.get("x", (objs["x"],), lambda: c.phase_of(objs["x"]))
-    assert c.calls == 3  # still cached
+    memo.get("z", (objs["z"],), lambda: c.phase_of(objs["z"]))
     memo.get("y", (objs["y"],), lambda: c.phase_of(objs["y"]))
-    assert c.calls == 4  # evicted
+    assert c.calls == 3  # still cached
+    memo.get("x", (objs["x"],), lambda: c.phase_of(objs["x"]))
+    assert c.calls == 4  # evicted first
 
 
 def test_an_exception_is_not_cached() -> None:

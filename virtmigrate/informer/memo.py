@@ -12,8 +12,7 @@ compute it. Consumed by: the same controllers. Nothing here reads the clock or t
 
 from __future__ import annotations
 
-import collections
-import threading
+import contextlib
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -27,33 +26,33 @@ def same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 class Memo(Generic[V]):
-    """`key -> (dependencies, value)`, least recently used first out beyond `maxsize` keys.
+    """`key -> (dependencies, value)` for at most `maxsize` keys (beyond, the oldest stored goes first).
 
     Invariant: an entry's value is what its `compute` returned for exactly those dependencies; an entry
-    keeps its dependency objects alive, so their identities cannot be reused while it is cached. Memory
-    only: a restart starts empty and computes again."""
+    keeps its dependency objects alive, so their identities cannot be reused while it is cached. Safe from
+    several threads: an entry is one tuple, read and replaced whole (two threads may both compute a value;
+    either result is right). Memory only: a restart starts empty and computes again."""
 
     def __init__(self, *, maxsize: int = 4096) -> None:
         self._maxsize = maxsize
-        self._entries: collections.OrderedDict[Hashable, tuple[tuple[Any, ...], V]] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: dict[Hashable, tuple[tuple[Any, ...], V]] = {}
 
     def get(self, key: Hashable, deps: tuple[Any, ...], compute: Callable[[], V]) -> V:
         """The value for `key` computed from `deps`: the cached one if `deps` are the same, else `compute()`
         (an exception it raises is not cached)."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and same(entry[0], deps):
-                self._entries.move_to_end(key)
+        entry = self._entries.get(key)
+        if entry is not None:
+            cached = entry[0]
+            if (cached[0] is deps[0] and len(cached) == len(deps) == 1) or same(cached, deps):
                 return entry[1]
         value = compute()
-        with self._lock:
-            self._entries[key] = (deps, value)
-            self._entries.move_to_end(key)
-            if len(self._entries) > self._maxsize:
-                self._entries.popitem(last=False)
+        entries = self._entries
+        entries.pop(key, None)  # re-inserted last: eviction goes by when a key was last stored
+        entries[key] = (deps, value)
+        if len(entries) > self._maxsize:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted first
+                del entries[next(iter(entries))]
         return value
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)

@@ -38,6 +38,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -373,6 +374,7 @@ class _Answer(NamedTuple):
 
 LINE_MAX = 65536
 _RECV, _RECV_MAX = 65536, 1 << 20  # bytes asked of one read on the socket: at least, at most
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the end of an answer's head
 
 
 class _BadAnswer(Exception):
@@ -458,10 +460,21 @@ class _Connection:
         return out
 
     def _head(self, deadline: float) -> tuple[int, int, bool, bool, bytes]:
-        """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head."""
-        line = self._readline(deadline)
-        if not line:
-            raise _Disconnected("server closed the connection")
+        """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head, parsed
+        at once when its end is buffered (an answer's head comes in one read)."""
+        buf = self._buf
+        pos = 0
+        while (end := _BLANK_LINE.search(buf, pos)) is None:
+            if len(buf) - (buf.rfind(b"\n") + 1) > LINE_MAX:
+                raise _BadAnswer("header or chunk-size line too long")
+            pos = max(len(buf) - 3, 0)
+            if not self._fill(deadline):
+                if not buf:
+                    raise _Disconnected("server closed the connection")
+                raise _IncompleteRead("the answer ended in its headers")
+        lines = bytes(buf[:end.start()]).split(b"\n")
+        del buf[:end.end()]
+        line = lines[0]
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise _BadAnswer(f"bad status line {line[:100]!r}")
@@ -470,12 +483,7 @@ class _Connection:
         chunked = False
         keep = parts[0] == b"HTTP/1.1"
         retry_after = b""
-        while True:
-            h = self._readline(deadline)
-            if h in (b"\r\n", b"\n"):
-                break
-            if not h:
-                raise _IncompleteRead("the answer ended in its headers")
+        for h in lines[1:]:
             name, _, value = h.partition(b":")
             n = name.strip().lower()
             if n == b"content-length":
