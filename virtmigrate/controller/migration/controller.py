@@ -78,6 +78,9 @@ class MigrationController:
         self._event_at: dict[str, float] = {}   # key -> when the first unprocessed event for it arrived
         self._event_lock = threading.Lock()
         self._pool = Workers("migration", self.process_next_work_item, self.queue, log=log)
+        # The metric children every sync touches, looked up once (labels() takes a lock and builds a key).
+        self._event_to_action: Any = None  # made on its first use, as labels() would
+        self._syncs: dict[str, Any] = {}  # outcome -> its child, made on its first use (as labels() would)
         metrics.watch_phases(self.migrations.indexer.list)
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
@@ -164,11 +167,16 @@ class MigrationController:
             t0 = self._event_at.pop(key, None)
         d = self.syncer.sync(key)
         if d is not None and d.action != Action.NOTHING and t0 is not None:
-            self.metrics.event_to_action.labels(controller="migration").observe(self.clock.now() - t0)
+            if self._event_to_action is None:
+                self._event_to_action = self.metrics.event_to_action.labels(controller="migration")
+            self._event_to_action.observe(self.clock.now() - t0)
         return d
 
     def _observe(self, key: str, outcome: str, result: object) -> None:
-        self.metrics.syncs.labels(controller="migration", outcome=outcome).inc()
+        child = self._syncs.get(outcome)
+        if child is None:
+            child = self._syncs[outcome] = self.metrics.syncs.labels(controller="migration", outcome=outcome)
+        child.inc()
 
     def start_workers(self, workers: int) -> None:
         self._pool.start(workers)
