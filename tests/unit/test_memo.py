@@ -90,3 +90,14 @@ def test_an_exception_is_not_cached() -> None:
     with pytest.raises(ValueError):
         memo.get("a/p", (obj,), broken)
     assert memo.get("a/p", (obj,), lambda: "ok") == "ok"
+
+
+def test_a_forgotten_key_holds_nothing_and_computes_again() -> None:
+    """An object that left the store (deleted) is not kept alive by the memo."""
+    memo, c = Memo[str](), Counting()
+    obj = pod("p", "Pending", "1")
+    memo.get("a/p", (obj,), lambda: c.phase_of(obj))
+    memo.forget("a/p")
+    assert len(memo) == 0
+    memo.get("a/p", (obj,), lambda: c.phase_of(obj))
+    assert c.calls == 2

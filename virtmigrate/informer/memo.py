@@ -54,5 +54,9 @@ class Memo(Generic[V]):
                 del entries[next(iter(entries))]
         return value
 
+    def forget(self, key: Hashable) -> None:
+        """Drop `key`'s entry (its object left the store: nothing keeps it alive here)."""
+        self._entries.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -89,7 +89,7 @@ class MigrationController:
             add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
-            delete=lambda o: self._on_vm(object_of(o))))
+            delete=self._on_vm_delete))
 
     # --- handlers: events -> keys ----------------------------------------------------------------
 
@@ -111,7 +111,9 @@ class MigrationController:
             self._wake_pending()
 
     def _on_migration_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
-        self.enqueue(object_key(object_of(obj)))
+        key = object_key(object_of(obj))
+        self.syncer.observer.forget(migration=key)
+        self.enqueue(key)
         self._wake_pending()
 
     def _wake_pending(self) -> None:
@@ -138,6 +140,7 @@ class MigrationController:
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)
         meta = pod.get("metadata") or {}
+        self.syncer.observer.forget(pod=object_key(pod))
         ref: JSON = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Migration"), {})
         owner, owner_name = ref.get("uid", ""), ref.get("name", "")
         if (meta.get("labels") or {}).get(LABEL_ROLE) == ROLE_AGENT and owner:
@@ -147,6 +150,11 @@ class MigrationController:
                 self.syncer.remember_agent_exit(str(owner), view.exit_code, view.termination_message,
                                                 key=f"{meta.get('namespace')}/{owner_name}")
         self._on_pod(pod)
+
+    def _on_vm_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
+        vm = object_of(obj)
+        self.syncer.observer.forget(vm=object_key(vm))
+        self._on_vm(vm)
 
     def _on_vm(self, vm: JSON) -> None:
         meta = vm.get("metadata") or {}

@@ -147,7 +147,10 @@ class Observer:
         meta = raw.get("metadata") or {}
         status = raw.get("status") or {}
         ns = str(meta.get("namespace", ""))
-        facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw))
+        if status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers"):
+            facts = self._migration_facts(raw)  # finished history syncs once: not worth its memory
+        else:
+            facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw))
         mig, vm_name, phase = facts.mig, facts.vm_name, facts.phase
         spec_error = facts.spec_error
         vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
@@ -242,6 +245,17 @@ class Observer:
                     target_pod_name=target_name, source_pod=source_pod, merged=merged, destination=destination)
 
     # --- parsed once per object version (informer/memo.py: store objects never change in place) ---------
+
+    def forget(self, *, migration: str = "", vm: str = "", pod: str = "") -> None:
+        """An object left its store (by key): what was parsed of it goes too."""
+        if migration:
+            self._memo_migration.forget(migration)
+            self._memo_names.forget(migration)
+            self._memo_merge.forget(migration)
+        if vm:
+            self._memo_vm.forget(vm)
+        if pod:
+            self._memo_pods.forget(pod)
 
     def pod(self, ns: str, name: str) -> PodView | None:
         """The view of pod `ns/name` as the cache shows it; None when there is none (or no name)."""
