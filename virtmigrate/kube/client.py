@@ -375,6 +375,7 @@ class _Answer(NamedTuple):
 LINE_MAX = 65536
 _RECV, _RECV_MAX = 65536, 1 << 20  # bytes asked of one read on the socket: at least, at most
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the end of an answer's head
+_FIELDS = re.compile(rb"\n[ \t]*(content-length|transfer-encoding|connection|retry-after)[ \t]*:([^\n]*)", re.I)
 
 
 class _BadAnswer(Exception):
@@ -472,9 +473,10 @@ class _Connection:
                 if not buf:
                     raise _Disconnected("server closed the connection")
                 raise _IncompleteRead("the answer ended in its headers")
-        lines = bytes(buf[:end.start()]).split(b"\n")
+        head = bytes(buf[:end.start()])
         del buf[:end.end()]
-        line = lines[0]
+        nl = head.find(b"\n")
+        line = head if nl < 0 else head[:nl]
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise _BadAnswer(f"bad status line {line[:100]!r}")
@@ -483,9 +485,8 @@ class _Connection:
         chunked = False
         keep = parts[0] == b"HTTP/1.1"
         retry_after = b""
-        for h in lines[1:]:
-            name, _, value = h.partition(b":")
-            n = name.strip().lower()
+        for field in _FIELDS.finditer(head, max(nl, 0)):  # only the fields we act on, in order
+            n, value = field.group(1).lower(), field.group(2)
             if n == b"content-length":
                 length = int(value)
             elif n == b"transfer-encoding":
@@ -493,7 +494,7 @@ class _Connection:
             elif n == b"connection":
                 v = value.strip().lower()
                 keep = v != b"close" and (keep or v == b"keep-alive")
-            elif n == b"retry-after":
+            else:
                 retry_after = value.strip()
         return status, length, chunked, keep, retry_after
 
