@@ -144,3 +144,11 @@ def test_the_outcome_is_read_from_the_migration_status() -> None:
     assert _agent_outcome({"agentOutcome": {"exitCode": 23, "terminationMessage": "{}"}}) == (23, "{}")
     assert _agent_outcome({"agentOutcome": {"terminationMessage": "{}"}}) is None
     assert _agent_outcome({}) is None
+
+
+def test_the_early_start_is_opt_in() -> None:
+    from virtmigrate.controller.config import parse_config
+
+    assert parse_config([], {}).agent_early_start is False
+    assert parse_config(["--agent-early-start=true"], {}).agent_early_start is True
+    assert parse_config([], {"VIRTMIGRATE_AGENT_EARLY_START": "true"}).agent_early_start is True

@@ -196,7 +196,7 @@ class Observer:
                 agent_pod.terminated if agent_pod is not None else phase == P.RUNNING)),
             agent_stop_age_s=_stop_age(agent_pod, now),
             agent_forced=agent_pod is not None and agent_pod.deleting and agent_pod.deletion_grace_s == 0,
-            early_agent=bool(self.config.agent_service_account),
+            early_agent=self.config.agent_early_start and bool(self.config.agent_service_account),
             agent_node_lost=agent_pod is not None and bool(agent_pod.node) and not agent_pod.terminated
             and node_lost(self.listers.nodes.get_by_key(agent_pod.node)))
         if mig is not None:
