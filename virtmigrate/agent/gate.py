@@ -112,6 +112,7 @@ def await_target(client: Callable[[], KubeClient], name: str, namespace: str, ui
             log.warning("await_target_retry", error=str(e))
             clock.wait(cancel.wake, RETRY_S)
             continue
+        forbidden_since = None  # read and watched: a later 403 starts a grace of its own
         if v == Verdict.GO:
             log.info("target_ready", why=why)
             return None

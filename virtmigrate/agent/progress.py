@@ -62,6 +62,7 @@ class ProgressReporter:
                                                 subresource="status")
 
         self.sender: LatestSender[dict[str, Any]] = LatestSender(
+            # progress is never flushed nor filtered by age (its own rate limit is above): no clock is read
             connect_progress, now=lambda: 0.0, log=log, name="progress", disabled="progress_disabled",
             failed="progress_patch_failed")
 

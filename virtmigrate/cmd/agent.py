@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 OUTCOME_WRITE_S = 2.0  # at most this long to put the outcome on the Migration before exiting
 
 
-def _write_termination_message(path: str, result: Result, log: object) -> None:
+def _write_termination_message(path: str, message: str, log: object) -> None:
     try:
-        Path(path).write_text(termination_message(result))
+        Path(path).write_text(message)
     except OSError as e:
         log.error("termination_message_failed", path=path, error=str(e))  # type: ignore[attr-defined]
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         log = agent_logger("info")
         log.error("invalid_arguments", error=str(e))
         path = _termination_path_of(args)
-        _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), log)
+        _write_termination_message(path, termination_message(Result(ExitCode.INVALID_ARGUMENTS, str(e))), log)
         return int(ExitCode.INVALID_ARGUMENTS)
     log = agent_logger(settings.log_level, domain=settings.domain, migration=settings.migration or None,
                        namespace=settings.namespace or None)
@@ -198,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
              data_total=result.data_total, data_processed=result.data_processed, iterations=result.iterations,
              mode=result.mode.value, actions=list(result.actions), job_started=result.call_started or None,
              job_ended=result.call_ended or None)
+    message = termination_message(result)  # the same claim on the Migration and in the pod's status
     if api is not None:
-        api.write_outcome(result, termination_message(result))
-    _write_termination_message(settings.termination_message_path, result, log)
+        api.write_outcome(result, message)
+    _write_termination_message(settings.termination_message_path, message, log)
     if argv is None:  # the program itself (not a caller of main): exit without interpreter teardown
         _exit_now(int(result.exit_code))
     return int(result.exit_code)

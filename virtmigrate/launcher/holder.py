@@ -103,10 +103,10 @@ class Launcher:
                     return None
                 if d.action is decide.Action.EXIT:
                     assert d.outcome is not None
-                    if o.sigterm and stop_seen is None:
-                        stop_seen = self.clock.now()
-                    left = (decide.receive_leftover(o, stopping_for_s=self.clock.now() - (stop_seen or 0.0))
-                            if o.sigterm else decide.Leftover.NONE)
+                    left = decide.Leftover.NONE
+                    if o.sigterm:
+                        stop_seen = self.clock.now() if stop_seen is None else stop_seen
+                        left = decide.receive_leftover(o, stopping_for_s=self.clock.now() - stop_seen)
                     if left is decide.Leftover.DESTROY:
                         self.log.warning("incoming_leftover_destroyed", state=o.state)
                         self.node.destroy(self.name)

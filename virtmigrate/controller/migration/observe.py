@@ -202,7 +202,9 @@ class Observer:
         if mig is not None:
             observed["policy_violation"] = facts.policy_violation
         destination: Destination | None = None
-        if phase in (P.SCHEDULED, P.TARGET_READY) and agent_pod is None:
+        # The agent's destination, where the next step may create the agent: at TargetReady, or from Scheduled on
+        # for an early agent.
+        if agent_pod is None and (phase == P.TARGET_READY or (phase == P.SCHEDULED and observed["early_agent"])):
             node = self.listers.nodes.get_by_key(observed["target_node"])
             refused = destination_problem(node) if node is not None else ""
             if refused:
