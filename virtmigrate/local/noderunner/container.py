@@ -29,9 +29,14 @@ NSENTER = "nsenter"
 # exits with it. The trap is set before the container starts, so a SIGTERM to the group right after the start
 # cannot kill the shim before it records the exit; the container's own dispositions stay untouched (a caught
 # signal is reset to its default in the command the shell runs: only ignored ones would be inherited).
-SHIM = ('f=$1; shift; trap : TERM INT HUP; "$@" & c=$!; '
-        'while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || break; done; echo $r >"$f.tmp" && mv "$f.tmp" "$f"; '
-        'exit $r')
+# A `wait` the trap interrupts returns 128+n whatever the container does, and the container may end (and be
+# reaped into the shell's job table) in that same instant: so the shim waits again whenever the trap ran and
+# `wait` said >128, until a `wait` reports the job itself; a second `wait` on a job already reported says 127
+# (no such job), and then the code reported first stands.
+SHIM = ('f=$1; shift; trap s=1 TERM INT HUP; "$@" & c=$!; r=; '
+        'while :; do s=; wait $c; x=$?; [ $x -eq 127 ] && [ -n "$r" ] && break; r=$x; '
+        '[ -n "$s" ] && [ $x -gt 128 ] || break; done; '
+        'echo $r >"$f.tmp" && mv "$f.tmp" "$f"; exit $r')
 UNKNOWN_EXIT = 137  # an adopted container that ended without an exit file (its shim was killed too)
 ADOPTED_POLL_S = 0.05  # how often Adopted.wait looks whether the container ended
 
