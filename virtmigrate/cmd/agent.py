@@ -43,15 +43,27 @@ def _write_termination_message(path: str, message: str, log: object) -> None:
 
 
 class _ApiAccess:
-    """With --await-target-uid, the agent reads and writes its Migration (agent/gate.py): it waits there for
-    its target, reports progress, and puts its outcome there when the job ends, with one API client made on a
-    thread of its own from the start, so that loading it overlaps the libvirt connections."""
+    """An agent named its Migration reads and writes it: it reports progress, puts its outcome there when the
+    job ends, and with --await-target-uid waits there for its target (agent/gate.py). One API client, made on a
+    thread of its own. An agent that waits for its target starts making it at once, so that loading it overlaps
+    the libvirt connections; one created at TargetReady (the default) has nothing to wait for and makes it on
+    first use, once the job runs: loading the client (~50 ms of imports, and the first request's TLS handshake)
+    then never delays the job's start, nor competes for the interpreter with the calls that prepare it."""
 
     def __init__(self, settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> None:
         self.s, self.cancel, self.clock, self.log = settings, cancel, clock, log
         self._made: list[KubeClient | BaseException] = []
+        self._lock = threading.Lock()
+        self._started = False
         self._maker = threading.Thread(target=self._make, name="api-client", daemon=True)
-        self._maker.start()
+        if settings.await_target_uid:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._maker.start()
 
     def _make(self) -> None:
         try:
@@ -62,6 +74,7 @@ class _ApiAccess:
             self._made.append(e)
 
     def client(self) -> KubeClient:
+        self._start()
         self._maker.join()
         if isinstance(self._made[0], BaseException):
             raise self._made[0]
@@ -88,19 +101,12 @@ class _ApiAccess:
         writer.join(OUTCOME_WRITE_S)
 
 
-def _progress(settings: Settings, clock: RealClock, log: object,
-              api: _ApiAccess | None) -> ProgressReporter | None:
-    if not settings.migration:
-        return None  # no Migration named: progress goes to the log only
-
-    def connect() -> KubeClient:  # on the reporter's thread, while the migration starts
-        from virtmigrate.kube import KubeClient
-
-        # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
-        return KubeClient.auto(settings.kubeconfig or None)
-
-    return ProgressReporter(api.client if api is not None else connect, settings.migration, settings.namespace,
-                            wall=clock.wall, log=log)
+def _progress(clock: RealClock, log: object, api: _ApiAccess | None) -> ProgressReporter | None:
+    """Progress on the Migration through `api`'s client (--kubeconfig, else $KUBECONFIG, else the in-cluster
+    service account); no Migration named: progress goes to the log only."""
+    if api is None:
+        return None
+    return ProgressReporter(api.client, api.s.migration, api.s.namespace, wall=clock.wall, log=log)
 
 
 def _termination_path_of(argv: list[str]) -> str:
@@ -183,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     clock = RealClock()
-    api = _ApiAccess(settings, cancel, clock, log) if settings.await_target_uid else None
-    reporter = _progress(settings, clock, log, api)
+    api = _ApiAccess(settings, cancel, clock, log) if settings.migration else None
+    reporter = _progress(clock, log, api)
     try:
         result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter,
-                          gate=api.await_target if api is not None else None).run()
+                          gate=api.await_target if api is not None and settings.await_target_uid else None).run()
     except VirtMigrateError as e:
         result = Result(ExitCode.MIGRATION_FAILED, f"migration of {settings.domain!r} failed: {e}")
     finally:
