@@ -1,6 +1,7 @@
-"""The agent's go-ahead: it starts while the target launcher starts, and the job waits for the target.
+"""The agent's go-ahead, for an agent started while the target launcher starts (--await-target-uid).
 
-The controller creates the agent pod as soon as the target launcher pod is bound (phase Scheduled), so that
+With the early start (controller flag --agent-early-start, off by default: README) the controller creates the
+agent pod as soon as the target launcher pod is bound (phase Scheduled), so that
 the agent's own start (process, imports, both libvirt connections) overlaps the target launcher's, which is
 on the critical path anyway. The agent then starts the job only once its Migration says the target is ready:
 `status.phase` TargetReady (the controller writes it after the target launcher reported, from its node's
