@@ -132,3 +132,16 @@ def receive_leftover(o: Observation, *, stopping_for_s: float = 0.0) -> Leftover
     if o.reason == PAUSED_MIGRATION and stopping_for_s >= LEFTOVER_JOB_WAIT_S:
         return Leftover.DESTROY
     return Leftover.WAIT
+
+
+def migrated_definition_left(o: Observation) -> bool:
+    """Holding, the guest left by live migration and the domain is still defined here, stopped, with no job:
+    the stopped copy a migration keeps when its last step (the source's confirm, which undefines it with
+    VIR_MIGRATE_UNDEFINE_SOURCE before the job ends) never ran — its libvirtd died at the switch-over, and the
+    agent that would have undefined it (agent/verify.py) died too. libvirt itself says the guest migrated (the
+    shutoff reason `migrated`, or the stopped-migrated event this launcher received), so undefining it
+    finishes the job's own last step and loses nothing; left, a `virsh start` on this node would run a second
+    copy. A stop of any other kind, or one whose job still runs (libvirt is confirming and undefines it
+    itself), is left alone."""
+    said_migrated = o.reason == SHUTOFF_MIGRATED or (EVENT_STOPPED, STOPPED_MIGRATED) in o.events
+    return o.present and o.state == SHUTOFF and said_migrated and o.persistent and not o.job

@@ -156,10 +156,22 @@ class Launcher:
             if d.action is decide.Action.EXIT:
                 assert d.outcome is not None
                 self.log.info("domain_gone", reason=d.outcome.reason.value, message=d.outcome.message)
+                if decide.migrated_definition_left(o):
+                    self._undefine_migrated()
                 self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
                 return d.outcome
             if d.action is decide.Action.SHUT_DOWN:
                 return self._shut_down()
+
+    def _undefine_migrated(self) -> None:
+        """decide.migrated_definition_left: finish the migration's own last step on this node."""
+        try:
+            self.node.undefine(self.name)
+        except LibvirtError as e:  # gone meanwhile (the agent's verification undefined it), or libvirt refused
+            self.log.warning("migrated_definition_kept", error=str(e))
+            return
+        self.log.warning("migrated_definition_undefined", why="the guest left by live migration and the job's "
+                         "last step (the source's undefine) never ran")
 
     def _shut_down(self) -> Outcome:
         """ACPI shutdown, destroy after the timeout, then undefine: the guest is gone from this node."""
