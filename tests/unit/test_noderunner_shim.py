@@ -124,3 +124,21 @@ def test_an_adopted_wait_returns_the_code_at_the_poll_after_the_end(tmp_path: Pa
     clock.step(ctr.ADOPTED_POLL_S)
     waiter.join(10)
     assert codes == [5]
+
+
+def test_pid_files_skip_a_pod_directory_another_node_removes_meanwhile(tmp_path: Path) -> None:
+    """Each node's runner is a thread of one process: one lists the pods folder while another removes the
+    folder of a pod it finished (the node's sync thread died of the FileNotFoundError: chaos seed 7 round 71)."""
+    for pod in ("a", "b", "c"):
+        (tmp_path / pod).mkdir()
+        (tmp_path / pod / "ctr.pid").write_text("1 1 node0\n")
+    (tmp_path / "c" / "ctr.exit").write_text("0\n")
+    seen = []
+    for f in ctr.pid_files(tmp_path):
+        seen.append(f.parent.name)
+        if f.parent.name == "a":
+            for p in (tmp_path / "b").iterdir():
+                p.unlink()
+            (tmp_path / "b").rmdir()  # gone after the listing, before its own read
+    assert seen == ["a", "c"]
+    assert list(ctr.pid_files(tmp_path / "missing")) == []

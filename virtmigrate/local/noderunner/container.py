@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from virtmigrate.clock import Clock, RealClock
@@ -170,13 +170,29 @@ def record_pid(path: Path, pid: int, *, node: str) -> None:
     path.write_text(f"{pid} {procs.start_ticks(pid) or 0} {node}\n")
 
 
+def pid_files(pods_dir: Path) -> Iterator[Path]:
+    """`<pods_dir>/*/*.pid`, read while other nodes' runners (threads of this process) remove the directories
+    of pods they finished: a directory gone between the listing and its own read is skipped (Path.glob raised
+    FileNotFoundError, and the exception killed the node's sync thread: chaos seed 7 round 71)."""
+    try:
+        pod_dirs = sorted(e.path for e in os.scandir(pods_dir))
+    except FileNotFoundError:
+        return
+    for d in pod_dirs:
+        try:
+            names = [e.name for e in os.scandir(d) if e.name.endswith(".pid")]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        yield from (Path(d) / n for n in sorted(names))
+
+
 def stop_orphans(pods_dir: Path, node: str, *, keep: Collection[str], grace_s: float, clock: Clock) -> list[int]:
     """Stop container processes a previous runner of `node` left running for pods that are no longer bound
     to it (deleted while no runner ran): SIGTERM their groups (a launcher then shuts its guest down),
     SIGKILL what is left after `grace_s`. The containers of the pods in `keep` (uids) are adopted instead.
     Returns the pids that were stopped."""
     found: list[int] = []
-    for pidfile in pods_dir.glob("*/*.pid"):
+    for pidfile in pid_files(pods_dir):
         if pidfile.parent.name in keep:
             continue
         rec = pid_record(pidfile)

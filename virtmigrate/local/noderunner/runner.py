@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import traceback
 from typing import Any
 
 import structlog
@@ -148,7 +149,11 @@ class NodeRunner:
                     kind, item = self.events.get_nowait()
                 except queue.Empty:
                     break
-                self._apply(kind, item)
+                try:
+                    self._apply(kind, item)
+                except Exception as e:  # one event's failure must not end the node's sync loop
+                    # (it did: the node stopped its heartbeats and turned NotReady for good, chaos seed 7 round 71)
+                    self.log.error("event_apply_failed", kind=kind, error=repr(e), trace=traceback.format_exc())
             now = clock.now()
             for uid, w in list(self.workers.items()):
                 try:
@@ -159,6 +164,8 @@ class NodeRunner:
                             del self.finished[next(iter(self.finished))]
                 except errors.KubeError as e:
                     self.log.warning("pod_sync_failed", pod=w.key, error=str(e))
+                except Exception as e:  # likewise: one pod's bug must not stop the node's others
+                    self.log.error("pod_sync_crashed", pod=w.key, error=repr(e), trace=traceback.format_exc())
             if now >= next_beat:
                 next_beat = now + self.heartbeat_period_s
                 ready = self._node_ready()
