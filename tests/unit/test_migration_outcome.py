@@ -171,10 +171,10 @@ def test_a_paused_copy_left_behind_is_a_success_with_a_warning() -> None:
     assert "paused copy" in d.warning and "source node" in d.warning
 
 
-def test_a_paused_persistent_copy_left_behind_is_kept_with_a_warning() -> None:
+def test_a_paused_persistent_copy_the_source_kept_after_the_switch_over_is_removed_with_a_warning() -> None:
     d = decide(ended("target", agent=agent_exited(0), age=0.0, source_pod=src(PAUSED_PERSISTENT)), T)
     assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
-    assert "paused, persistent copy" in d.warning and "source node" in d.warning and "kept" in d.warning
+    assert "paused copy" in d.warning and "source node" in d.warning and "removed" in d.warning
 
 
 def test_a_cancel_that_came_too_late_is_a_success() -> None:

@@ -306,9 +306,10 @@ VM_BACK = VMState(running=True, node="node0", launcher_pod="virt-launcher-testvm
                  Action.DELETE_TARGET_POD, id="failed-target-empty"),
     pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=tgt(PAUSED_COPY), status_reason="MigrationFailed"),
                  Action.DELETE_TARGET_POD, id="failed-target-paused-leftover"),
-    # libvirt's rule: only a paused, non-persistent leftover is destroyed; a persistent one is kept.
-    pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=src(PAUSED_PERSISTENT)), Action.REMOVE_FINALIZER,
-                 id="succeeded-source-paused-persistent-kept"),
+    # libvirt's rule for a failed migration's target: only a paused, non-persistent leftover is destroyed; a
+    # succeeded one's source copy goes, persistent or not (libvirt's confirm step kills and undefines it).
+    pytest.param(obs(phase=P.SUCCEEDED, vm=VM_RECORDED, source_pod=src(PAUSED_PERSISTENT)), Action.DELETE_SOURCE_POD,
+                 id="succeeded-source-paused-persistent-removed"),
     pytest.param(obs(phase=P.FAILED, vm=VM_BACK, target_pod=tgt(PAUSED_PERSISTENT),
                      status_reason="MigrationFailed"), Action.REMOVE_FINALIZER,
                  id="failed-target-paused-persistent-kept"),

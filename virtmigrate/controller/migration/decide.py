@@ -440,9 +440,12 @@ def _by_location(o: Observed, loc: Location, code: int | None, message: str, *, 
     words = _agent_words(code, message)
     left = leftover(loc, o.source_where, o.target_where)
     warning = ""
-    if left:
-        pods = (o.source_pod, o.source_witness) if left == "source" else (o.target_pod, o.target_witness)
-        if any(p is not None and p.keeps_persistent_copy for p in pods):  # libvirt's rule: not destroyed
+    if left == "source":  # the guest runs on the target: what libvirt's confirm would have removed
+        warning = (f"a paused copy of VM {o.vm_name!r} was left on the source node (the guest runs on the target: "
+                   "the source's libvirt did not finish the job's confirm step); its launcher pod is removed, "
+                   "which destroys and undefines that copy, as the confirm step would have")
+    elif left:
+        if any(p is not None and p.keeps_persistent_copy for p in (o.target_pod, o.target_witness)):
             warning = (f"a paused, persistent copy of VM {o.vm_name!r} was left on the {left} node: it is kept "
                        "with its launcher pod (only a non-persistent leftover is destroyed); delete that pod to "
                        "remove it")
@@ -570,11 +573,17 @@ def _decide_cleanup(o: Observed, t: Timeouts) -> Decision:
                 # Look again, bounded, before keeping it for good.
                 return Decision(Action.NOTHING, reason=f"waiting for pod {pod.name}'s report to settle",
                                 requeue_after=1.0)
-            if where == Where.RUNNING or (where == Where.PAUSED and pod.keeps_persistent_copy):
+            completed_source = o.phase == P.SUCCEEDED and action == Action.DELETE_SOURCE_POD
+            if where == Where.RUNNING or (where == Where.PAUSED and pod.keeps_persistent_copy
+                                          and not completed_source):
                 # Whatever the phase says, a pod whose node runs the guest is never removed. (A job still
                 # shown on the losing side is a leftover: the outcome was established with the guest running
                 # elsewhere, and a launcher stopped mid-job waits for the job's end before it exits.) Nor is
-                # one holding a paused, persistent copy: libvirt destroys only non-persistent leftovers.
+                # one holding a paused, persistent copy a failed migration left on its target: libvirt destroys
+                # only non-persistent leftovers there. A migration that succeeded is another matter: the
+                # guest runs on the target, and libvirt's confirm step kills the source's paused copy and
+                # undefines it (VIR_MIGRATE_UNDEFINE_SOURCE); when the source's libvirtd died before that
+                # step, removing the source launcher pod finishes it (chaos seed 11 round 22, CI).
                 continue
             if not pod.deleting:
                 return Decision(action, pod=pod.name)
