@@ -65,6 +65,14 @@ class MigrationMetrics:
                              ["controller", "outcome"], registry=reg)
         self._collector: _PhaseCollector | None = None
 
+    def initialize_results(self, results: Iterable[tuple[str, str]]) -> None:
+        """Export `virtmigrate_migration_results_total` at 0 for each (result, reason) before any ends so:
+        Prometheus's increase() and rate() ignore a series' first sample, so a reason whose series appeared
+        at 1 would never count its first ending (nor fire the failing-migrations alert, nor show in the
+        dashboard's failure ratio). Prometheus's "initialize your metrics" rule."""
+        for result, reason in results:
+            self.results.labels(result=result, reason=reason)
+
     def watch_phases(self, list_migrations: Callable[[], Iterable[dict[str, Any]]]) -> None:
         """Expose `virtmigrate_migrations{phase}` computed from `list_migrations()` at scrape time."""
         if self._collector is None:

@@ -8,6 +8,8 @@ bench/bench_cluster.py. Everything lives under one state directory:
     <state>/libvirt/        one libvirtd per node in its own mount namespace (virtmigrate.local.libvirthosts)
     <state>/pods/           per-pod directories of the node runner (logs, termination logs, kubeconfigs)
     <state>/pids, logs/     the node runner and controller processes (virtmigrate.local.procs)
+    <state>/prometheus/     a real Prometheus scraping the controller, with its alert rules
+                            (virtmigrate.local.prometheus)
     <state>/cluster.json    the node count and settings chosen by the first `up`
 
 `up` starts only what is not running, so a second `up` is a cheap check (a "warm" up); `down` stops
@@ -35,6 +37,7 @@ from virtmigrate.controller.config import DEFAULT_IMAGE_DIRS
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.resources import NODES, Resource
 from virtmigrate.local import kubeletnodes, procs
+from virtmigrate.local import prometheus as prom
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
 from virtmigrate.local.libvirthosts import SOCKET_GID, LibvirtHosts, mount_ns
@@ -90,6 +93,7 @@ class LocalCluster:
                                           pod_service_accounts=self.node_mode == "kubelet")
         self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
         self.kubelets = kubeletnodes.KubeletNodes(self.state, self.hosts, self.nodes)
+        self.prometheus = prom.LocalPrometheus(self.state)
 
     def _saved(self) -> dict[str, object]:
         f = self.state / "cluster.json"
@@ -156,7 +160,46 @@ class LocalCluster:
         elif self.controller and _bin("virtmigrate-controller").exists():
             self.start_controller()
         rep.seconds["controller"] = time.monotonic() - t
+
+        t = time.monotonic()
+        self._prometheus_up(timeout)
+        rep.seconds["prometheus"] = time.monotonic() - t
         return rep
+
+    def _prometheus_up(self, timeout: float) -> None:
+        """Prometheus, configured from manifests/monitoring/ (virtmigrate.local.prometheus). With the node
+        runner the controller is a process on this machine: the Service of manifests/service.yaml fronts it
+        as an external backend (no selector, our EndpointSlice). On kubelet nodes the real Service, applied
+        by the install, selects the Deployment's pods."""
+        service = prom.load(MANIFESTS / "service.yaml")
+        if self.node_mode != "kubelet" and self.controller:
+            address, port = self._controller_metrics()
+            if address.startswith("127."):
+                print(f"local cluster: this machine has no non-loopback address; Prometheus cannot be given "
+                      f"the controller's metrics at {address}:{port} (Kubernetes refuses loopback endpoints)",
+                      file=sys.stderr)
+            else:
+                self._kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(
+                    {"apiVersion": "v1", "kind": "List",
+                     "items": prom.external_backend(service, address=address, port=port)}))
+        self.prometheus.up(monitor=prom.load(MANIFESTS / "monitoring" / "servicemonitor.yaml"),
+                           rule=prom.load(MANIFESTS / "monitoring" / "prometheusrule.yaml"),
+                           api_server=self.control_plane.server, ca_file=self.control_plane.pki / "ca.crt",
+                           kubectl=self._kubectl, pods_of=service if self.node_mode == "kubelet" else None,
+                           timeout=timeout)
+
+    def _controller_metrics(self) -> tuple[str, int]:
+        """Where the host controller serves /metrics, chosen once: a free port on this machine's own
+        address, since Kubernetes refuses loopback addresses in the EndpointSlice that shows it to
+        Prometheus (127.0.0.1 on a machine with no other address)."""
+        f = self.state / "controller.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            saved = json.loads(f.read_text())
+            return str(saved["metrics_address"]), int(saved["metrics_port"])
+        address = procs.host_address() or "127.0.0.1"
+        port = procs.free_port(address)
+        f.write_text(json.dumps({"metrics_address": address, "metrics_port": port}))
+        return address, port
 
     def _kubelets_up(self, timeout: float) -> None:
         """Real kubelets (VIRTMIGRATE_NODES=kubelet): the images built and loaded into every node's
@@ -264,14 +307,9 @@ class LocalCluster:
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
         running it as a pod of the node runner needs the Deployment's pod template)."""
-        f = self.state / "controller.json"
-        if f.exists():
-            port = int(json.loads(f.read_text())["metrics_port"])
-        else:
-            port = procs.free_port()
-            f.write_text(json.dumps({"metrics_port": port}))
+        address, port = self._controller_metrics()
         command = [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
-                   f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
+                   f"--metrics-address={address}:{port}", "--log-format=console",
                    f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
                    # the test guest's kernel lies in the cache (hack/build-guest.sh)
                    f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}", *self._pod_flags()]
@@ -348,6 +386,7 @@ class LocalCluster:
             "node_mode": self.node_mode,
             "node_runner": procs.alive(NODE_RUNNER, self.state),
             "controller": procs.alive(CONTROLLER, self.state),
+            "prometheus": self.prometheus.url if self.prometheus.running() else False,
             "libvirt_hosts": {h.name: self.hosts.pid(h) is not None for h in self.hosts.hosts},
         }
         if self.control_plane.running():
@@ -361,8 +400,9 @@ class LocalCluster:
         """Stop everything `up` started, in reverse order, and remove the state; returns what stopped."""
         if not self.state.exists():
             return []
+        stopped = ["prometheus"] if self.prometheus.down() else []  # first: a client of the API and controller
         procs.stop(f"{CONTROLLER}-supervisor", self.state, grace=5)  # first: it would start the controller again
-        stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        stopped += [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
         stopped += self.kubelets.down()
         had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
         self.hosts.down()
@@ -451,6 +491,9 @@ def cluster_ports(c: LocalCluster) -> list[int]:
     f = c.state / "controller.json"
     if f.exists():
         ports.append(int(json.loads(f.read_text())["metrics_port"]))
+    f = c.prometheus.state / "prometheus.json"
+    if f.exists():
+        ports.append(c.prometheus.port)
     # Migration ports are not listed: only QEMU listens there, during a migration, and QEMU processes
     # are found by mount namespace; other programs may legitimately hold ports inside those ranges.
     ports += [h.tcp_port for h in c.hosts.hosts]
