@@ -129,15 +129,23 @@ def test_access_is_read_only_and_limited_to_the_watched_namespaces() -> None:
     assert not [o for o in objs if o["kind"] == "ClusterRoleBinding"]
 
 
-def test_every_ending_of_a_migration_is_exported_at_zero_before_it_happens() -> None:
+def test_every_series_the_alerts_and_dashboard_rate_is_exported_at_zero_before_it_happens() -> None:
     from virtmigrate.api.exitcodes import OUTCOMES, UNKNOWN_OUTCOME
     from virtmigrate.controller.metrics import MigrationMetrics
     from virtmigrate.controller.migration.decide import FINISHED_RESULTS
 
     reg = CollectorRegistry()
-    MigrationMetrics(reg).initialize_results(FINISHED_RESULTS)
+    MigrationMetrics(reg).initialize(FINISHED_RESULTS, controller="migration", sync_outcomes=("ok", "error"))
     for o in (*OUTCOMES.values(), UNKNOWN_OUTCOME):
         assert reg.get_sample_value("virtmigrate_migration_results_total",
                                     {"result": o.phase, "reason": o.reason}) == 0, o
     assert reg.get_sample_value("virtmigrate_migration_results_total",
                                 {"result": "Failed", "reason": "VMNotFound"}) == 0
+    for result in ("Succeeded", "Failed"):
+        assert reg.get_sample_value("virtmigrate_migration_duration_seconds_count", {"result": result}) == 0
+    for phase in ("Pending", "Scheduling", "Scheduled", "TargetReady", "Running"):
+        assert reg.get_sample_value("virtmigrate_migration_phase_seconds_count", {"phase": phase}) == 0
+    assert reg.get_sample_value("virtmigrate_controller_syncs_total",
+                                {"controller": "migration", "outcome": "error"}) == 0
+    assert reg.get_sample_value("virtmigrate_controller_event_to_action_seconds_count",
+                                {"controller": "migration"}) == 0

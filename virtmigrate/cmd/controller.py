@@ -31,7 +31,6 @@ from virtmigrate.controller.events import KubeEventRecorder
 from virtmigrate.controller.leaderelection import KubeLeaseLock, LeaderElectionConfig, LeaderElector
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.controller import MigrationController
-from virtmigrate.controller.migration.decide import FINISHED_RESULTS
 from virtmigrate.controller.server import OpsServer
 from virtmigrate.informer import FactoryConfig, InformerConfig, SharedInformerFactory
 from virtmigrate.kube.client import KubeClient
@@ -92,7 +91,6 @@ class App:
         self.client = client
         self.registry = registry
         self.metrics = MigrationMetrics(registry)
-        self.metrics.initialize_results(FINISHED_RESULTS)
         self.controller: MigrationController | None = None
         self.elector: LeaderElector | None = None
         self.lost = False

@@ -74,7 +74,7 @@ REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived 
 REASON_WITNESS = "LauncherWitness"                     # (Event) a silenced launcher's node gets a witness
 BUSY_CONFIRM_S = 2.0  # a competitor seen this soon after the create is looked at again before VMBusy
 # Every (phase, reason) a Migration can end with: the controller's own failures and the agent's outcomes.
-# virtmigrate_migration_results_total starts each at 0 (MigrationMetrics.initialize_results), so that
+# virtmigrate_migration_results_total starts each at 0 (MigrationMetrics.initialize), so that
 # Prometheus's increase() counts a reason's first ending too (a series that appears at 1 counts 0).
 FINISHED_RESULTS = (
     (PHASE_SUCCEEDED, REASON_MIGRATED),
