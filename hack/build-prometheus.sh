@@ -18,32 +18,24 @@ CACHE="${VIRTMIGRATE_CACHE:-$HOME/.cache/virtmigrate}"
 PROMETHEUS_VERSIONS="${PROMETHEUS_VERSIONS:-v0.316.0 v0.315.1}"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
-log() { echo "build-prometheus: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # say, cached_go_build
 
-build() {
-  local ver=$1 out="$CACHE/prometheus-$1"
-  if [[ -x "$out/prometheus" ]]; then log "prometheus $ver cached in $out"; return 0; fi
-  local work; work=$(mktemp -d)
-  log "building prometheus $ver (Kubernetes service discovery only) in $work"
-  (
-    cd "$work"
-    go mod init local/prometheus-build >/dev/null 2>&1
-    go get "github.com/prometheus/prometheus/cmd/prometheus@$ver"
-    local release="3.${ver#v0.3}"  # v0.316.0 -> 3.16.0
-    local ld="-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=module-proxy -X github.com/prometheus/common/version.Revision=$ver"
-    go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "$ld" -o "$work/prometheus" \
+prometheus_steps() {
+  local ver=$1 release="3.${1#v0.3}"  # v0.316.0 -> 3.16.0
+  local ld="-s -w -X github.com/prometheus/common/version.Version=$release -X github.com/prometheus/common/version.Branch=module-proxy -X github.com/prometheus/common/version.Revision=$ver"
+  go get "github.com/prometheus/prometheus/cmd/prometheus@$ver" &&
+    go build -trimpath -tags remove_all_sd,enable_kubernetes_sd -ldflags "$ld" -o prometheus \
       github.com/prometheus/prometheus/cmd/prometheus
-  ) >&2 || { rm -rf "$work"; return 1; }
-  mkdir -p "$out" && mv "$work/prometheus" "$out/prometheus" && rm -rf "$work"
 }
 
 for ver in $PROMETHEUS_VERSIONS; do
-  if build "$ver"; then
+  if cached_go_build "$CACHE/prometheus-$ver" prometheus "prometheus $ver (Kubernetes service discovery only)" \
+       prometheus_steps "$ver"; then
     ln -sfn "$CACHE/prometheus-$ver" "$CACHE/prometheus-current"
     "$CACHE/prometheus-current/prometheus" --version 2>&1 | head -1 >&2
     echo "$CACHE/prometheus-current/prometheus"
     exit 0
   fi
-  log "prometheus $ver did not build; trying the next version"
+  say "prometheus $ver did not build; trying the next version"
 done
-log "no Prometheus version built"; exit 1
+say "no Prometheus version built"; exit 1
