@@ -179,14 +179,12 @@ class LocalCluster:
                       f"the controller's metrics at {address}:{port} (Kubernetes refuses loopback endpoints)",
                       file=sys.stderr)
             else:
-                self._kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(
-                    {"apiVersion": "v1", "kind": "List",
-                     "items": prom.external_backend(service, address=address, port=port)}))
+                self._apply_once("metrics-backend", prom.external_backend(service, address=address, port=port))
         self.prometheus.up(monitor=prom.load(MANIFESTS / "monitoring" / "servicemonitor.yaml"),
                            rule=prom.load(MANIFESTS / "monitoring" / "prometheusrule.yaml"),
                            api_server=self.control_plane.server, ca_file=self.control_plane.pki / "ca.crt",
-                           kubectl=self._kubectl, pods_of=service if self.node_mode == "kubelet" else None,
-                           timeout=timeout)
+                           apply=self._apply_once, kubectl=self._kubectl,
+                           pods_of=service if self.node_mode == "kubelet" else None, timeout=timeout)
 
     def _controller_metrics(self) -> tuple[str, int]:
         """Where the host controller serves /metrics, chosen once: a free port on this machine's own
@@ -269,6 +267,17 @@ class LocalCluster:
         if marker.exists() and marker.read_text() == digest:
             return
         self._apply_manifests_now()
+        marker.write_text(digest)
+
+    def _apply_once(self, name: str, items: list[dict[str, object]]) -> None:
+        """Apply `items` (server-side) unless exactly these were applied to this cluster already: a warm `up`
+        stays cheap. The marker is <state>/<name>.sha256."""
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        marker = self.state / f"{name}.sha256"
+        if marker.exists() and marker.read_text() == digest:
+            return
+        self._kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text)
         marker.write_text(digest)
 
     def _apply_manifests_now(self) -> None:

@@ -297,15 +297,16 @@ class LocalPrometheus:
         return procs.alive(PROMETHEUS, self.state)
 
     def up(self, *, monitor: JSON, rule: JSON, api_server: str, ca_file: Path,
-           kubectl: Callable[..., str], pods_of: JSON | None = None, timeout: float = 60) -> None:
-        """Apply Prometheus's identity, write its configuration and rules (reloading a running Prometheus
-        when they changed), start it unless it runs, and wait until it is ready."""
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": access_objects(_watched_namespaces(monitor))}))
+           apply: Callable[[str, list[JSON]], None], kubectl: Callable[..., str], pods_of: JSON | None = None,
+           timeout: float = 60) -> None:
+        """Apply Prometheus's identity (`apply(name, objects)`), write its token, configuration and rules
+        (reloading a running Prometheus when they changed), start it unless it runs, wait until it is ready."""
+        apply("prometheus-access", access_objects(_watched_namespaces(monitor)))
         self.state.mkdir(parents=True, exist_ok=True)
         token = self.state / "token"
-        token.write_text(self._token(kubectl, timeout))
-        token.chmod(0o600)
+        if not token.exists():  # the Secret's token lives as long as the cluster's state
+            token.write_text(self._token(kubectl, timeout))
+            token.chmod(0o600)
         rules = self.state / "rules.yml"
         changed = _write(rules, overrides_header(rule, FOR_OVERRIDES)
                          + yaml.safe_dump(rule_file(rule, for_overrides=FOR_OVERRIDES), sort_keys=False))
