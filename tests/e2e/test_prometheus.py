@@ -32,13 +32,19 @@ def _value(lc: Any, expr: str) -> float:
 
 
 def test_prometheus_finds_the_controller_and_loads_the_rules(local_cluster: Any) -> None:
-    targets = wait_for("Prometheus scraping the controller through the metrics Service", lambda: _controller_targets(
-        local_cluster), timeout=60)
-    labels = targets[0]["labels"]
-    assert (labels["namespace"], labels["service"], labels["endpoint"]) == (
-        "virtmigrate-system", JOB, "metrics")
-    assert targets[0]["discoveredLabels"]["__meta_kubernetes_endpointslice_port_name"] == "metrics" or \
-        local_cluster.node_mode == "kubelet"
+    kubelet = local_cluster.node_mode == "kubelet"
+    replicas = 2 if kubelet else 1  # the Deployment's pods, or the controller process of a node runner cluster
+    targets = wait_for("Prometheus scraping the controller through the metrics Service", lambda: len(
+        found := _controller_targets(local_cluster)) == replicas and found, timeout=60)
+    for t in targets:
+        labels, discovered = t["labels"], t["discoveredLabels"]
+        assert (labels["namespace"], labels["service"], labels["endpoint"]) == ("virtmigrate-system", JOB, "metrics")
+        if kubelet:  # the pods the Service selects, found by Prometheus itself (README: loopback pod addresses)
+            assert discovered["__meta_kubernetes_pod_container_port_name"] == "metrics"
+            assert labels["pod"].startswith("virtmigrate-controller-")
+        else:  # the Service's own EndpointSlice, which names the host controller
+            assert discovered["__meta_kubernetes_endpointslice_name"] == f"{JOB}-local"
+            assert discovered["__meta_kubernetes_service_name"] == JOB
     loaded = {g["name"]: sorted(r["name"] for r in g["rules"]) for g in local_cluster.prometheus.api(
         "/api/v1/rules")["groups"]}
     assert loaded == {g["name"]: sorted(r["alert"] for r in g["rules"]) for g in rule_groups()["groups"]}
@@ -56,8 +62,8 @@ def test_failed_migrations_fire_the_failing_migrations_alert(local_cluster: Any,
     already = _value(local_cluster, f"sum(increase({failed}[30m]))")
     count = max(3, math.ceil((total - 4 * already) / 3) + 2)
     before = _value(local_cluster, 'sum(virtmigrate_migration_results_total{reason="VMNotFound"})')
-    for i in range(count):
-        create_migration(kubectl, f"nothing-{i}", vm="no-such-vm")
+    for i in range(count):  # a VM name each: the controller keeps only the newest 5 finished Migrations per VM
+        create_migration(kubectl, f"nothing-{i}", vm=f"no-such-vm-{i}")
     for i in range(count):
         assert wait_phase(kube, namespace, ("Failed",), f"nothing-{i}", timeout=60)["status"]["reason"] == "VMNotFound"
     wait_for(f"Prometheus to count the {count} VMNotFound failures", lambda: _value(
