@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -317,14 +318,16 @@ class LocalPrometheus:
                           + yaml.safe_dump(prometheus_config(scrapes, rule_files=[str(rules)], interval=INTERVAL),
                                            sort_keys=False))
         pid = procs.pid(PROMETHEUS, self.state)
+        started = None
         if pid is not None and changed:
             os.kill(pid, signal.SIGHUP)  # Prometheus reloads its configuration and rule files
         elif pid is None:
-            procs.start(PROMETHEUS, [str(binary()), f"--config.file={config}",
-                                     f"--storage.tsdb.path={self.state / 'data'}",
-                                     f"--web.listen-address=127.0.0.1:{self.port}",
-                                     "--storage.tsdb.retention.time=1d", "--log.level=warn"], self.state)
-        self._wait_ready(timeout)
+            started = procs.start(PROMETHEUS, [str(binary()), f"--config.file={config}",
+                                               f"--storage.tsdb.path={self.state / 'data'}",
+                                               f"--web.listen-address=127.0.0.1:{self.port}",
+                                               "--storage.tsdb.retention.time=1d", "--log.level=warn"],
+                                  self.state)
+        self._wait_ready(timeout, started)
 
     def _token(self, kubectl: Callable[..., str], timeout: float) -> str:
         """The ServiceAccount token the kube-controller-manager's token controller writes into the Secret."""
@@ -338,14 +341,17 @@ class LocalPrometheus:
                                    "(the kube-controller-manager's token controller fills it)")
             time.sleep(0.2)
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, started: subprocess.Popen[bytes] | None) -> None:
+        """Until /-/ready answers; fails at once when the process exits (`started`: the one just started,
+        whose exit its Popen sees; its pid file may name a child that has not exec'd yet)."""
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(urllib.error.URLError, OSError), \
                     urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
                 if r.status == 200:
                     return
-            if time.monotonic() > deadline or not self.running():
+            gone = started.poll() is not None if started is not None else not self.running()
+            if time.monotonic() > deadline or gone:
                 tail = (self.state / "logs" / f"{PROMETHEUS}.log").read_text(errors="replace")[-3000:]
                 raise errors.ConfigError(f"Prometheus at {self.url} not ready after {timeout:.0f}s; log tail:\n{tail}")
             time.sleep(0.1)
