@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from virtmigrate import errors  # noqa: E402
+from virtmigrate.api.constants import LABEL_MIGRATION  # noqa: E402
 from virtmigrate.api.domainfacts import (  # noqa: E402
     ANNOTATION_DOMAIN,
     DomainFacts,
@@ -132,7 +133,8 @@ def _done_status(code: int, message: str) -> JSON:
 
 class HarnessKubelet:
     """Stands in for the kubelet and the launchers of every bench node: acts on pods as soon as they are
-    bound. A target launcher becomes Ready and reports it waits for the guest; an agent "migrates": the
+    bound. A target launcher becomes Ready and reports it waits for the guest; an agent "migrates" once its
+    Migration says TargetReady or Running (as the real agent waits: virtmigrate/agent/gate.py): the
     target's report says the guest runs there, the source's that it left, then the agent exits 0."""
 
     def __init__(self, client: KubeClient, ns: str) -> None:
@@ -141,24 +143,39 @@ class HarnessKubelet:
         self.pool = cf.ThreadPoolExecutor(8)
         self.done: set[str] = set()
         self.targets: dict[str, str] = {}  # vm -> its target launcher pod (seen bound)
+        self.lock = threading.Lock()
+        self.ready: set[str] = set()                      # Migrations seen TargetReady or later
+        self.waiting: dict[str, tuple[str, str]] = {}     # Migration -> (its agent pod, vm), bound, not ready
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.threads = [threading.Thread(target=self._run, args=(PODS, self._act), daemon=True),
+                        threading.Thread(target=self._run, args=(MIGRATIONS, self._gate), daemon=True)]
 
     def start(self) -> None:
-        self.thread.start()
+        for t in self.threads:
+            t.start()
 
-    def _run(self) -> None:
-        rv = self.client.list(PODS, self.ns, limit=1)["metadata"]["resourceVersion"]
+    def _run(self, res: Any, act: Any) -> None:
+        rv = self.client.list(res, self.ns, limit=1)["metadata"]["resourceVersion"]
         while not self.stop.is_set():
             try:
-                for ev in self.client.watch(PODS, self.ns, resource_version=rv, timeout_seconds=60):
+                for ev in self.client.watch(res, self.ns, resource_version=rv, timeout_seconds=60):
                     if self.stop.is_set():
                         return
                     rv = ev.object.get("metadata", {}).get("resourceVersion", rv)
                     if ev.type in ("ADDED", "MODIFIED"):
-                        self._act(ev.object)
+                        act(ev.object)
             except errors.KubeError:
                 time.sleep(0.2)
+
+    def _gate(self, mig: JSON) -> None:
+        if (mig.get("status") or {}).get("phase") not in ("TargetReady", "Running", "Succeeded", "Failed"):
+            return
+        name = mig["metadata"]["name"]
+        with self.lock:
+            self.ready.add(name)
+            agent = self.waiting.pop(name, None)
+        if agent is not None:
+            self.pool.submit(self._migrate, *agent)
 
     def _act(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -176,7 +193,13 @@ class HarnessKubelet:
             return
         self.done.add(name)
         if role == "agent":
-            self.pool.submit(self._migrate, name, vm)
+            mig = labels.get(LABEL_MIGRATION, "")
+            with self.lock:
+                go = mig in self.ready
+                if not go:
+                    self.waiting[mig] = (name, vm)
+            if go:
+                self.pool.submit(self._migrate, name, vm)
         else:
             self.targets[vm] = name
             self.pool.submit(self._quiet, self._target_ready, name)

@@ -7,13 +7,17 @@ Each run alternates three migrations, each starting from where the previous one 
                 the same kernel, after `virsh migrate-setmaxdowntime` to the downtime the agent starts with
                 (its policy's first step: like with like);
     virsh       the same with libvirt's default maximum downtime (QEMU's 300 ms).
+With --early-start a fourth arm, ours-early: the same Migration with the controller's agent early start on
+(VIRTMIGRATE_AGENT_EARLY_START: the agent pod created once the target pod is bound); the controller is
+restarted between the two settings, and the ratio ours-early / ours printed.
 Figures: the median of each, the ratios ours / virsh-agent and ours / virsh (goal <= 1.15x), the
 orchestration overhead (ours minus the agent's libvirt job time, goal median <= 0.25 s), the downtime of
 each (agent result, `virsh domjobinfo --completed` on the destination), and the median of every segment of
 the timeline (what the API showed, as a watch saw it, and the agent's own log).
 
-Usage: python bench/bench_e2e.py [--runs 7]   (its own cluster in $VIRTMIGRATE_STATE, else a temporary one;
-       nodes migrate on 127.0.0.<$VIRTMIGRATE_E2E_FIRST_ADDRESS>+)
+Usage: python bench/bench_e2e.py [--runs 7] [--early-start]
+       (its own cluster in $VIRTMIGRATE_STATE, else a temporary one; nodes migrate on
+       127.0.0.<$VIRTMIGRATE_E2E_FIRST_ADDRESS>+)
 """
 
 from __future__ import annotations
@@ -176,7 +180,22 @@ def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def e2e(runs: int) -> None:
+def _set_early_start(lc: Any, early: bool) -> None:
+    """Restart the cluster's controller with its agent early start on or off; return once it leads again."""
+    from virtmigrate.local import procs
+    from virtmigrate.local.cluster import CONTROLLER
+
+    log = lc.state / "logs" / f"{CONTROLLER}.log"
+    starts = log.read_text().count("migration_controller_starting") if log.exists() else 0
+    procs.stop(f"{CONTROLLER}-supervisor", lc.state, grace=5)
+    procs.stop(CONTROLLER, lc.state, grace=10)
+    os.environ["VIRTMIGRATE_AGENT_EARLY_START"] = "true" if early else "false"
+    lc.start_controller()
+    _wait("the controller leading", lambda: log.read_text().count("migration_controller_starting") > starts, 60)
+    time.sleep(1.0)  # its informers' first lists
+
+
+def e2e(runs: int, early_start: bool = False) -> None:
     from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
     from virtmigrate.local.cluster import LocalCluster
     from virtmigrate.local.guest import guest_kernel
@@ -221,8 +240,31 @@ def e2e(runs: int) -> None:
     segs: dict[str, list[float]] = {}
     print(f"e2e: {runs} runs of each; the agent starts with a maximum downtime of {downtime} ms "
           "(virsh-agent is set to it; virsh keeps libvirt's default)", flush=True)
+    early: dict[str, list[float]] = {"ours-early": [], "job": []}
     try:
         for run in range(runs):
+            if early_start:  # ours-early first, then the default for the rest of the run
+                _set_early_start(lc, True)
+                src = client.get(VMS, "benchvm", ns)["status"]["node"]
+                name = f"bench-early-{run}"
+                doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                                  "metadata": {"name": name, "namespace": ns},
+                                  "spec": {"selector": {"name": "benchvm"},
+                                           "nodeSelector": {"kubernetes.io/hostname": other[src]}}})
+                t0 = time.monotonic()
+                subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True,
+                               capture_output=True)
+                m = _wait("Succeeded", lambda n=name: (lambda x: x if (x.get("status") or {}).get("phase") in (
+                    "Succeeded", "Failed") else None)(client.get(MIGRATIONS, n, ns)))
+                early["ours-early"].append(time.monotonic() - t0)
+                if m["status"]["phase"] != "Succeeded":
+                    raise RuntimeError(f"migration failed: {m['status']}")
+                early["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
+                _wait("finalizer released",
+                      lambda n=name: not (client.get(MIGRATIONS, n, ns)["metadata"].get("finalizers")))
+                print(f"run {run}: ours-early {early['ours-early'][-1]:.2f}s (job {early['job'][-1]:.2f}s)",
+                      flush=True)
+                _set_early_start(lc, False)
             src = client.get(VMS, "benchvm", ns)["status"]["node"]
             dst = other[src]
             name = f"bench-{run}"
@@ -277,6 +319,11 @@ def e2e(runs: int) -> None:
         overhead = [o - j for o, j in zip(took["ours"], job, strict=True)]
         print(f"  orchestration overhead (end to end minus the agent's libvirt job): median {_med(overhead):.2f}s "
               f"(goal <= 0.25 s); libvirt job median {_med(job):.2f}s vs virsh-agent {med['virsh-agent']:.2f}s")
+        if early_start:
+            over_early = [o - j for o, j in zip(early["ours-early"], early["job"], strict=True)]
+            print(f"  agent early start (ours-early): median {_med(early['ours-early']):.2f}s, ours-early / ours "
+                  f"{_med(early['ours-early']) / med['ours']:.2f}x, overhead {_med(over_early):.2f}s "
+                  f"(ours {_med(overhead):.2f}s)")
         print("  median time between phases: " + ", ".join(f"{k} {_med(v):.3f}s" for k, v in steps.items()))
         print("  timeline (median per segment, seconds):")
         order = ["kubectl create -> created"] + [f"{a} -> {b}" for a, b in itertools.combinations(MILESTONES, 2)]
@@ -299,8 +346,10 @@ def e2e(runs: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--early-start", action="store_true",
+                    help="also migrate with the controller's agent early start on (arm ours-early)")
     args = ap.parse_args()
-    e2e(args.runs)
+    e2e(args.runs, early_start=args.early_start)
     return 0
 
 

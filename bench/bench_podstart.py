@@ -1,6 +1,17 @@
-"""How fast a receive-mode launcher gives its first report: process start -> the annotation
+"""How fast the pods on a migration's critical path get to work.
+
+The launcher: a receive-mode launcher's first report, process start -> the annotation
 `virtmigrate.kubevirt.io/domain` on its pod, as a watch on the API sees it. That report is what turns a
 Migration TargetReady, so it is on the critical path of every migration.
+
+The agent: process start -> its migrate call (the job's start, from the agent's own log), migrating an
+unmanaged 64 MiB guest back and forth between two libvirt hosts of the cluster, in two ways interleaved:
+  gated     with --await-target-uid, as an agent created before its target is ready (the early start) runs:
+            it makes its API client at once and reads its Migration (TargetReady) before the job starts;
+  at-ready  without it, as an agent created at TargetReady runs (the default): it makes its API client on
+            first use, once the job runs.
+Both read and write a Migration object of the bench's namespace; the cluster's controller is stopped
+meanwhile (it would fail that Migration: it selects no VM) and started again after.
 
 Runs `virtmigrate-launcher --mode=receive` for a domain that never arrives against a real libvirt host of
 a local cluster (the one at $VIRTMIGRATE_STATE, started if needed), with the pod's identity in
@@ -17,19 +28,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN  # noqa: E402
-from virtmigrate.kube.resources import NAMESPACES, PODS  # noqa: E402
+from virtmigrate.kube.resources import MIGRATIONS, NAMESPACES, PODS  # noqa: E402
 
 BIN = Path(sys.executable).parent
 NS = "bench-podstart"
@@ -125,7 +139,72 @@ def main() -> int:
           f"{args.runs}): " + ", ".join(f"{names[c]} {med[c] * 1000:.0f} ms" for c in codes)
           + (f"; new / baseline {med['new'] / med[args.baseline]:.2f}x" if args.baseline else ""))
     print("  runs: " + json.dumps({names[c]: [round(x * 1000) for x in v] for c, v in took.items()}))
+    agent_start(lc, client, args.runs)
     return 0
+
+
+AGENT_MODES = ("gated", "at-ready")
+AGENT_GUEST = "bench-agentstart"
+
+
+def agent_one(client: object, lc: Any, mode: str, src: int, dst: int, uid: str, tmp: Path) -> float:
+    """Seconds from the agent's spawn to its migrate call, migrating AGENT_GUEST from host `src` to `dst`."""
+    s, d = lc.hosts.host(src), lc.hosts.host(dst)
+    argv = [str(BIN / "virtmigrate-agent"), f"--domain={AGENT_GUEST}", f"--source-uri={s.uri}",
+            f"--destination-uri={d.uri}", f"--migration-uri={d.migration_uri}", "--migration=agentstart",
+            f"--namespace={NS}", f"--kubeconfig={lc.kubeconfig}", f"--termination-message-path={tmp / 'term'}"]
+    if mode == "gated":
+        argv.append(f"--await-target-uid={uid}")
+    w0 = time.time()
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd="/")
+    if run.returncode != 0:
+        raise RuntimeError(f"agent ({mode}) exited {run.returncode}: {run.stderr[-2000:]}")
+    for line in run.stderr.splitlines() + run.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            rec = json.loads(line)
+            if rec.get("event") == "migration_finished" and rec.get("job_started"):
+                return dt.datetime.fromisoformat(rec["job_started"].replace("Z", "+00:00")).timestamp() - w0
+    raise RuntimeError(f"agent ({mode}): no job_started in its log")
+
+
+def agent_start(lc: Any, client: Any, runs: int) -> None:
+    from virtmigrate.local import procs
+    from virtmigrate.local.cluster import CONTROLLER
+    from virtmigrate.local.guest import GuestSpec, domain_xml, guest_kernel
+
+    procs.stop(f"{CONTROLLER}-supervisor", lc.state, grace=5)  # else it starts the controller again
+    procs.stop(CONTROLLER, lc.state, grace=10)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-agentstart-"))
+    at = 0
+    try:
+        with contextlib.suppress(Exception):
+            client.delete(MIGRATIONS, "agentstart", NS)
+        mig = client.create(MIGRATIONS, {"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                                         "metadata": {"name": "agentstart", "namespace": NS},
+                                         "spec": {"selector": {"name": "none"}}}, NS)
+        client.patch(MIGRATIONS, "agentstart", {"status": {"phase": "TargetReady"}}, NS, subresource="status")
+        xml = tmp / "guest.xml"
+        xml.write_text(domain_xml(GuestSpec(name=AGENT_GUEST, uuid="8c9b0d0e-0000-4000-8000-0000000a9e57",
+                                            memory_mib=64, kernel=guest_kernel())))
+        lc.hosts.virsh(0, "create", str(xml))
+        time.sleep(2)  # it fills its RAM at boot
+        took: dict[str, list[float]] = {m: [] for m in AGENT_MODES}
+        for i in range(runs):
+            for mode in (AGENT_MODES if i % 2 == 0 else AGENT_MODES[::-1]):
+                took[mode].append(agent_one(client, lc, mode, at, 1 - at, mig["metadata"]["uid"], tmp))
+                at = 1 - at
+        med = {m: statistics.median(v) for m, v in took.items()}
+        print(f"agent: process start -> its migrate call (median of {runs}): gated {med['gated'] * 1000:.0f} ms, "
+              f"at-ready {med['at-ready'] * 1000:.0f} ms; at-ready / gated {med['at-ready'] / med['gated']:.2f}x")
+        print("  runs: " + json.dumps({m: [round(x * 1000) for x in v] for m, v in took.items()}))
+    finally:
+        with contextlib.suppress(Exception):
+            lc.hosts.virsh(at, "destroy", AGENT_GUEST)
+        with contextlib.suppress(Exception):
+            lc.hosts.virsh(at, "undefine", AGENT_GUEST)
+        with contextlib.suppress(Exception):
+            client.delete(MIGRATIONS, "agentstart", NS)
+        lc.start_controller()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed e2e test says what the cluster was doing: its namespace's pods and objects, and the tails of
+    the controller's and the node runner's logs (the cluster may be a temporary one, gone after the run)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    lc = getattr(item, "funcargs", {}).get("local_cluster")
+    if call.when != "call" or not report.failed or lc is None:
+        return
+    ns = item.funcargs.get("namespace")  # type: ignore[attr-defined]
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+    parts = []
+    if ns:
+        got = subprocess.run([kubectl, f"--kubeconfig={lc.kubeconfig}", "-n", str(ns), "get",
+                              "pods,vms,migrations,events", "-o", "wide"], capture_output=True, text=True,
+                             timeout=30, check=False)
+        parts.append(f"--- kubectl get pods,vms,migrations,events -n {ns}\n{got.stdout}{got.stderr}")
+    for log in ("controller.log", "noderunner.log"):
+        path = Path(lc.state) / "logs" / log
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-80:]
+            parts.append(f"--- {path} (last 80 lines)\n" + "\n".join(tail))
+    report.sections.append(("cluster at failure", "\n".join(parts)))
 
 
 @pytest.fixture(scope="session")

@@ -145,3 +145,42 @@ def test_invalid_arguments_exit_with_their_code_and_name_the_flag(tmp_path: Path
     assert proc.returncode == ExitCode.INVALID_ARGUMENTS
     result = json.loads(term.read_text())
     assert result["reason"] == "InvalidAgentArguments" and "--domain" in result["message"]
+
+
+def test_a_stopped_copy_the_source_kept_is_undefined_but_never_a_running_one(
+        libvirt_hosts: LibvirtHosts, guests: Guests, tmp_path: Path) -> None:
+    """What a source libvirtd killed at the switch-over can leave (found by the chaos campaign, seed 3 round 66):
+    the guest runs, persistent, on the destination, while the restarted source daemon keeps a stopped
+    definition of it, because the job's last step (the source's undefine) never ran. The agent's verification
+    completes that step, as VIR_MIGRATE_UNDEFINE_SOURCE would have; a running copy is never touched."""
+    import libvirt
+
+    from virtmigrate.agent.migrate import Migrator
+    from virtmigrate.agent.monitor import Cancel
+    from virtmigrate.agent.settings import Settings
+    from virtmigrate.agent.verify import decide_success
+    from virtmigrate.clock import RealClock
+    from virtmigrate.jsonlog import JsonLogger
+    from virtmigrate.local.guest import GuestSpec, domain_xml, guest_kernel
+
+    hs = libvirt_hosts
+    g = guests.start(memory_mib=64, mode="idle", on=1)  # landed: runs on the destination (defined there)
+    xml = tmp_path / "stale.xml"
+    xml.write_text(domain_xml(GuestSpec(g.name, g.uuid, guest_kernel(), 64, "idle")))
+    hs.virsh(0, "define", str(xml))  # the stopped copy the source kept
+    migrator = Migrator(Settings(domain=g.name, destination_uri=hs.host(1).uri, source_uri=hs.host(0).uri),
+                        Cancel(), clock=RealClock(), log=JsonLogger())
+    src, dst = libvirt.open(hs.host(0).uri), libvirt.open(hs.host(1).uri)
+    try:
+        placed = migrator.placement_settled(src, dst, g.uuid, want_source=True)
+        assert decide_success(placed) == ""
+        assert g.state_on(hs, 0) == "absent" and g.state_on(hs, 1) == "running" and g.persistent_on(hs, 1)
+
+        hs.virsh(0, "define", str(xml))
+        hs.virsh(0, "start", g.name)  # a running copy on the source: both run, and neither is touched
+        both = migrator.placement_settled(src, dst, g.uuid, want_source=True)
+        assert both.source_active and both.destination_running
+        assert g.state_on(hs, 0) == "running" and g.state_on(hs, 1) == "running"
+    finally:
+        src.close()
+        dst.close()

@@ -28,7 +28,10 @@ def test_progress_is_patched_into_the_migration_status(
                     extra=["--bandwidth", "64", "--allow-post-copy", "--migration", "move-it",
                            "--namespace", namespace, "--kubeconfig", str(cluster.kubeconfig)])
     assert run.returncode == ExitCode.SUCCEEDED, run.stderr
-    progress = kube.get(MIGRATIONS, "move-it", namespace)["status"]["progress"]
+    status = kube.get(MIGRATIONS, "move-it", namespace)["status"]
+    progress = status["progress"]
+    # and its outcome, the claim its exit code makes, without waiting for a target (none asked for)
+    assert status["agentOutcome"]["exitCode"] == ExitCode.SUCCEEDED
     assert progress["mode"] in ("pre-copy", "post-copy")
     assert progress["dataTotal"] >= 128 << 20 and 0 <= progress["percent"] <= 99
     assert progress["percentText"] == f"{progress['percent']}%" and progress["updateTime"].endswith("Z")

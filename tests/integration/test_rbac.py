@@ -81,6 +81,7 @@ ALLOWED: dict[str, list[Access]] = {
     ],
     AGENT_SA: [
         *_each("patch", "migrations.kubevirt.io", "status", scope="install"),
+        *_each("get watch", "migrations.kubevirt.io", scope="install"),  # it waits for TargetReady (gate.py)
     ],
     LAUNCHER_SA: [],
 }
@@ -216,7 +217,8 @@ def test_progress_reporting_is_granted_per_namespace_as_documented(install: Inst
     assert agent_can("patch", ns)
     assert not agent_can("patch", install.namespace)
     assert not agent_can("update", ns)
-    assert not agent_can("get", ns, subresource="")
+    assert agent_can("get", ns, subresource="") and agent_can("watch", ns, subresource="")  # its Migration
+    assert not agent_can("list", ns, subresource="") and not agent_can("get", install.namespace, subresource="")
 
 
 AGENT_POD = "virt-migration-m1-abcde"
@@ -271,12 +273,15 @@ def test_agent_may_report_only_its_own_progress(install: Install, workload_agent
         k("patch", "migration", "m1", f"--namespace={ns}", "--subresource=status", "--type=merge", "-p",
           json.dumps({"status": {"phase": "Running"}}), namespaced=False)
         time.sleep(0.5)
-    assert "may change status.progress only" in denied, denied
+    assert "may change status.progress and status.agentOutcome only" in denied, denied
 
     assert patch(agent, {"progress": {"percent": 40, "percentText": "40%"}}) == ""
     assert "may report progress only for the Migration" in patch(other, {"progress": {"percent": 41}})
     assert patch(unbound, {"progress": {"percent": 42}}) == ""  # not bound to a pod: the field rule only
-    assert "may change status.progress only" in patch(agent, {"result": {"outcome": "Succeeded"}})
+    assert "may change status.progress and status.agentOutcome only" in patch(agent, {"result": {"outcome": "x"}})
+    # its claim when its job ended: set once, never changed (the controller checks it against the nodes)
+    assert patch(agent, {"agentOutcome": {"exitCode": 0, "terminationMessage": "{}"}}) == ""
+    assert "may set status.agentOutcome once" in patch(agent, {"agentOutcome": {"exitCode": 23}})
 
     controller = client_for(None, CONTROLLER_SA + install.suffix, install.namespace)
     assert patch(controller, {"phase": "Succeeded", "reason": "Migrated"}) == ""
@@ -332,16 +337,19 @@ def _granted(sa: str) -> set[tuple[str, str, str, str]]:
 
 
 def test_the_agent_policy_guards_every_status_field_but_progress() -> None:
-    """A status field added to the CRD must be added to the policy, or the agent could write it."""
+    """A status field added to the CRD must be added to the policy, or the agent could write it. The agent's
+    own two: progress (free) and agentOutcome (set once, by the second rule)."""
     crd = yaml.safe_load((REPO / "manifests" / "crds" / "migrations.kubevirt.io.yaml").read_text())
     (version,) = crd["spec"]["versions"]
-    fields = set(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]) - {"progress"}
+    own = {"progress", "agentOutcome"}
+    fields = set(version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]) - own
     (policy,) = [p for p in select(render(), "ValidatingAdmissionPolicy")
                  if p["metadata"]["name"].startswith("virtmigrate-agent-progress-only")]
-    first = policy["spec"]["validations"][0]["expression"]
+    first, once = (v["expression"] for v in policy["spec"]["validations"][:2])
     for f in sorted(fields):
         assert f"object.?status.?{f} == oldObject.?status.?{f}" in first, f"status.{f} is not guarded"
-    assert "progress" not in first
+    assert not any(f in first for f in own)
+    assert "!has(oldObject.status.agentOutcome)" in once
 
 
 def test_no_rule_uses_a_wildcard() -> None:
@@ -361,6 +369,7 @@ def test_manifests_grant_exactly_the_matrix(sa: str) -> None:
 # KubeClient method -> (verb, default subresource)
 _CLIENT_VERBS = {
     "get": ("get", ""), "list": ("list", ""), "list_all": ("list", ""), "watch": ("watch", ""),
+    "open_watch": ("watch", ""),
     "create": ("create", ""), "replace": ("update", ""), "update_status": ("update", "status"),
     "patch": ("patch", ""), "delete": ("delete", ""),
 }

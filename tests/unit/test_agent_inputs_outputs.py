@@ -11,7 +11,7 @@ from virtmigrate.agent.jobstats import JOB_UNBOUNDED, MIB, JobStats, Mode
 from virtmigrate.agent.progress import compute_progress, should_report_progress
 from virtmigrate.agent.result import MAX_TERMINATION_MESSAGE, Result, termination_message
 from virtmigrate.agent.settings import parse_settings
-from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success
+from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success, stale_source_copy
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.errors import ConfigError
 
@@ -92,9 +92,28 @@ def test_decide_success(placement: Placement, problem: str) -> None:
     pytest.param(Placement(True, True, False, False, False), True, id="on-source"),
     pytest.param(Placement(True, False, False, False, False), False, id="stopped-on-source"),
     pytest.param(Placement(True, True, True, True, False), False, id="on-both"),
+    pytest.param(Placement(False, False, False, False, False, source_reachable=False), False, id="source-silent"),
 ])
 def test_decide_still_on_source(placement: Placement, ok: bool) -> None:
     assert (decide_still_on_source(placement) == "") is ok
+
+
+def test_a_source_that_does_not_answer_is_never_taken_for_one_the_guest_left() -> None:
+    """A dead connection to the source (its libvirtd restarting) says nothing: not 'gone from the source'."""
+    silent = Placement(False, False, True, True, True, source_reachable=False)
+    assert "unknown state on the source" in decide_success(silent)
+
+
+@pytest.mark.parametrize(("placement", "stale"), [
+    pytest.param(Placement(True, False, True, True, True), True, id="stopped-copy-left-landed"),
+    pytest.param(Placement(True, True, True, True, True), False, id="source-still-runs"),
+    pytest.param(Placement(True, False, True, True, False), False, id="destination-not-persistent"),
+    pytest.param(Placement(True, False, True, False, False), False, id="not-running-on-destination"),
+    pytest.param(Placement(True, False, True, True, True, source_reachable=False), False, id="source-silent"),
+])
+def test_only_a_stopped_source_copy_of_a_landed_guest_is_libvirts_unfinished_undefine(
+        placement: Placement, stale: bool) -> None:
+    assert stale_source_copy(placement) is stale
 
 
 def test_progress_payload_and_rate_limit() -> None:

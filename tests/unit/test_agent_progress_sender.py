@@ -80,7 +80,7 @@ def test_stop_does_not_wait_for_a_sender_still_connecting_and_nothing_is_sent_la
     assert connecting.wait(5)
     r.stop(timeout_s=30)
     stop_returned.set()
-    r._thread.join(10)
+    r.sender.join(10)
     assert saw == [True]  # stop() returned while the sender was still connecting
     assert client.patches == []  # and the payload pending at the end was not sent late
 

@@ -204,6 +204,7 @@ def test_uncordon_deletes_evacuations_not_started_lets_running_ones_finish_and_c
     migs = [MigrationInfo("ns", "pending", "u1", "vm", phase="Pending", evacuation_node="node1"),
             MigrationInfo("ns", "new", "u2", "vm", phase="", evacuation_node="node1"),
             MigrationInfo("ns", "running", "u3", "vm", phase="Running", evacuation_node="node1"),
+            MigrationInfo("ns", "ready", "u5", "vm", phase="TargetReady", evacuation_node="node1"),  # job starting
             MigrationInfo("ns", "user", "u4", "vm", phase="Pending")]
     cond = {"type": NODE_CONDITION_EVACUATION, "status": "True"}
     plan = decide_evacuation(NodeState("node1", False, cond), [vm], migs, _targets(vm, "node2"), now=NOW)

@@ -252,6 +252,29 @@ def test_a_post_avoids_a_kept_alive_connection_the_server_has_closed(serve: Any)
     assert [r.split()[0] for r in srv.requests] == ["GET", "POST"]
 
 
+def test_a_client_without_answers_still_reads_and_still_raises(serve: Any) -> None:
+    """Its writes return {} (nothing decoded); reads, and every error, are what the plain client gives."""
+    obj = b'{"metadata":{"name":"x","resourceVersion":"9"}}'
+
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        while request := srv.read_request(sock):
+            if b"/configmaps/gone" in request.split(b"\r\n", 1)[0]:
+                body = b'{"kind":"Status","reason":"NotFound","code":404,"message":"configmaps \\"gone\\" not found"}'
+                sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            else:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(obj), obj))
+
+    _, kube = serve(script)
+    quiet = kube.without_answers()
+    assert kube.patch(CONFIGMAPS, "x", {"data": {}}, "ns")["metadata"]["resourceVersion"] == "9"
+    assert quiet.patch(CONFIGMAPS, "x", {"data": {}}, "ns") == {}
+    assert quiet.create(CONFIGMAPS, {"metadata": {"name": "x"}}, "ns") == {}
+    assert quiet.delete(CONFIGMAPS, "x", "ns") == {}
+    assert quiet.get(CONFIGMAPS, "x", "ns")["metadata"]["name"] == "x"
+    with pytest.raises(errors.NotFound, match="not found"):
+        quiet.patch(CONFIGMAPS, "gone", {"data": {}}, "ns")
+
+
 def _throttle_once(retry_after: bytes) -> Script:
     def script(sock: socket.socket, _n: int, srv: Server) -> None:
         first = True

@@ -194,6 +194,44 @@ def test_start_then_migrated_away_exits_zero() -> None:
     assert node.calls == ["define_and_start"]
 
 
+@pytest.mark.parametrize(("obs", "left"), [
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_MIGRATED, persistent=True), True,
+                 id="migrated-definition-kept"),
+    pytest.param(_o(state=decide.SHUTOFF, persistent=True, events=((decide.EVENT_STOPPED, decide.STOPPED_MIGRATED),)),
+                 True, id="migrated-event-then-a-daemon-restart-forgot-the-reason"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_MIGRATED, persistent=True, job=True), False,
+                 id="libvirt-still-confirming"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_MIGRATED, persistent=False), False,
+                 id="transient-goes-by-itself"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_CRASHED, persistent=True), False, id="crashed"),
+    pytest.param(_o(state=decide.SHUTOFF, reason=decide.SHUTOFF_SHUTDOWN, persistent=True), False, id="powered-off"),
+    pytest.param(_o(state=decide.SHUTOFF, persistent=True), False, id="stopped-for-no-reason-libvirt-gives"),
+    pytest.param(_o(state=decide.PAUSED, persistent=True), False, id="paused"),
+    pytest.param(_o(present=False), False, id="undefined-already"),
+])
+def test_only_a_definition_libvirt_says_migrated_away_is_undefined(obs: Observation, left: bool) -> None:
+    assert decide.migrated_definition_left(obs) is left
+
+
+def test_a_stopped_definition_the_migration_left_is_undefined_on_exit() -> None:
+    """The source's libvirtd died at the switch-over and came back: the guest migrated (libvirt's shutoff
+    reason says so) but the job's last step, the undefine, never ran. The launcher finishes it."""
+    node = FakeNode()
+    migrated = (decide.SHUTOFF, decide.SHUTOFF_MIGRATED)
+    node.on_events = [lambda: None, lambda: node.domains.update({GUEST.name: migrated})]
+    out = _run(node)
+    assert out.reason is Reason.MIGRATED and out.exit_code == 0  # type: ignore[attr-defined]
+    assert node.calls == ["define_and_start", "undefine"] and GUEST.name not in node.domains
+
+
+def test_a_crashed_guest_keeps_its_definition() -> None:
+    node = FakeNode()
+    crashed = (decide.SHUTOFF, decide.SHUTOFF_CRASHED)
+    node.on_events = [lambda: None, lambda: node.domains.update({GUEST.name: crashed})]
+    out = _run(node)
+    assert out.reason is Reason.CRASHED and node.calls == ["define_and_start"]  # type: ignore[attr-defined]
+
+
 def test_guest_crash_exits_non_zero_with_reason() -> None:
     node = FakeNode()
 
@@ -386,6 +424,21 @@ def test_what_a_receive_launcher_asked_to_stop_may_remove(present: bool, state: 
                                                            want: decide.Leftover) -> None:
     o = decide.Observation(name="ns_vm", present=present, state=state, sigterm=True, persistent=persistent, job=job)
     assert decide.receive_leftover(o) is want
+
+
+@pytest.mark.parametrize(("reason", "stopping_for_s", "want"), [
+    (decide.PAUSED_MIGRATION, 1.0, decide.Leftover.WAIT),                         # the job may still end
+    (decide.PAUSED_MIGRATION, decide.LEFTOVER_JOB_WAIT_S, decide.Leftover.DESTROY),  # pre-copy: the source has it
+    (12, 60.0, decide.Leftover.WAIT),             # VIR_DOMAIN_PAUSED_POSTCOPY: perhaps the only copy, never touched
+    (13, 60.0, decide.Leftover.WAIT),             # VIR_DOMAIN_PAUSED_POSTCOPY_FAILED: the same
+])
+def test_a_job_a_restarted_daemon_kept_on_a_paused_incoming_copy_is_not_waited_for_for_ever(
+        reason: int, stopping_for_s: float, want: decide.Leftover) -> None:
+    """Chaos seed 11 round 22: the target's libvirtd restarted mid-incoming migration and kept the paused copy
+    with a job that never ends; its launcher, asked to stop, waited until its pod's grace ran out and was
+    killed, leaving the copy behind."""
+    o = decide.Observation(name="ns_vm", present=True, state=decide.PAUSED, reason=reason, sigterm=True, job=True)
+    assert decide.receive_leftover(o, stopping_for_s=stopping_for_s) is want
 
 
 def test_receive_survives_a_libvirtd_restart_and_removes_the_incoming_leftover_on_stop() -> None:

@@ -186,9 +186,10 @@ def test_a_cancel_that_came_too_late_is_a_success() -> None:
 
 # --- an agent that does not end -----------------------------------------------------------------------------
 
-def _running(*, age: float, agent: PodView = AGENT_RUN, stop_age: float = 0.0, deleting: bool = False) -> Observed:
+def _running(*, age: float, agent: PodView = AGENT_RUN, stop_age: float = 0.0, deleting: bool = False,
+             forced: bool = False) -> Observed:
     return obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=agent, phase_age_s=age, agent_stop_age_s=stop_age,
-               deleting=deleting, **SIDES["moving"])  # type: ignore[arg-type]
+               agent_forced=forced, deleting=deleting, **SIDES["moving"])  # type: ignore[arg-type]
 
 
 STOPPING = PodView(name=AGENT_RUN.name, node="node0", phase="Running", deleting=True, finalizers=(FINALIZER_AGENT,))
@@ -224,9 +225,20 @@ def test_an_agent_deleted_by_someone_else_is_waited_for_not_deleted_again() -> N
 def test_a_force_deleted_agent_that_never_goes_still_resolves() -> None:
     stop_age = T.agent_grace_s + T.resolve_s + 60  # force-deleted long ago; the node never answered
     o = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=STOPPING, phase_age_s=T.running_s + stop_age,
-            agent_stop_age_s=stop_age, **SIDES["unknown"])  # type: ignore[arg-type]
+            agent_stop_age_s=stop_age, agent_forced=True, **SIDES["unknown"])  # type: ignore[arg-type]
     d: Decision = decide(o, T)
     assert d.action in (Action.FAIL, Action.SUCCEED)
+
+
+def test_a_force_delete_is_followed_by_one_grace_period_not_two() -> None:
+    """A force-delete moves the pod's deletionTimestamp to its own moment, so the stop age starts again from the
+    force: one more grace period after it, the outcome is read from the nodes (stop -> force -> resolve is 2x
+    the grace, not 3x), and a forced agent is never force-deleted again."""
+    waiting = decide(_running(age=T.running_s + 50, agent=STOPPING, stop_age=5.0, forced=True), T)
+    assert waiting.action == Action.NOTHING and waiting.requeue_after == T.agent_grace_s - 5.0
+    landed = obs(phase=P.RUNNING, vm=VM_OURS, agent_pod=STOPPING, phase_age_s=T.running_s + 100,
+                 agent_stop_age_s=T.agent_grace_s + T.settle_s, agent_forced=True, **SIDES["target"])  # type: ignore[arg-type]
+    assert (decide(landed, T).action, decide(landed, T).reason) == (Action.SUCCEED, "Migrated")
 
 
 def test_the_running_and_agent_timeouts_have_safe_defaults() -> None:
@@ -333,7 +345,8 @@ def test_an_agent_whose_node_stopped_answering_is_stopped_then_resolved_from_the
     stopping = dataclasses.replace(AGENT_RUN, deleting=True)
     d = decide(obs(agent_pod=stopping, agent_stop_age_s=T.agent_grace_s, **running), T)  # type: ignore[arg-type]
     assert d.action == Action.FORCE_DELETE_AGENT_POD
-    d = decide(obs(agent_pod=stopping, agent_stop_age_s=2 * T.agent_grace_s + T.settle_s, **running), T)  # type: ignore[arg-type]
+    d = decide(obs(agent_pod=stopping, agent_stop_age_s=T.agent_grace_s + T.settle_s, agent_forced=True,
+                   **running), T)  # type: ignore[arg-type]
     assert (d.action, d.reason) == (Action.SUCCEED, "Migrated")
 
 

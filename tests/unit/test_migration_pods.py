@@ -68,7 +68,18 @@ def test_agent_pod() -> None:
                          "--bandwidth=16", "--completion-timeout-per-gib=150", "--progress-timeout=150",
                          "--max-downtime=500", "--allow-post-copy=true", "--allow-auto-converge=false",
                          "--allow-pause=false", "--migration-uri=tcp://127.0.0.12", "--migration=testvm-migration",
-                         "--namespace=default"]
+                         "--namespace=default"]  # created at TargetReady: it reads and writes its Migration, no wait
+
+
+def test_an_agent_created_before_its_target_is_ready_waits_for_it() -> None:
+    policy = compute_policy(PolicyDefaults(), MIG.spec.policy)
+    dest = Destination("qemu+tcp://127.0.0.1:16602/system", "tcp://127.0.0.12")
+    early = new_agent_pod(VM_, MIG, source_node="node0", dest=dest, policy=policy,
+                          service_account="virtmigrate-agent", await_target=True)
+    assert early["spec"]["containers"][0]["args"][-1] == "--await-target-uid=mig-uid"
+    # without API access it could not read its Migration: such an agent is never created early
+    blind = new_agent_pod(VM_, MIG, source_node="node0", dest=dest, policy=policy, await_target=True)
+    assert not [a for a in blind["spec"]["containers"][0]["args"] if a.startswith(("--await", "--migration="))]
 
 
 def test_agent_args_parse_with_the_agents_own_parser() -> None:

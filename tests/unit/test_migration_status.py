@@ -110,3 +110,19 @@ def test_the_agent_and_the_controller_share_one_result_contract() -> None:
         "exitCode": 22, "outcome": "aborted_no_progress", "durationSeconds": 151.2, "dataTotal": 64 << 20,
         "dataProcessed": 900 << 20, "iterations": 40, "mode": "pre-copy",
         "actions": ["raised max downtime to 100 ms"], "message": "no progress for 150 s"}
+
+
+def test_status_builders_never_change_the_cached_status_they_start_from() -> None:
+    """They share what they keep with their input (a read-only cached object) and replace what they change."""
+    conds = with_condition([], "WaitingForCapacity", "True", "WaitingForCapacity", "5 running", T0)
+    old = {"phase": "Pending", "conditions": conds, "phaseTransitionTimestamps": [{"phase": "Pending", "time": "x"}]}
+    snapshot = repr(old)
+    with_phase(old, P.SCHEDULING, T1, sourceNode="node0")
+    assert repr(old) == snapshot
+    vm = vm_migrating({"phase": "Running", "node": "node0", "launcherPod": "src"}, migration_name="m",
+                      migration_uid="u", source_node="node0", target_pod="tgt", now=T0)
+    snapshot = repr(vm)
+    vm_on_target(vm, target_node="node1", target_pod="tgt", mode="pre-copy", now=T1)
+    vm_on_source(vm, reason="Cancelled", now=T1)
+    st.vm_lost(vm, reason="GuestLost", message="gone", now=T1)
+    assert repr(vm) == snapshot

@@ -425,7 +425,8 @@ def test_a_remembered_exit_belongs_to_its_migration_uid_only() -> None:
 def test_an_agent_that_does_not_stop_in_its_grace_period_is_force_deleted() -> None:
     w = _running_world(None, deleting=True, guest="moving")
     stuck = pod(agent_name(w), "node0", role="agent", phase="Running", deleting=True, finalizers=(AGENT_FIN,))
-    stuck["metadata"]["deletionGracePeriodSeconds"] = 0  # asked to stop 60 s ago: past the 45 s grace, not 2x
+    # its grace (30 s) ran out 60 s ago: asked to stop 90 s ago, past the agent's 45 s grace, and not yet forced
+    stuck["metadata"]["deletionGracePeriodSeconds"] = 30
     w.pods.add(stuck)
     assert w.run() == [("delete", "pods", "default", agent_name(w))]
     assert w.writer.deleted_with_grace[agent_name(w)] == 0

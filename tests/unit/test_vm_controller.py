@@ -332,6 +332,41 @@ def test_sync_sends_a_probe_bound_to_every_node_when_the_guest_left_without_a_mi
     assert [e[2] for e in rec.events] == ["LocatingGuest"]  # type: ignore[attr-defined]
 
 
+def test_a_refused_status_write_leaves_every_pod_in_place() -> None:
+    """The guest was found on node1 by its probe. The status naming the probe as the VM's pod is refused (a
+    cache a moment behind this controller's own last write: 409): nothing may be deleted then, or the VM's
+    recorded pod is gone while its status still names it, and the VM stays Unknown with no pod to look at
+    (seen in the e2e tier on a loaded machine)."""
+    from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN
+
+    class Refusing(RecordingClient):
+        def patch(self, res: Any, name: str, patch: Any, namespace: str | None = None, *,
+                  subresource: str | None = None, patch_type: str = "") -> dict[str, Any]:
+            raise errors.Conflict("the object has been modified", status=409)
+
+    def pod(name: str, node: str, *, probe: bool, status: dict[str, Any], facts: DomainFacts | None) -> Any:
+        ann = {"virtmigrate.kubevirt.io/probe-for": P0} if probe else {}
+        if facts is not None:
+            ann[ANNOTATION_DOMAIN] = facts.to_annotation()
+        return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "annotations": ann,
+                             "labels": {LABEL_VM: "vm", LABEL_ROLE: "launcher"},
+                             "ownerReferences": [{"kind": "VM", "uid": "U", "controller": True}]},
+                "spec": {"nodeName": node}, "status": status}
+
+    client = Refusing()
+    c, _ = _controller(client)
+    c.vms.indexer.add(dict(_vm(phase="Unknown", pod=P0, reason="LocatingGuest").raw))
+    c.pods.indexer.add(pod(P0, "node0", probe=False, facts=None, status={"phase": "Succeeded", "containerStatuses": [
+        {"state": {"terminated": {"exitCode": 0, "message": "Migrated: domain ns_vm left this node"}}}]}))
+    for n, facts in (("node0", NOTHING), ("node1", RUNS)):
+        c.pods.indexer.add(pod(probe_pod_name(_vm(), gone_pod=P0, node=n), n, probe=True, facts=facts,
+                               status={"phase": "Running"}))
+        c.nodes.indexer.add({"metadata": {"name": n}})
+    with pytest.raises(errors.Conflict):
+        c.sync("ns/vm")
+    assert [kind for kind, _ in client.calls if kind == "delete"] == []
+
+
 # --- specs the controller cannot use ------------------------------------------------------------------
 
 def _raw(spec: dict[str, Any], *, generation: int = 1, **status: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from virtmigrate.agent.progress import compute_progress, should_report_progress
 from virtmigrate.agent.result import Result
 from virtmigrate.agent.settings import Settings
 from virtmigrate.agent.steering import SteeringState
-from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success
+from virtmigrate.agent.verify import Placement, decide_still_on_source, decide_success, stale_source_copy
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.clock import Clock
 from virtmigrate.virt import quiet_libvirt, start_event_loop
@@ -89,11 +90,13 @@ def _lookup(conn: libvirt.virConnect, ident: str) -> libvirt.virDomain:
 
 def _placement(src: libvirt.virConnect, dst: libvirt.virConnect | None, uuid: str) -> Placement:
     source_defined = source_active = False
+    source_reachable = True
     try:
         d = src.lookupByUUIDString(uuid)
         source_defined, source_active = True, bool(d.isActive())
-    except libvirt.libvirtError:
-        pass  # VIR_ERR_NO_DOMAIN: gone from the source
+    except libvirt.libvirtError as e:
+        # gone from the source only when libvirt says so; a dead connection says nothing
+        source_reachable = e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
     dst_defined = dst_running = dst_persistent = False
     if dst is not None:
         try:
@@ -103,7 +106,7 @@ def _placement(src: libvirt.virConnect, dst: libvirt.virConnect | None, uuid: st
             dst_persistent = bool(d.isPersistent())
         except libvirt.libvirtError:
             pass  # absent from the destination
-    return Placement(source_defined, source_active, dst_defined, dst_running, dst_persistent)
+    return Placement(source_defined, source_active, dst_defined, dst_running, dst_persistent, source_reachable)
 
 
 class Migrator:
@@ -111,8 +114,9 @@ class Migrator:
     libvirt failures: they become exit codes with messages)."""
 
     def __init__(self, settings: Settings, cancel: Cancel, *, clock: Clock, log: Any,
-                 on_stats: StatsHook | None = None) -> None:
+                 on_stats: StatsHook | None = None, gate: Callable[[], Result | None] | None = None) -> None:
         self.s = settings
+        self.gate = gate  # once both libvirts are reached: None = go ahead, else the Result to exit with
         self.cancel = cancel
         self.clock = clock
         self.log = log
@@ -121,6 +125,7 @@ class Migrator:
         self._last_progress_log: float | None = None
         self._completed: dict[str, Any] | None = None
         self._completed_evt = threading.Event()
+        self._repairs: list[str] = []  # what the agent did beyond the job (verify.stale_source_copy)
 
     def _open(self, uri: str) -> libvirt.virConnect:
         return libvirt.open(uri)
@@ -183,6 +188,17 @@ class Migrator:
         except libvirt.libvirtError as e:
             return Result(ExitCode.SOURCE_UNREACHABLE, f"second connection to {self.s.source_uri} failed: "
                           f"{e.get_error_message()}")
+        # Everything is ready before the go-ahead, so that the job starts the moment it comes.
+        stopped = self.gate() if self.gate is not None else None
+        if stopped is None and self.cancel.signal_name:
+            stopped = Result(ExitCode.CANCELLED, f"{self.cancel.signal_name} before the migration of {name!r} "
+                             "started; the guest was not touched")
+        if stopped is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                src.domainEventDeregisterAny(cb_id)
+            with contextlib.suppress(libvirt.libvirtError):
+                mig_conn.close()
+            return stopped
         call = _MigrateCall()
         done = threading.Event()
         thread = threading.Thread(target=self._migrate_thread, args=(mig_conn, uuid, call, done),
@@ -239,7 +255,7 @@ class Migrator:
         def result(code: ExitCode, msg: str, figures: JobStats, downtime_ms: int | None = None) -> Result:
             return Result(code, msg, duration_s=call.ended_s - call.started_s, data_total=figures.data_total,
                           data_processed=figures.data_processed, downtime_ms=downtime_ms,
-                          iterations=figures.iteration, mode=state.mode, actions=state.actions,
+                          iterations=figures.iteration, mode=state.mode, actions=(*state.actions, *self._repairs),
                           call_started=call.started_wall, call_ended=call.ended_wall)
 
         if call.error is None:
@@ -248,7 +264,7 @@ class Migrator:
                 self._completed_evt.wait(1.0)
             completed = JobStats.from_libvirt(self._completed or self._dest_completed(dst, uuid))
             figures = completed if completed.data_total else last
-            p = self._placement_settled(src, dst, uuid)
+            p = self.placement_settled(src, dst, uuid)
             problem = decide_success(p)
             if problem:
                 return result(ExitCode.VERIFICATION_FAILED, f"migration of {name!r} reported success but the "
@@ -271,7 +287,11 @@ class Migrator:
         if state.mode == Mode.PAUSED:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.resume()  # we paused it for the copy; the copy is off, so let it run again
-        problem = decide_still_on_source(self._placement_settled(src, dst, uuid, want_source=True))
+        p = self.placement_settled(src, dst, uuid, want_source=True)
+        if not decide_success(p):  # the job's end never reached this call, but the guest made it
+            return result(ExitCode.SUCCEEDED, f"{msg}; yet {name!r} runs on {self.s.destination_uri}, persistent "
+                          "there and gone from the source", last)
+        problem = decide_still_on_source(p)
         if problem:
             return result(ExitCode.VERIFICATION_FAILED, f"{msg}; and the guest is {problem}", last)
         return result(code, msg + "; the guest still runs on the source", last)
@@ -283,14 +303,44 @@ class Migrator:
         except libvirt.libvirtError:
             return {}
 
-    def _placement_settled(self, src: libvirt.virConnect, dst: libvirt.virConnect, uuid: str, *,
+    def placement_settled(self, src: libvirt.virConnect, dst: libvirt.virConnect, uuid: str, *,
                            want_source: bool = False) -> Placement:
         """The placement, re-read for up to 3 s while it is still settling (a resuming destination,
-        a source whose job is being torn down)."""
+        a source whose job is being torn down, a source libvirtd restarting: it is reached again on a
+        connection of its own). A stopped copy the source kept of a guest that runs, persistent, on the
+        destination is undefined on the way (verify.stale_source_copy)."""
         deadline = self.clock.now() + 3.0
-        while True:
-            p = _placement(src, dst, uuid)
-            ok = not decide_still_on_source(p) if want_source else not decide_success(p)
-            if ok or self.clock.now() >= deadline:
-                return p
-            self.clock.sleep(0.1)
+        fresh: libvirt.virConnect | None = None
+        try:
+            while True:
+                p = _placement(fresh or src, dst, uuid)
+                if not p.source_reachable and fresh is None:
+                    with contextlib.suppress(libvirt.libvirtError):
+                        fresh = self._open(self.s.source_uri)  # the daemon restarted: a new connection
+                        p = _placement(fresh, dst, uuid)
+                if stale_source_copy(p) and self._undefine_stale(fresh or src, uuid):
+                    p = _placement(fresh or src, dst, uuid)
+                # after a failure: back on the source, or (its last step lost) landed on the destination
+                ok = not decide_success(p) or (want_source and not decide_still_on_source(p))
+                if ok or self.clock.now() >= deadline:
+                    return p
+                self.clock.sleep(0.1)
+        finally:
+            if fresh is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    fresh.close()
+
+    def _undefine_stale(self, src: libvirt.virConnect, uuid: str) -> bool:
+        """Undefine the source's copy if it is still stopped (never a running or paused one)."""
+        try:
+            d = src.lookupByUUIDString(uuid)
+            if d.isActive():
+                return False
+            d.undefine()
+        except libvirt.libvirtError as e:
+            self.log.warning("stale_source_copy_kept", error=e.get_error_message())
+            return False
+        self._repairs.append("undefined the stopped copy the source kept: the job's last step (the source's "
+                            "undefine) never ran, and the guest runs, persistent, on the destination")
+        self.log.warning("stale_source_copy_undefined", uuid=uuid)
+        return True

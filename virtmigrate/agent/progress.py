@@ -11,11 +11,11 @@ Without API access the agent only logs (see migrate.py).
 from __future__ import annotations
 
 import datetime as _dt
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from virtmigrate.agent.jobstats import JobStats, Mode
+from virtmigrate.sender import LatestSender
 
 if TYPE_CHECKING:  # the kubernetes client costs ~0.3 s to import: only when progress is reported
     from virtmigrate.kube import KubeClient
@@ -43,70 +43,42 @@ def should_report_progress(now_s: float, last_s: float | None, interval_s: float
 class ProgressReporter:
     """Patches status.progress of `namespace/migration`; failures are logged, never fatal.
 
-    `connect` builds the API client; it runs on the sender thread. A failure to connect disables
-    progress (logged as progress_disabled); the agent migrates all the same."""
+    `connect` builds the API client; it runs on the sender thread (virtmigrate.sender.LatestSender). A failure
+    to connect disables progress (logged as progress_disabled); the agent migrates all the same."""
 
     def __init__(self, connect: Callable[[], KubeClient], migration: str, namespace: str, *, wall: Any, log: Any,
                  interval_s: float = REPORT_INTERVAL_S, connect_after_s: float = CONNECT_AFTER_S) -> None:
-        self._connect = connect
-        self._name = migration
-        self._ns = namespace
         self._wall = wall  # () -> datetime, the clock's wall time
-        self._log = log
         self._interval = interval_s
         self._last: float | None = None
-        self._pending: dict[str, Any] | None = None
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._connected = False  # under _cond: the sender has a client (stop() then waits for its last patch)
         self._connect_after = connect_after_s
         self._first: float | None = None  # the first observation's time
-        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+
+        def connect_progress() -> Callable[[dict[str, Any]], object]:
+            client = connect()
+            from virtmigrate.kube.resources import MIGRATIONS
+
+            return lambda payload: client.patch(MIGRATIONS, migration, {"status": {"progress": payload}}, namespace,
+                                                subresource="status")
+
+        self.sender: LatestSender[dict[str, Any]] = LatestSender(
+            # progress is never flushed nor filtered by age (its own rate limit is above): no clock is read
+            connect_progress, now=lambda: 0.0, log=log, name="progress", disabled="progress_disabled",
+            failed="progress_patch_failed")
 
     def __call__(self, stats: JobStats, mode: Mode, now_s: float) -> None:
         if self._first is None:
             self._first = now_s
-        if self._thread.ident is None:  # the sender has not been started
+        if not self.sender.started:
             if now_s - self._first < self._connect_after:
                 return  # too early: a migration this short needs no progress
-            self._thread.start()
+            self.sender.start()
         if not should_report_progress(now_s, self._last, self._interval):
             return
         self._last = now_s
-        with self._cond:
-            self._pending = compute_progress(stats, mode, self._wall())
-            self._cond.notify()
-
-    def _run(self) -> None:
-        try:
-            client = self._connect()
-            from virtmigrate.kube.resources import MIGRATIONS
-        except Exception as e:  # no API access: the agent still migrates, it only logs progress
-            self._log.warning("progress_disabled", error=str(e))
-            return
-        with self._cond:
-            if self._stopped:
-                return  # the migration ended before the client was ready: nothing worth sending late
-            self._connected = True
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopped:
-                    self._cond.wait()
-                if self._pending is None:
-                    return
-                payload, self._pending = self._pending, None
-            try:
-                client.patch(MIGRATIONS, self._name, {"status": {"progress": payload}}, self._ns,
-                             subresource="status")
-            except Exception as e:  # progress is best effort: the migration must not fail for it
-                self._log.warning("progress_patch_failed", error=str(e))
+        self.sender.offer(compute_progress(stats, mode, self._wall()))
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Send what is pending, then stop the sender (bounded). A sender still connecting is not waited
         for: the Migration's final status comes from the controller, not from a late progress patch."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-            connected = self._connected
-        if connected:
-            self._thread.join(timeout_s)
+        self.sender.stop(join_s=timeout_s)

@@ -44,6 +44,8 @@ class Settings:
     namespace: str = ""
     kubeconfig: str = ""              # "" = in-cluster config when `migration` is set
     log_level: str = "info"
+    await_target_uid: str = ""        # start the job only once that Migration's target is ready (agent/gate.py)
+    await_target_timeout_s: float = 1800.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +86,10 @@ _FLAGS: tuple[tuple[str, str, type | object, object, str], ...] = (
     ("--namespace", "NAMESPACE", str, "", "namespace of that Migration"),
     ("--kubeconfig", "KUBECONFIG", str, "", "kubeconfig for API access (default: in-cluster)"),
     ("--log-level", "LOG_LEVEL", str, "info", "debug, info, warning or error"),
+    ("--await-target-uid", "AWAIT_TARGET_UID", str, "",
+     "the uid of --migration: start the job only once it says its target is ready (TargetReady or Running)"),
+    ("--await-target-timeout", "AWAIT_TARGET_TIMEOUT", float, 1800.0,
+     "seconds to wait for that before exiting with the guest untouched"),
 )
 
 
@@ -134,6 +140,9 @@ def _validate(v: dict[str, object]) -> Settings:
     need(int(v["max_downtime"]) >= 1, "--max-downtime", "must be >= 1 ms")  # type: ignore[call-overload]
     need(int(v["downtime_steps"]) >= 1, "--downtime-steps", "must be >= 1")  # type: ignore[call-overload]
     need(bool(v["namespace"]) or not v["migration"], "--namespace", "required with --migration")
+    need(bool(v["migration"]) or not v["await_target_uid"], "--migration",
+         "required with --await-target-uid (the Migration whose target the agent waits for)")
+    need(float(v["await_target_timeout"]) > 0, "--await-target-timeout", "must be > 0")  # type: ignore[arg-type]
     need(str(v["log_level"]) in ("debug", "info", "warning", "error"), "--log-level",
          "must be debug, info, warning or error")
     policy = Policy(
@@ -150,4 +159,6 @@ def _validate(v: dict[str, object]) -> Settings:
                     source_uri=str(v["source_uri"]), migration_uri=str(v["migration_uri"]), policy=policy,
                     termination_message_path=str(v["termination_message_path"]),
                     migration=str(v["migration"]), namespace=str(v["namespace"]),
-                    kubeconfig=str(v["kubeconfig"]), log_level=str(v["log_level"]))
+                    kubeconfig=str(v["kubeconfig"]), log_level=str(v["log_level"]),
+                    await_target_uid=str(v["await_target_uid"]),
+                    await_target_timeout_s=float(v["await_target_timeout"]))  # type: ignore[arg-type]

@@ -32,25 +32,81 @@ from virtmigrate.errors import ConfigError, VirtMigrateError
 if TYPE_CHECKING:
     from virtmigrate.kube import KubeClient
 
+OUTCOME_WRITE_S = 2.0  # at most this long to put the outcome on the Migration before exiting
 
-def _write_termination_message(path: str, result: Result, log: object) -> None:
+
+def _write_termination_message(path: str, message: str, log: object) -> None:
     try:
-        Path(path).write_text(termination_message(result))
+        Path(path).write_text(message)
     except OSError as e:
         log.error("termination_message_failed", path=path, error=str(e))  # type: ignore[attr-defined]
 
 
-def _progress(settings: Settings, clock: RealClock, log: object) -> ProgressReporter | None:
-    if not settings.migration:
-        return None  # no Migration named: progress goes to the log only
+class _ApiAccess:
+    """An agent named its Migration reads and writes it: it reports progress, puts its outcome there when the
+    job ends, and with --await-target-uid waits there for its target (agent/gate.py). One API client, made on a
+    thread of its own. An agent that waits for its target starts making it at once, so that loading it overlaps
+    the libvirt connections; one created at TargetReady (the default) has nothing to wait for and makes it on
+    first use, once the job runs: loading the client (~50 ms of imports, and the first request's TLS handshake)
+    then never delays the job's start, nor competes for the interpreter with the calls that prepare it."""
 
-    def connect() -> KubeClient:  # on the reporter's thread, while the migration starts
-        from virtmigrate.kube import KubeClient
+    def __init__(self, settings: Settings, cancel: Cancel, clock: RealClock, log: object) -> None:
+        self.s, self.cancel, self.clock, self.log = settings, cancel, clock, log
+        self._made: list[KubeClient | BaseException] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._maker = threading.Thread(target=self._make, name="api-client", daemon=True)
+        if settings.await_target_uid:
+            self._start()
 
-        # --kubeconfig, else $KUBECONFIG (the local node runner's), else the in-cluster service account
-        return KubeClient.auto(settings.kubeconfig or None)
+    def _start(self) -> None:
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._maker.start()
 
-    return ProgressReporter(connect, settings.migration, settings.namespace, wall=clock.wall, log=log)
+    def _make(self) -> None:
+        try:
+            from virtmigrate.kube import KubeClient
+
+            self._made.append(KubeClient.auto(self.s.kubeconfig or None))
+        except BaseException as e:
+            self._made.append(e)
+
+    def client(self) -> KubeClient:
+        self._start()
+        self._maker.join()
+        if isinstance(self._made[0], BaseException):
+            raise self._made[0]
+        return self._made[0]
+
+    def await_target(self) -> Result | None:
+        from virtmigrate.agent.gate import await_target
+
+        return await_target(self.client, self.s.migration, self.s.namespace, self.s.await_target_uid,
+                            cancel=self.cancel, clock=self.clock, timeout_s=self.s.await_target_timeout_s,
+                            log=self.log)
+
+    def write_outcome(self, result: Result, message: str) -> None:
+        """Bounded: the exit code carries the same claim, so a slow API must not hold up the exit."""
+        from virtmigrate.agent.gate import write_outcome
+
+        def write() -> None:
+            with contextlib.suppress(Exception):
+                write_outcome(self.client(), self.s.migration, self.s.namespace, int(result.exit_code), message,
+                              log=self.log)
+
+        writer = threading.Thread(target=write, name="outcome", daemon=True)
+        writer.start()
+        writer.join(OUTCOME_WRITE_S)
+
+
+def _progress(clock: RealClock, log: object, api: _ApiAccess | None) -> ProgressReporter | None:
+    """Progress on the Migration through `api`'s client (--kubeconfig, else $KUBECONFIG, else the in-cluster
+    service account); no Migration named: progress goes to the log only."""
+    if api is None:
+        return None
+    return ProgressReporter(api.client, api.s.migration, api.s.namespace, wall=clock.wall, log=log)
 
 
 def _termination_path_of(argv: list[str]) -> str:
@@ -121,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         log = agent_logger("info")
         log.error("invalid_arguments", error=str(e))
         path = _termination_path_of(args)
-        _write_termination_message(path, Result(ExitCode.INVALID_ARGUMENTS, str(e)), log)
+        _write_termination_message(path, termination_message(Result(ExitCode.INVALID_ARGUMENTS, str(e))), log)
         return int(ExitCode.INVALID_ARGUMENTS)
     log = agent_logger(settings.log_level, domain=settings.domain, migration=settings.migration or None,
                        namespace=settings.namespace or None)
@@ -133,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     clock = RealClock()
-    reporter = _progress(settings, clock, log)
+    api = _ApiAccess(settings, cancel, clock, log) if settings.migration else None
+    reporter = _progress(clock, log, api)
     try:
-        result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter).run()
+        result = Migrator(settings, cancel, clock=clock, log=log, on_stats=reporter,
+                          gate=api.await_target if api is not None and settings.await_target_uid else None).run()
     except VirtMigrateError as e:
         result = Result(ExitCode.MIGRATION_FAILED, f"migration of {settings.domain!r} failed: {e}")
     finally:
@@ -146,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
              data_total=result.data_total, data_processed=result.data_processed, iterations=result.iterations,
              mode=result.mode.value, actions=list(result.actions), job_started=result.call_started or None,
              job_ended=result.call_ended or None)
-    _write_termination_message(settings.termination_message_path, result, log)
+    message = termination_message(result)  # the same claim on the Migration and in the pod's status
+    if api is not None:
+        api.write_outcome(result, message)
+    _write_termination_message(settings.termination_message_path, message, log)
     if argv is None:  # the program itself (not a caller of main): exit without interpreter teardown
         _exit_now(int(result.exit_code))
     return int(result.exit_code)

@@ -109,12 +109,13 @@ class App:
         # --namespaces scopes what the informers list and watch, not only what is reconciled.
         factory = SharedInformerFactory(self.client, FactoryConfig(defaults=InformerConfig(registry=self.registry),
                                                                    namespaces=cfg.namespaces))
-        recorder = KubeEventRecorder(self.client)
-        self.controller = MigrationController(self.client, factory, config=cfg, recorder=recorder,
+        writer = self.client.without_answers()  # the controllers never read what a write echoes
+        recorder = KubeEventRecorder(writer)
+        self.controller = MigrationController(writer, factory, config=cfg, recorder=recorder,
                                               metrics=self.metrics, clock=RealClock(), registry=self.registry)
-        vm_thread = (_start_vm_controller(self.client, factory, cfg, recorder, self.registry, stop)
+        vm_thread = (_start_vm_controller(writer, factory, cfg, recorder, self.registry, stop)
                      if cfg.run_vm_controller else None)
-        evacuation_thread = _start_evacuation_controller(self.client, factory, cfg, recorder, self.registry, stop)
+        evacuation_thread = _start_evacuation_controller(writer, factory, cfg, recorder, self.registry, stop)
         factory.start(stop)
         try:
             self.controller.run(cfg.workers, stop)

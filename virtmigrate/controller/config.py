@@ -43,6 +43,7 @@ class ControllerConfig:
     destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
     migration_uri_template: str = "tcp://{ip}"                # when a Node has no migration-address annotation
     agent_service_account: str = "virtmigrate-agent"  # made per namespace (identities.py); "" = no API access
+    agent_early_start: bool = False  # create the agent once the target pod is bound (agent/gate.py); see README
     metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
     log_format: str = "json"                    # json or console
     log_level: str = "info"
@@ -182,6 +183,9 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
     ("--agent-service-account", "AGENT_SERVICE_ACCOUNT", str, _D.agent_service_account,
      "service account of agent pods (lets the agent report progress; the controller makes "
      "virtmigrate-agent in each namespace, any other name is yours to make); empty = none"),
+    ("--agent-early-start", "AGENT_EARLY_START", _bool, _D.agent_early_start,
+     "create the agent pod once the target pod is bound (it waits for TargetReady itself; needs an agent "
+     "service account) rather than at TargetReady"),
     ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
     ("--log-format", "LOG_FORMAT", str, _D.log_format, "json or console"),
     ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
@@ -284,6 +288,7 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
         default_node_selector=v["default_node_selector"],
         destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
         agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],
+        agent_early_start=v["agent_early_start"],
         log_format=v["log_format"], log_level=v["log_level"], kubeconfig=v["kubeconfig"],
         leader_elect=v["leader_elect"],
         lease_namespace=v["lease_namespace"] or env.get("POD_NAMESPACE") or _D.lease_namespace,

@@ -35,8 +35,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import json
 import os
+import re
 import select
 import socket
 import ssl
@@ -135,6 +137,15 @@ class KubeClient:
         self._watch_pool_lock = threading.Lock()
         self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
+        self._write_answers = True  # False in a `without_answers()` view
+
+    def without_answers(self) -> KubeClient:
+        """This client (the same connections) for callers that never read what a write returns: its
+        `create`, `replace`, `patch` and `delete` return {} instead of the decoded object the server echoes —
+        decoding it is most of a write's CPU after the round trip. Errors are decoded and raised as ever."""
+        view = copy.copy(self)
+        view._write_answers = False
+        return view
 
     @property
     def _pool(self) -> urllib3.PoolManager:
@@ -223,9 +234,10 @@ class KubeClient:
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str | None = None,
-                timeout: float | None = None) -> Any:
+                timeout: float | None = None, answer: bool = True) -> Any:
         """One request within `timeout` seconds in all (default `request_timeout`); returns the decoded
-        JSON body or raises a mapped KubeError (ServerError when the deadline passes)."""
+        JSON body (`answer=False`: {} for a success, without decoding it) or raises a mapped KubeError
+        (ServerError when the deadline passes)."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -242,6 +254,8 @@ class KubeClient:
             if self._clock.now() + wait >= deadline:
                 break  # honouring it would pass the deadline: the 429 is the answer
             self._clock.sleep(wait)  # 429: the server did not act on it, so any request may go again
+        if not answer and status < 300:
+            return {}
         payload: Any = None
         if raw:
             try:
@@ -284,14 +298,14 @@ class KubeClient:
 
     def create(self, res: Resource, obj: JSON, namespace: str | None = None) -> JSON:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
-        out: JSON = self.request("POST", res.path(ns), body=obj)
+        out: JSON = self.request("POST", res.path(ns), body=obj, answer=self._write_answers)
         return out
 
     def replace(self, res: Resource, obj: JSON, *, subresource: str | None = None) -> JSON:
         """PUT the whole object; fails with Conflict when its resourceVersion is stale."""
         meta = obj["metadata"]
         out: JSON = self.request("PUT", res.path(meta.get("namespace"), meta["name"], subresource),
-                                 body=obj)
+                                 body=obj, answer=self._write_answers)
         return out
 
     def update_status(self, res: Resource, obj: JSON) -> JSON:
@@ -300,7 +314,7 @@ class KubeClient:
     def patch(self, res: Resource, name: str, patch: Any, namespace: str | None = None, *,
               subresource: str | None = None, patch_type: str = MERGE_PATCH) -> JSON:
         out: JSON = self.request("PATCH", res.path(namespace, name, subresource), body=patch,
-                                 content_type=patch_type)
+                                 content_type=patch_type, answer=self._write_answers)
         return out
 
     def delete(self, res: Resource, name: str, namespace: str | None = None, *,
@@ -313,7 +327,7 @@ class KubeClient:
             body["preconditions"] = {"uid": uid}
         if propagation_policy:
             body["propagationPolicy"] = propagation_policy
-        out: JSON = self.request("DELETE", res.path(namespace, name), body=body)
+        out: JSON = self.request("DELETE", res.path(namespace, name), body=body, answer=self._write_answers)
         return out
 
     def create_token(self, namespace: str, service_account: str, *, audiences: builtins.list[str] | None = None,
@@ -359,6 +373,9 @@ class _Answer(NamedTuple):
 
 
 LINE_MAX = 65536
+_RECV, _RECV_MAX = 65536, 1 << 20  # bytes asked of one read on the socket: at least, at most
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")  # the end of an answer's head
+_FIELDS = re.compile(rb"\n[ \t]*(content-length|transfer-encoding|connection|retry-after)[ \t]*:([^\n]*)", re.I)
 
 
 class _BadAnswer(Exception):
@@ -371,26 +388,27 @@ class _IncompleteRead(_BadAnswer):
 
 
 class _Connection:
-    """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read with a
-    buffered reader that understands Content-Length, chunked and read-until-close bodies.
+    """One kept-alive HTTP/1.1 connection: a request is one `sendall`, the answer is read through our own
+    buffer, which understands Content-Length, chunked and read-until-close bodies.
     (http.client parses every answer's headers with the email package: a fifth of a request's CPU.)
 
-    Every read is armed with the time left before the request's deadline and does at most one read
-    on the socket (`peek`/`read1`), so the deadline bounds the whole answer, not each read."""
+    Every read on the socket is armed with the time left before the request's deadline, so the deadline
+    bounds the whole answer, not each read; what is already buffered (most of an answer arrives in one
+    read) is parsed without touching the socket or its timeout."""
 
     def __init__(self, sock: socket.socket, clock: Clock | None = None) -> None:
         self.sock = sock
-        self.rfile = sock.makefile("rb")
         self.clock = clock or RealClock()
+        self._buf = bytearray()  # received, not yet consumed
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.rfile.close()
         with contextlib.suppress(OSError):
             self.sock.close()
 
     def dropped(self) -> bool:
         """True when this idle connection is readable: the server closed it (or sent what nobody asked)."""
+        if self._buf:
+            return True  # bytes nobody asked for
         try:
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
@@ -403,41 +421,62 @@ class _Connection:
             raise TimeoutError("the request's deadline passed before the whole answer arrived")
         self.sock.settimeout(left)
 
+    def _fill(self, deadline: float, want: int = 0) -> bool:
+        """One read on the socket into the buffer; False at the end of the stream."""
+        self._arm(deadline)
+        data = self.sock.recv(min(max(want, _RECV), _RECV_MAX))
+        if not data:
+            return False
+        self._buf += data
+        return True
+
     def _readline(self, deadline: float) -> bytes:
-        parts: list[bytes] = []
-        size = 0
+        buf = self._buf
+        start = 0
         while True:
-            self._arm(deadline)
-            buf = self.rfile.peek(1)  # at most one read on the socket
-            if not buf:
-                return b"".join(parts)  # end of stream
-            nl = buf.find(b"\n")
-            piece = self.rfile.read(nl + 1 if nl >= 0 else len(buf))  # from the buffer only
-            parts.append(piece)
-            size += len(piece)
+            nl = buf.find(b"\n", start)
             if nl >= 0:
-                return b"".join(parts)
-            if size > LINE_MAX:
+                line = bytes(buf[:nl + 1])
+                del buf[:nl + 1]
+                return line
+            if len(buf) > LINE_MAX:
                 raise _BadAnswer("header or chunk-size line too long")
+            start = len(buf)
+            if not self._fill(deadline):
+                line = bytes(buf)  # end of stream
+                buf.clear()
+                return line
 
     def _read(self, n: int, deadline: float) -> bytes:
         """`n` bytes, or fewer at the end of the stream; n < 0: until the end of the stream."""
-        parts: list[bytes] = []
-        while n:
-            self._arm(deadline)
-            piece = self.rfile.read1(n if 0 < n < (1 << 20) else (1 << 20))
-            if not piece:
-                break
-            parts.append(piece)
-            if n > 0:
-                n -= len(piece)
-        return b"".join(parts)
+        buf = self._buf
+        if n < 0:
+            while self._fill(deadline):
+                pass
+            n = len(buf)
+        while len(buf) < n and self._fill(deadline, n - len(buf)):
+            pass
+        out = bytes(buf[:n])
+        del buf[:n]
+        return out
 
     def _head(self, deadline: float) -> tuple[int, int, bool, bool, bytes]:
-        """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head."""
-        line = self._readline(deadline)
-        if not line:
-            raise _Disconnected("server closed the connection")
+        """(status, content length or -1, chunked, keep-alive, Retry-After) of the next answer's head, parsed
+        at once when its end is buffered (an answer's head comes in one read)."""
+        buf = self._buf
+        pos = 0
+        while (end := _BLANK_LINE.search(buf, pos)) is None:
+            if len(buf) - (buf.rfind(b"\n") + 1) > LINE_MAX:
+                raise _BadAnswer("header or chunk-size line too long")
+            pos = max(len(buf) - 3, 0)
+            if not self._fill(deadline):
+                if not buf:
+                    raise _Disconnected("server closed the connection")
+                raise _IncompleteRead("the answer ended in its headers")
+        head = bytes(buf[:end.start()])
+        del buf[:end.end()]
+        nl = head.find(b"\n")
+        line = head if nl < 0 else head[:nl]
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise _BadAnswer(f"bad status line {line[:100]!r}")
@@ -446,14 +485,8 @@ class _Connection:
         chunked = False
         keep = parts[0] == b"HTTP/1.1"
         retry_after = b""
-        while True:
-            h = self._readline(deadline)
-            if h in (b"\r\n", b"\n"):
-                break
-            if not h:
-                raise _IncompleteRead("the answer ended in its headers")
-            name, _, value = h.partition(b":")
-            n = name.strip().lower()
+        for field in _FIELDS.finditer(head, max(nl, 0)):  # only the fields we act on, in order
+            n, value = field.group(1).lower(), field.group(2)
             if n == b"content-length":
                 length = int(value)
             elif n == b"transfer-encoding":
@@ -461,7 +494,7 @@ class _Connection:
             elif n == b"connection":
                 v = value.strip().lower()
                 keep = v != b"close" and (keep or v == b"keep-alive")
-            elif n == b"retry-after":
+            else:
                 retry_after = value.strip()
         return status, length, chunked, keep, retry_after
 
@@ -622,8 +655,9 @@ class Watch:
             self._stopped = True
             resp = self._resp
         if resp is not None:
-            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none
-            with contextlib.suppress(OSError, AttributeError):
+            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none (urllib3
+            # then raises ValueError: its socket is gone)
+            with contextlib.suppress(OSError, AttributeError, ValueError):
                 resp.shutdown()
 
     def __iter__(self) -> Iterator[WatchEvent]:

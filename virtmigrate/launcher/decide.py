@@ -24,6 +24,8 @@ SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_CRASHED, SHUTOFF_MIGRATED, SHUTOFF_
 # virDomainEventType and virDomainEventStoppedDetailType
 EVENT_UNDEFINED, EVENT_STARTED, EVENT_STOPPED, EVENT_CRASHED = 1, 2, 5, 8
 STOPPED_SHUTDOWN, STOPPED_DESTROYED, STOPPED_CRASHED, STOPPED_MIGRATED, STOPPED_FAILED = 0, 1, 2, 3, 5
+PAUSED_MIGRATION = 2          # virDomainPausedReason: paused for an incoming (pre-copy) migration
+LEFTOVER_JOB_WAIT_S = 10.0    # asked to stop, a paused incoming copy's job is waited for this long (grace: 30 s)
 
 
 class Action(enum.Enum):
@@ -114,11 +116,32 @@ def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Deci
     return Decision(Action.WAIT)
 
 
-def receive_leftover(o: Observation) -> Leftover:
+def receive_leftover(o: Observation, *, stopping_for_s: float = 0.0) -> Leftover:
     """Receive mode, asked to stop before the guest ran here: what of the domain on this node is ours to remove.
     libvirt's rule for what a failed migration leaves: only a paused, non-persistent copy is destroyed (e.g.
     the incoming domain a restarted libvirtd kept when its daemon died mid-migration); one whose job still
-    runs is waited for; anything else (a running or persistent domain) is never touched."""
+    runs is waited for, but not for ever: a restarted daemon can keep an incoming job that never ends (chaos
+    seed 11 round 22). Paused for an incoming pre-copy migration, the copy here is never the only one (the
+    source keeps the guest until the switch-over completes, and a completed one resumes the guest here), so
+    after LEFTOVER_JOB_WAIT_S it goes too; a post-copy copy is never touched. Nothing else (a running or
+    persistent domain) is ever removed."""
     if not o.present or o.state != PAUSED or o.persistent:
         return Leftover.NONE
-    return Leftover.WAIT if o.job else Leftover.DESTROY
+    if not o.job:
+        return Leftover.DESTROY
+    if o.reason == PAUSED_MIGRATION and stopping_for_s >= LEFTOVER_JOB_WAIT_S:
+        return Leftover.DESTROY
+    return Leftover.WAIT
+
+
+def migrated_definition_left(o: Observation) -> bool:
+    """Holding, the guest left by live migration and the domain is still defined here, stopped, with no job:
+    the stopped copy a migration keeps when its last step (the source's confirm, which undefines it with
+    VIR_MIGRATE_UNDEFINE_SOURCE before the job ends) never ran — its libvirtd died at the switch-over, and the
+    agent that would have undefined it (agent/verify.py) died too. libvirt itself says the guest migrated (the
+    shutoff reason `migrated`, or the stopped-migrated event this launcher received), so undefining it
+    finishes the job's own last step and loses nothing; left, a `virsh start` on this node would run a second
+    copy. A stop of any other kind, or one whose job still runs (libvirt is confirming and undefines it
+    itself), is left alone."""
+    said_migrated = o.reason == SHUTOFF_MIGRATED or (EVENT_STOPPED, STOPPED_MIGRATED) in o.events
+    return o.present and o.state == SHUTOFF and said_migrated and o.persistent and not o.job

@@ -92,6 +92,7 @@ class Launcher:
 
     def _receive(self) -> Outcome | None:
         t0 = self.clock.now()
+        stop_seen: float | None = None  # when the SIGTERM was first seen
         while True:
             try:
                 # Observe first: the first report ("waiting, libvirt answers") is the migration's go-ahead.
@@ -102,7 +103,10 @@ class Launcher:
                     return None
                 if d.action is decide.Action.EXIT:
                     assert d.outcome is not None
-                    left = decide.receive_leftover(o) if o.sigterm else decide.Leftover.NONE
+                    left = decide.Leftover.NONE
+                    if o.sigterm:
+                        stop_seen = self.clock.now() if stop_seen is None else stop_seen
+                        left = decide.receive_leftover(o, stopping_for_s=self.clock.now() - stop_seen)
                     if left is decide.Leftover.DESTROY:
                         self.log.warning("incoming_leftover_destroyed", state=o.state)
                         self.node.destroy(self.name)
@@ -152,10 +156,22 @@ class Launcher:
             if d.action is decide.Action.EXIT:
                 assert d.outcome is not None
                 self.log.info("domain_gone", reason=d.outcome.reason.value, message=d.outcome.message)
+                if decide.migrated_definition_left(o):
+                    self._undefine_migrated()
                 self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
                 return d.outcome
             if d.action is decide.Action.SHUT_DOWN:
                 return self._shut_down()
+
+    def _undefine_migrated(self) -> None:
+        """decide.migrated_definition_left: finish the migration's own last step on this node."""
+        try:
+            self.node.undefine(self.name)
+        except LibvirtError as e:  # gone meanwhile (the agent's verification undefined it), or libvirt refused
+            self.log.warning("migrated_definition_kept", error=str(e))
+            return
+        self.log.warning("migrated_definition_undefined", why="the guest left by live migration and the job's "
+                         "last step (the source's undefine) never ran")
 
     def _shut_down(self) -> Outcome:
         """ACPI shutdown, destroy after the timeout, then undefine: the guest is gone from this node."""

@@ -11,18 +11,18 @@ launcher never waits for the API: holding the guest comes first.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, DomainState, Job, LauncherMode
+from virtmigrate.launcher.decide import PAUSED_MIGRATION
 from virtmigrate.launcher.readiness import CRASHED, PAUSED, RUNNING, SHUTOFF
+from virtmigrate.sender import LatestSender
 
 if TYPE_CHECKING:
     from virtmigrate.launcher.domain import Inspection
 
 JOB_REFRESH_S = 2.0          # while a job runs, report at least this often
-PAUSED_MIGRATION = 2         # virDomainPausedReason VIR_DOMAIN_PAUSED_MIGRATION
 _STATES = {RUNNING: DomainState.RUNNING, PAUSED: DomainState.PAUSED, SHUTOFF: DomainState.SHUTOFF,
            CRASHED: DomainState.CRASHED}
 
@@ -66,75 +66,27 @@ class Patcher:
 
 
 class FactsPublisher:
-    """Sends the latest facts from its own thread. `connect` builds a `Patcher` (on that thread: importing
-    the API client must not delay the launcher's start). `flush` waits (bounded) until the latest facts are
-    sent — used once before the launcher exits, so the last word is on the pod."""
+    """Sends the latest facts from its own thread (virtmigrate.sender.LatestSender). `connect` builds a
+    `Patcher` (on that thread: importing the API client must not delay the launcher's start). `flush` waits
+    (bounded) until the latest facts are sent — used once before the launcher exits, so the last word is on the
+    pod. A failed patch is tried again (a failing API is not spun on)."""
 
     def __init__(self, connect: Callable[[], Callable[[str], None]], *, now: Callable[[], float], log: Any) -> None:
-        self._connect = connect
-        self._now = now
-        self._log = log
-        self._cond = threading.Condition()
-        self._pending: DomainFacts | None = None   # latest facts not yet sent; guarded by _cond
-        self._sent: DomainFacts | None = None      # last facts the API accepted
-        self._sent_at = 0.0
-        self._busy = False                          # the sender is patching (flush waits for it)
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="domain-report", daemon=True)
-        self._thread.start()
+        def connect_facts() -> Callable[[DomainFacts], None]:
+            patch = connect()
+            return lambda facts: patch(facts.to_annotation())
+
+        self._sender: LatestSender[DomainFacts] = LatestSender(
+            connect_facts, now=now, log=log, name="domain-report", disabled="domain_report_disabled",
+            failed="domain_report_failed", retry_s=0.5)
+        self._sender.start()
 
     def offer(self, facts: DomainFacts) -> None:
-        with self._cond:
-            last = self._pending or self._sent
-            if not should_publish(facts, last, since_sent_s=self._now() - self._sent_at) and self._pending is None:
-                return
-            self._pending = facts
-            self._cond.notify_all()
+        self._sender.offer(facts, wanted=lambda last, since_s: should_publish(facts, last, since_sent_s=since_s))
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until nothing is pending (or `timeout_s`); True when the latest facts were sent."""
-        deadline = self._now() + timeout_s
-        with self._cond:
-            while (self._pending is not None or self._busy) and not self._stopped:
-                left = deadline - self._now()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return self._pending is None
+        return self._sender.flush(timeout_s)
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        try:
-            patch = self._connect()
-        except Exception as e:  # no API access: the guest is held all the same; the controller waits, bounded
-            self._log.warning("domain_report_disabled", error=str(e))
-            with self._cond:
-                self._stopped = True
-                self._cond.notify_all()
-            return
-        while True:
-            with self._cond:
-                while self._pending is None and not self._stopped:
-                    self._cond.wait()
-                if self._pending is None:
-                    return
-                facts, self._pending = self._pending, None
-                self._busy = True
-            try:
-                patch(facts.to_annotation())
-                ok = True
-            except Exception as e:  # retried with the next observation (at most one poll period later)
-                self._log.warning("domain_report_failed", error=str(e))
-                ok = False
-            with self._cond:
-                self._busy = False
-                if ok:
-                    self._sent, self._sent_at = facts, self._now()
-                elif self._pending is None:
-                    self._pending = facts
-                    self._cond.wait(0.5)  # do not spin on a failing API
-                self._cond.notify_all()
+        self._sender.stop()

@@ -280,7 +280,8 @@ class LibvirtHosts:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def up(self, *, timeout: float = 60.0) -> list[Host]:
-        """Start every host that is not running; return all hosts once each answers on its URI."""
+        """Start every host that is not running; return all hosts once each answers on its URI (a host whose
+        daemon its supervisor is restarting, e.g. after `kill_daemon`, is waited for too)."""
         hosts = self._plan()
         todo = [h for h in hosts if self.pid(h) is None]
         caps = [h.root / "cache" / "qemu" / "capabilities" for h in hosts if self.pid(h) is not None]
@@ -298,7 +299,7 @@ class LibvirtHosts:
             if seed is not None and not dst.exists():
                 shutil.copytree(seed, dst)
             self._start(h)
-        for h in todo:
+        for h in hosts:  # a running host's daemon may be restarting under its supervisor (after a crash)
             self._wait_ready(h, timeout)
         return hosts
 

@@ -16,7 +16,7 @@ spec.evictionStrategy migrates:
   * its last evacuation failed less than the back-off ago        -> wait, the VM says until when;
   * otherwise                                                    -> create the next evacuation Migration.
 Once the node is schedulable again (uncordon): evacuation Migrations that have not started moving memory
-(no phase, Pending .. TargetReady) are deleted, running ones finish, nothing is created, the marks go.
+(no phase, Pending .. Scheduled) are deleted, running ones finish, nothing is created, the marks go.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ from virtmigrate.controller.evacuation.targets import Targets
 JSON = dict[str, Any]
 NAME_MAX = 63  # a Migration's name becomes a label value on its pods
 ANNOTATION_ATTEMPT = f"{LABEL_PREFIX}/evacuation-attempt"  # on evacuation Migrations: 0, 1, 2, ...
-NOT_STARTED = ("", "Pending", "Scheduling", "Scheduled", "TargetReady")  # no memory moved yet: safe to drop
+# No memory moved yet: safe to drop. Not TargetReady: the agent starts the job the moment it reads it.
+NOT_STARTED = ("", "Pending", "Scheduling", "Scheduled")
 TERMINAL = ("Succeeded", "Failed")
 
 # Reasons (status.evacuation.reason, condition reasons, Event reasons)

@@ -84,6 +84,9 @@ class MigrationController:
         self._event_at: dict[str, float] = {}   # key -> when the first unprocessed event for it arrived
         self._event_lock = threading.Lock()
         self._pool = Workers("migration", self.process_next_work_item, self.queue, log=log)
+        # The metric children every sync touches, looked up once (labels() takes a lock and builds a key).
+        self._event_to_action: Any = None  # made on its first use, as labels() would
+        self._syncs: dict[str, Any] = {}  # outcome -> its child, made on its first use (as labels() would)
         metrics.watch_phases(self.migrations.indexer.list)
         metrics.initialize(FINISHED_RESULTS, controller="migration",
                            sync_outcomes=(OUTCOME_OK, OUTCOME_CONFLICT, OUTCOME_ERROR))
@@ -94,7 +97,7 @@ class MigrationController:
             add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
-            delete=lambda o: self._on_vm(object_of(o))))
+            delete=self._on_vm_delete))
 
     # --- handlers: events -> keys ----------------------------------------------------------------
 
@@ -116,7 +119,9 @@ class MigrationController:
             self._wake_pending()
 
     def _on_migration_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
-        self.enqueue(object_key(object_of(obj)))
+        key = object_key(object_of(obj))
+        self.syncer.observer.forget(migration=key)
+        self.enqueue(key)
         self._wake_pending()
 
     def _wake_pending(self) -> None:
@@ -143,6 +148,7 @@ class MigrationController:
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)
         meta = pod.get("metadata") or {}
+        self.syncer.observer.forget(pod=object_key(pod))
         ref: JSON = next((r for r in meta.get("ownerReferences") or [] if r.get("kind") == "Migration"), {})
         owner, owner_name = ref.get("uid", ""), ref.get("name", "")
         if (meta.get("labels") or {}).get(LABEL_ROLE) == ROLE_AGENT and owner:
@@ -152,6 +158,11 @@ class MigrationController:
                 self.syncer.remember_agent_exit(str(owner), view.exit_code, view.termination_message,
                                                 key=f"{meta.get('namespace')}/{owner_name}")
         self._on_pod(pod)
+
+    def _on_vm_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
+        vm = object_of(obj)
+        self.syncer.observer.forget(vm=object_key(vm))
+        self._on_vm(vm)
 
     def _on_vm(self, vm: JSON) -> None:
         meta = vm.get("metadata") or {}
@@ -172,11 +183,16 @@ class MigrationController:
             t0 = self._event_at.pop(key, None)
         d = self.syncer.sync(key)
         if d is not None and d.action != Action.NOTHING and t0 is not None:
-            self.metrics.event_to_action.labels(controller="migration").observe(self.clock.now() - t0)
+            if self._event_to_action is None:
+                self._event_to_action = self.metrics.event_to_action.labels(controller="migration")
+            self._event_to_action.observe(self.clock.now() - t0)
         return d
 
     def _observe(self, key: str, outcome: str, result: object) -> None:
-        self.metrics.syncs.labels(controller="migration", outcome=outcome).inc()
+        child = self._syncs.get(outcome)
+        if child is None:
+            child = self._syncs[outcome] = self.metrics.syncs.labels(controller="migration", outcome=outcome)
+        child.inc()
 
     def start_workers(self, workers: int) -> None:
         self._pool.start(workers)

@@ -191,11 +191,14 @@ class Observed:
     agent_end_age_s: float = 0.0         # seconds since the agent ended (finished, or its pod vanished)
     agent_end_seen_s: float = float("inf")  # seconds since this controller first saw that end (observe.py)
     agent_stop_age_s: float = 0.0        # seconds since the agent pod was asked to stop (deletionTimestamp)
+    agent_forced: bool = False           # ... with grace 0 (force-deleted): agent_stop_age_s counts from the force
     abort_pod: PodView | None = None     # the orphaned-job abort pod, when one exists
     destination_error: str = ""          # the target node's libvirt URI is missing or not allowed
     destination_reason: str = ""         # REASON_INVALID_DESTINATION when refused ("" = NoDestinationURI)
     agent_name: str = ""                 # status.agentPod
     agent_node_lost: bool = False        # the agent pod's node stopped answering (podstate.node_lost)
+    early_agent: bool = False            # the agent can wait for TargetReady itself (it reads its Migration):
+                                         # it is created once the target pod is bound (agent/gate.py)
     entered: frozenset[str] = frozenset()  # every phase the Migration has been in (phaseTransitionTimestamps)
 
 
@@ -316,10 +319,23 @@ def _pending_timeout(o: Observed, t: Timeouts, what: str, reason: str = REASON_T
 
 
 def _decide_scheduled(o: Observed, t: Timeouts) -> Decision:
+    ap = o.agent_pod
+    if ap is not None and ap.terminated:
+        # An early agent ended before the target was ready. It waits for TargetReady before it starts the job,
+        # so the guest should be untouched, but where it runs is still read from the nodes, never assumed.
+        ended = _agent_ended(o)
+        assert ended is not None
+        return resolve_outcome(o, t, *ended)
     broken = _target_broken(o)
     if broken is not None:
-        return broken
+        return broken  # a waiting agent never started the job: cleanup stops it
     assert o.target_pod is not None
+    if o.early_agent and ap is None and o.target_pod.node:
+        # Its start (process, both libvirt connections) overlaps the target launcher's; it starts the job only
+        # once this Migration says TargetReady.
+        if o.destination_error:
+            return _fail(o.destination_reason or REASON_NO_DESTINATION, o.destination_error)
+        return Decision(Action.CREATE_AGENT_POD)
     facts = o.target_pod.domain
     if facts is not None and facts.reachable:
         return Decision(Action.SET_PHASE, phase=P.TARGET_READY)  # its launcher reports, from its libvirt
@@ -355,16 +371,18 @@ def _agent_words(code: int | None, message: str) -> str:
 
 
 def _agent_ended(o: Observed) -> tuple[int | None, str] | None:
-    """(exit code, or None when it left none; its termination message) once the agent has ended; None
+    """(exit code, or None when it left none; its termination message) once the agent has ended — or has
+    written its outcome on the Migration (status.agentOutcome), its job over and its exit a moment away; None
     while it runs. A vanished agent pod (its finalizer removed by hand) counts as ended without a word."""
     ap = o.agent_pod
     if ap is not None:
         if ap.exit_code is not None:
             return ap.exit_code, ap.termination_message
-        return (None, "") if ap.terminated else None
+        if ap.terminated:
+            return None, ""
     if o.agent_exit is not None:
-        return o.agent_exit
-    return None, ""
+        return o.agent_exit  # remembered from its pod, or the claim it wrote on the Migration as its job ended
+    return None if ap is not None else (None, "")
 
 
 def resolve_outcome(o: Observed, t: Timeouts, code: int | None, message: str, *, cancelled: bool = False) -> Decision:
@@ -492,11 +510,14 @@ def _stop_stuck_agent(o: Observed, t: Timeouts, *, cancelling: bool) -> Decision
         return Decision(Action.DELETE_AGENT_POD, reason=REASON_AGENT_STUCK,
                         message=f"the agent ran for {int(o.phase_age_s)}s, over the {int(t.running_s)}s bound: "
                                 "stopping it (it aborts the job)")
-    if o.agent_stop_age_s >= 2 * t.agent_grace_s:
-        # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
-        # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
-        return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - 2 * t.agent_grace_s),
-                               t, None, "", cancelled=cancelling)
+    if o.agent_forced:
+        if o.agent_stop_age_s >= t.agent_grace_s:
+            # Force-deleted a grace period ago and still not ended: its node is gone or its kubelet dead. The pod
+            # keeps its finalizer, so the outcome is resolved from the launchers as for an agent that died.
+            return resolve_outcome(dataclasses.replace(o, agent_end_age_s=o.agent_stop_age_s - t.agent_grace_s),
+                                   t, None, "", cancelled=cancelling)
+        return Decision(Action.NOTHING, reason="waiting for the force-deleted agent to end",
+                        requeue_after=t.agent_grace_s - o.agent_stop_age_s)
     if o.agent_stop_age_s >= t.agent_grace_s:
         return Decision(Action.FORCE_DELETE_AGENT_POD, requeue_after=t.agent_grace_s,
                         message=f"agent pod {ap.name} did not stop within {int(t.agent_grace_s)}s: force-deleting it")
@@ -571,9 +592,10 @@ def _decide_cleanup(o: Observed, t: Timeouts) -> Decision:
             if not pod.deleting:
                 return Decision(action, pod=pod.name)
             return Decision(Action.NOTHING, reason=f"waiting for pod {pod.name} to go")
-    if (o.agent_name and P.TARGET_READY.value in o.entered and P.RUNNING.value not in o.entered
+    if (o.agent_name and P.SCHEDULED.value in o.entered and P.RUNNING.value not in o.entered
             and o.phase == P.FAILED):
-        # Failed (e.g. cancelled) right after the agent's create: the cache may not show the pod yet.
+        # Failed (e.g. cancelled) right after the agent's create (from Scheduled on, for an early agent): the
+        # cache may not show the pod yet.
         return Decision(Action.REMOVE_FINALIZER, delete_first=o.agent_name)
     return Decision(Action.REMOVE_FINALIZER)
 

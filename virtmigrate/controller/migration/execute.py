@@ -364,7 +364,7 @@ class MigrationSync:
         policy = policies.configuration_from_status(status) or self._resolve_policy(seen).settings
         pod = new_agent_pod(seen.vm, seen.mig, source_node=str(status.get("sourceNode") or seen.vm.node),
                             dest=dest, policy=policy, service_account=self.config.agent_service_account,
-                            image=self.config.agent_image)
+                            image=self.config.agent_image, await_target=self.config.agent_early_start)
         if self._create_pod(raw, seen, pod):
             self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
                                                      f"{seen.vm.name!r} to {dest.libvirt_uri}")

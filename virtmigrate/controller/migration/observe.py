@@ -38,6 +38,7 @@ from virtmigrate.controller.migration.pods import (
 )
 from virtmigrate.controller.podstate import PodView, node_lost, pod_view
 from virtmigrate.controller.policy import compute_effective_policy, destination_problem, image_path_problem
+from virtmigrate.informer.memo import Memo
 
 JSON = dict[str, Any]
 P = MigrationPhase
@@ -78,6 +79,50 @@ class Seen:
     merged: placement.Merged | None
     destination: Destination | None = None
 
+@dataclass(frozen=True)
+class _MigrationFacts:
+    """What observe reads of one version of a Migration object."""
+
+    mig: Migration | None
+    spec_error: str
+    policy_violation: str                 # the spec's fields beyond the cluster's limits ("" when none)
+    uid: str
+    vm_name: str
+    phase: MigrationPhase | None
+    entered_at: _dt.datetime | None       # when the current phase was entered
+    has_created: bool                     # metadata.creationTimestamp is set
+    created_at: _dt.datetime | None
+    entered: frozenset[str]               # every phase it has been in
+    agent_name: str                       # status.agentPod, else the derived name ("" without a spec)
+    abort_name: str                       # "" without a spec
+    target_name: str                      # status.targetPod ("" until admitted)
+
+
+@dataclass(frozen=True)
+class _VMFacts:
+    """What observe reads of one version of a VM object."""
+
+    vm: VM | None
+    error: str                            # why the VM is invalid ("" when it is fine)
+    state: VMState
+
+
+@dataclass(frozen=True)
+class _ChildNames:
+    target: str
+    source_witness: str
+    target_witness: str
+
+
+def _child_names(facts: _MigrationFacts, vm: VM | None) -> _ChildNames:
+    """The names of the pods a Migration makes for its VM (derived from both uids)."""
+    mig = facts.mig
+    target = facts.target_name or (target_pod_name(mig, vm) if mig is not None and vm is not None else "")
+    if mig is None or vm is None:
+        return _ChildNames(target, "", "")
+    return _ChildNames(target, witness_pod_name(mig, vm, "source"), witness_pod_name(mig, vm, "target"))
+
+
 class Observer:
     """Reads the caches for sync(key)."""
 
@@ -87,6 +132,13 @@ class Observer:
         self.clock = clock
         self._end_seen: dict[str, float] = {}  # Migration uid -> when this process first saw its agent ended
         self._end_lock = threading.Lock()
+        # What sync parses of the cached objects, once per object version (a key syncs on every event of
+        # its pods and VM): by Migration key, VM key and pod key.
+        self._memo_migration: Memo[_MigrationFacts] = Memo()
+        self._memo_vm: Memo[_VMFacts] = Memo()
+        self._memo_names: Memo[_ChildNames] = Memo()
+        self._memo_pods: Memo[PodView | None] = Memo(maxsize=16384)
+        self._memo_merge: Memo[placement.Merged | placement.Contradiction] = Memo()
 
     def observe(self, key: str, raw: JSON, *, agent_exit: tuple[int, str] | None,
                 admitted: Collection[str]) -> Seen:
@@ -95,53 +147,41 @@ class Observer:
         meta = raw.get("metadata") or {}
         status = raw.get("status") or {}
         ns = str(meta.get("namespace", ""))
-        vm_name = str(((raw.get("spec") or {}).get("selector") or {}).get("name") or "")
-        phase_s = status.get("phase")
-        phase = MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None
-        spec_error = ""
-        mig: Migration | None = None
-        try:
-            mig = Migration.parse(raw)
-        except errors.ValidationError as e:
-            spec_error = str(e)
+        if status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers"):
+            facts = self._migration_facts(raw)  # finished history syncs once: not worth its memory
+        else:
+            facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw))
+        mig, vm_name, phase = facts.mig, facts.vm_name, facts.phase
+        spec_error = facts.spec_error
         vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
         vm: VM | None = None
         vm_state: VMState | None = None
         if vm_raw is not None:
-            try:
-                vm = VM.parse(vm_raw)
-                paths = image_path_problem(ns, vm.spec.kernel, vm.spec.disk, self.config.image_dirs)
-                if paths:
-                    raise errors.ValidationError(paths)
-            except errors.ValidationError as e:
-                spec_error = spec_error or f"VM {vm_name!r} is invalid: {e}"
-            vm_state = _vm_state(vm_raw)
-        uid = str(meta.get("uid", ""))
-        target_name = str(status.get("targetPod") or "")
-        if not target_name and mig is not None and vm is not None:
-            target_name = target_pod_name(mig, vm)
-        agent_name = str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else ""))
-        target_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{target_name}")) if target_name else None
-        agent_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{agent_name}")) if agent_name else None
+            vm_facts = self._memo_vm.get(f"{ns}/{vm_name}", (vm_raw,), lambda: self._vm_facts(ns, vm_name, vm_raw))
+            vm, vm_state = vm_facts.vm, vm_facts.state
+            spec_error = spec_error or vm_facts.error
+        uid = facts.uid
+        names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+        target_name = names.target
+        agent_name = facts.agent_name
+        target_pod = self.pod(ns, target_name)
+        agent_pod = self.pod(ns, agent_name)
         source_node = str(status.get("sourceNode") or (vm_state.node if vm_state else ""))
-        witness_names = {side: witness_pod_name(mig, vm, side) if mig is not None and vm is not None else ""
-                         for side in ("source", "target")}
+        witness_names = {"source": names.source_witness, "target": names.target_witness}
         source_pod = self.source_pod(ns, vm_name, source_node, {target_name, *witness_names.values()}, vm_state)
         now = self.clock.wall()
         observed: dict[str, Any] = dict(
             uid=uid, vm_name=vm_name, phase=phase, deleting=bool(meta.get("deletionTimestamp")),
             has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
-            phase_age_s=phase_age(st.phase_entered(status, phase_s), now), spec_error=spec_error, vm=vm_state,
-            age_s=phase_age(st.parse_time(meta.get("creationTimestamp")), now) if meta.get("creationTimestamp")
-            else float("inf"),
+            phase_age_s=phase_age(facts.entered_at, now), spec_error=spec_error, vm=vm_state,
+            age_s=phase_age(facts.created_at, now) if facts.has_created else float("inf"),
             target_node=str(status.get("targetNode") or ""), source_pod=source_pod, target_pod=target_pod,
             agent_pod=agent_pod,
         )
-        observed["agent_exit"] = agent_exit
-        abort_pod = pod_view(self.listers.pods.get_by_key(f"{ns}/{abort_pod_name(mig)}")) if mig is not None else None
-        witnesses = {side: pod_view(self.listers.pods.get_by_key(f"{ns}/{name}")) if name else None
-                     for side, name in witness_names.items()}
-        entered = frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or [])
+        observed["agent_exit"] = agent_exit or _agent_outcome(status)
+        abort_pod = self.pod(ns, facts.abort_name)
+        witnesses = {side: self.pod(ns, name) for side, name in witness_names.items()}
+        entered = facts.entered
         sides = read_sides(source_pod, target_pod, source_witness=witnesses["source"],
                            target_witness=witnesses["target"],
                            target_created=P.TARGET_READY.value in entered or phase in (P.TARGET_READY, P.RUNNING))
@@ -152,17 +192,19 @@ class Observer:
             source_where=sides.source, target_where=sides.target, source_mute=sides.source_mute,
             target_mute=sides.target_mute, source_witness=witnesses["source"], target_witness=witnesses["target"],
             agent_end_age_s=_agent_end_age(agent_pod, observed["phase_age_s"], now),
-            agent_end_seen_s=self._end_seen_age(uid, phase, ended=agent_exit is not None or (
+            agent_end_seen_s=self._end_seen_age(uid, phase, ended=observed["agent_exit"] is not None or (
                 agent_pod.terminated if agent_pod is not None else phase == P.RUNNING)),
             agent_stop_age_s=_stop_age(agent_pod, now),
+            agent_forced=agent_pod is not None and agent_pod.deleting and agent_pod.deletion_grace_s == 0,
+            early_agent=self.config.agent_early_start and bool(self.config.agent_service_account),
             agent_node_lost=agent_pod is not None and bool(agent_pod.node) and not agent_pod.terminated
             and node_lost(self.listers.nodes.get_by_key(agent_pod.node)))
         if mig is not None:
-            violations = compute_effective_policy(self.config.policy, self.config.policy_limits,
-                                                  mig.spec.policy).violations
-            observed["policy_violation"] = "; ".join(violations)
+            observed["policy_violation"] = facts.policy_violation
         destination: Destination | None = None
-        if phase == P.TARGET_READY and agent_pod is None:
+        # The agent's destination, where the next step may create the agent: at TargetReady, or from Scheduled on
+        # for an early agent.
+        if agent_pod is None and (phase == P.TARGET_READY or (phase == P.SCHEDULED and observed["early_agent"])):
             node = self.listers.nodes.get_by_key(observed["target_node"])
             refused = destination_problem(node) if node is not None else ""
             if refused:
@@ -175,7 +217,7 @@ class Observer:
         pending = phase in (None, P.PENDING) and not observed["deleting"] and observed["has_finalizer"]
         if pending and vm is not None and mig is not None and vm_state is not None and vm_state.running:
             observed["competitor"], observed["finishing"] = self.competitor(key, raw, vm_state)
-            result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+            result = self._merge(key, raw, vm_raw, vm, mig, source_node)
             if isinstance(result, placement.Contradiction):
                 observed["contradiction"] = result.message
             else:
@@ -193,18 +235,83 @@ class Observer:
             observed["conditions_message"] = (cond or {}).get("message", "") if (cond or {}).get(
                 "status") == "True" else ""
             if target_pod is not None and target_pod.unschedulable:
-                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                result = self._merge(key, raw, vm_raw, vm, mig, source_node)
                 if isinstance(result, placement.Merged):
                     observed["infeasible"] = placement.explain(
                         self.listers.nodes.list(), self.listers.pods.list(), result, vm)
             elif target_pod is None:
-                result = placement.merge(vm, mig, source_node=source_node, config=self.config)
+                result = self._merge(key, raw, vm_raw, vm, mig, source_node)
                 if isinstance(result, placement.Contradiction):
                     observed["contradiction"] = result.message
                 else:
                     merged = result
         return Seen(raw=raw, mig=mig, vm=vm, observed=Observed(**observed),
                     target_pod_name=target_name, source_pod=source_pod, merged=merged, destination=destination)
+
+    # --- parsed once per object version (informer/memo.py: store objects never change in place) ---------
+
+    def forget(self, *, migration: str = "", vm: str = "", pod: str = "") -> None:
+        """An object left its store (by key): what was parsed of it goes too."""
+        if migration:
+            self._memo_migration.forget(migration)
+            self._memo_names.forget(migration)
+            self._memo_merge.forget(migration)
+        if vm:
+            self._memo_vm.forget(vm)
+        if pod:
+            self._memo_pods.forget(pod)
+
+    def pod(self, ns: str, name: str) -> PodView | None:
+        """The view of pod `ns/name` as the cache shows it; None when there is none (or no name)."""
+        if not name:
+            return None
+        key = f"{ns}/{name}"
+        raw = self.listers.pods.get_by_key(key)
+        if raw is None:
+            return None
+        return self._memo_pods.get(key, (raw,), lambda: pod_view(raw))
+
+    def _migration_facts(self, raw: JSON) -> _MigrationFacts:
+        meta = raw.get("metadata") or {}
+        status = raw.get("status") or {}
+        phase_s = status.get("phase")
+        spec_error = ""
+        mig: Migration | None = None
+        try:
+            mig = Migration.parse(raw)
+        except errors.ValidationError as e:
+            spec_error = str(e)
+        violation = ""
+        if mig is not None:
+            violation = "; ".join(compute_effective_policy(self.config.policy, self.config.policy_limits,
+                                                           mig.spec.policy).violations)
+        return _MigrationFacts(
+            mig=mig, spec_error=spec_error, policy_violation=violation, uid=str(meta.get("uid", "")),
+            vm_name=vm_of(raw),
+            phase=MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None,
+            entered_at=st.phase_entered(status, phase_s), has_created=bool(meta.get("creationTimestamp")),
+            created_at=st.parse_time(meta.get("creationTimestamp")),
+            entered=frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or []),
+            agent_name=str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else "")),
+            abort_name=abort_pod_name(mig) if mig is not None else "",
+            target_name=str(status.get("targetPod") or ""))
+
+    def _vm_facts(self, ns: str, vm_name: str, vm_raw: JSON) -> _VMFacts:
+        vm: VM | None = None
+        error = ""
+        try:
+            vm = VM.parse(vm_raw)
+            paths = image_path_problem(ns, vm.spec.kernel, vm.spec.disk, self.config.image_dirs)
+            if paths:
+                raise errors.ValidationError(paths)
+        except errors.ValidationError as e:
+            error = f"VM {vm_name!r} is invalid: {e}"
+        return _VMFacts(vm=vm, error=error, state=_vm_state(vm_raw))
+
+    def _merge(self, key: str, raw: JSON, vm_raw: JSON | None, vm: VM, mig: Migration,
+               source_node: str) -> placement.Merged | placement.Contradiction:
+        return self._memo_merge.get(key, (raw, vm_raw, source_node), lambda: placement.merge(
+            vm, mig, source_node=source_node, config=self.config))
 
     def _end_seen_age(self, uid: str, phase: P | None, *, ended: bool) -> float:
         """Seconds since this process first saw the agent ended (0 while it runs). Reports delayed with the
@@ -241,7 +348,10 @@ class Observer:
                 continue
             if best is None or (vm_state is not None and meta.get("name") == vm_state.launcher_pod):
                 best = pod
-        return pod_view(best)
+        if best is None:
+            return None
+        best_key = f"{ns}/{(best.get('metadata') or {}).get('name', '')}"
+        return self._memo_pods.get(best_key, (best,), lambda: pod_view(best))
 
     def competitor(self, key: str, raw: JSON, vm_state: VMState) -> tuple[str, str]:
         """(another Migration that holds or has precedence on the VM, another one that ended but still
@@ -310,8 +420,18 @@ def _agent_end_age(agent: PodView | None, phase_age_s: float, now: _dt.datetime)
     return phase_age_s
 
 
+def _agent_outcome(status: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The claim the agent wrote on the Migration when its job ended (status.agentOutcome): its exit code and
+    termination message, read like its pod's (and, like them, checked against the nodes)."""
+    claim = status.get("agentOutcome")
+    if not isinstance(claim, Mapping) or not isinstance(claim.get("exitCode"), int):
+        return None
+    return int(claim["exitCode"]), str(claim.get("terminationMessage") or "")
+
+
 def _stop_age(agent: PodView | None, now: _dt.datetime) -> float:
-    """Seconds since the agent pod was asked to stop (deletionTimestamp minus its grace period)."""
+    """Seconds since the agent pod was asked to stop (deletionTimestamp minus its grace period). A force-delete
+    (grace 0) moves the deletionTimestamp to its own moment, so for a forced pod this counts from the force."""
     if agent is None or not agent.deleted_at:
         return 0.0
     forced_at = st.parse_time(agent.deleted_at)

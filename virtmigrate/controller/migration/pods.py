@@ -107,8 +107,10 @@ def compute_destination(node: Mapping[str, Any], *, uri_template: str, migration
 
 
 def agent_args(vm: VM, migration: Migration, dest: Destination, policy: PolicyDefaults, *,
-               report_progress: bool) -> list[str]:
-    """The agent's flags (virtmigrate/agent/settings.py) for this migration (pure)."""
+               report_progress: bool, await_target: bool = False) -> list[str]:
+    """The agent's flags (virtmigrate/agent/settings.py) for this migration (pure). With API access
+    (`report_progress`) it reads and writes its Migration; `await_target`: created before TargetReady (the early
+    start), it waits there for its target (agent/gate.py) — one created at TargetReady has nothing to wait for."""
     args = [f"--domain={vm.domain_name}", f"--destination-uri={dest.libvirt_uri}",
             f"--bandwidth={policy.bandwidth_mib_s}",
             f"--completion-timeout-per-gib={policy.completion_timeout_per_gib_s}",
@@ -120,6 +122,8 @@ def agent_args(vm: VM, migration: Migration, dest: Destination, policy: PolicyDe
         args.append(f"--migration-uri={dest.migration_uri}")
     if report_progress:
         args += [f"--migration={migration.name}", f"--namespace={migration.namespace}"]
+        if await_target:
+            args.append(f"--await-target-uid={migration.uid}")
     return args
 
 
@@ -129,14 +133,16 @@ def owner_reference(migration: Migration) -> JSON:
 
 
 def new_agent_pod(vm: VM, migration: Migration, *, source_node: str, dest: Destination,
-                  policy: PolicyDefaults, service_account: str = "", image: str = AGENT_IMAGE) -> JSON:
+                  policy: PolicyDefaults, service_account: str = "", image: str = AGENT_IMAGE,
+                  await_target: bool = False) -> JSON:
     """The agent pod: runs `virtmigrate-agent` on the source node, never restarted (pure).
 
     It is bound directly to the source node (spec.nodeName): the agent must run where the guest is,
     whatever taints or cordons the node carries, so it also tolerates everything."""
     container: JSON = {
         "name": AGENT_CONTAINER, "image": image, "command": [AGENT_COMMAND],
-        "args": agent_args(vm, migration, dest, policy, report_progress=bool(service_account)),
+        "args": agent_args(vm, migration, dest, policy, report_progress=bool(service_account),
+                           await_target=await_target and bool(service_account)),
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE",
                  "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}}],

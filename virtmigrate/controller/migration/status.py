@@ -7,7 +7,6 @@ Builders never modify their inputs; they return new dicts.
 
 from __future__ import annotations
 
-import copy
 import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
@@ -72,8 +71,10 @@ def with_condition(conditions: list[JSON], ctype: str, cstatus: str, reason: str
 def with_phase(status: Mapping[str, Any], phase: MigrationPhase, now: _dt.datetime, **fields: Any) -> JSON:
     """A new status in `phase` with its transition timestamp and `fields` set (None removes a field).
 
-    Conditions that only make sense in the phase being left are resolved (status False)."""
-    out: JSON = copy.deepcopy(dict(status))
+    Conditions that only make sense in the phase being left are resolved (status False). Pure: what changes
+    is new, the rest is shared with `status` (a read-only cached object: never change the result in place
+    below its top level)."""
+    out: JSON = dict(status)
     if out.get("phase") != phase.value:
         out["phase"] = phase.value
         out["phaseTransitionTimestamps"] = [*out.get("phaseTransitionTimestamps", []),
@@ -130,7 +131,7 @@ def split_result(result: Mapping[str, Any] | None) -> tuple[JSON | None, str]:
 def vm_migrating(vm_status: Mapping[str, Any], *, migration_name: str, migration_uid: str, source_node: str,
                  target_pod: str, now: _dt.datetime) -> JSON:
     """The VM's status once a Migration has taken it: phase Migrating, migrationState started."""
-    out = copy.deepcopy(dict(vm_status))
+    out = dict(vm_status)  # top-level fields are replaced, never changed in place
     out["phase"] = VMPhase.MIGRATING.value
     out["migrationState"] = {"migrationName": migration_name, "migrationUID": migration_uid,
                              "sourceNode": source_node, "targetPod": target_pod,
@@ -141,7 +142,7 @@ def vm_migrating(vm_status: Mapping[str, Any], *, migration_name: str, migration
 def vm_on_target(vm_status: Mapping[str, Any], *, target_node: str, target_pod: str, mode: str,
                  now: _dt.datetime) -> JSON:
     """The VM's status after a successful migration: it runs on the target node in the target pod."""
-    out = copy.deepcopy(dict(vm_status))
+    out = dict(vm_status)  # top-level fields are replaced, never changed in place
     out.update(phase=VMPhase.RUNNING.value, node=target_node, launcherPod=target_pod)
     state = dict(out.get("migrationState") or {})
     state.update(targetNode=target_node, targetPod=target_pod, endTimestamp=iso(now), completed=True,
@@ -155,7 +156,7 @@ def vm_on_target(vm_status: Mapping[str, Any], *, target_node: str, target_pod: 
 def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime, pod: str = "") -> JSON:
     """The VM's status after a failed or cancelled migration: back to Running where it was (in `pod` when a
     witness launcher holds the guest there now, else in its recorded launcher pod)."""
-    out = copy.deepcopy(dict(vm_status))
+    out = dict(vm_status)  # top-level fields are replaced, never changed in place
     out["phase"] = VMPhase.RUNNING.value
     if pod:
         out["launcherPod"] = pod
@@ -169,7 +170,7 @@ def vm_on_source(vm_status: Mapping[str, Any], *, reason: str, now: _dt.datetime
 def vm_lost(vm_status: Mapping[str, Any], *, reason: str, message: str, now: _dt.datetime) -> JSON:
     """The VM's status when no node verifiably runs its guest: never Running. GuestLost -> Failed (the
     VM controller starts it again if it should run); the guest on both nodes or unknown -> Unknown."""
-    out = copy.deepcopy(dict(vm_status))
+    out = dict(vm_status)  # top-level fields are replaced, never changed in place
     out["phase"] = "Failed" if reason == "GuestLost" else "Unknown"
     out["reason"] = reason
     out["message"] = message

@@ -223,9 +223,10 @@ class VMController:
             self.client.delete(PODS, name, ns, uid=uid or None)
 
     def _execute(self, vm: VM, plan: vm_decide.Plan) -> None:
-        for name, uid in plan.delete:
-            log.info("launcher_pod_delete", vm=vm.key, pod=name)
-            self._delete_pod(vm.namespace, name, uid)
+        """Creates, then the status (guarded by resourceVersion), then deletes: a status write that fails (a
+        cache a moment behind our own last write) leaves every pod in place for the next sync to decide again;
+        deleting first once removed a VM's recorded launcher pod while the status naming its successor was
+        refused, and the VM stayed Unknown with no pod to look at."""
         if plan.create_attempt is not None:
             pod = with_node_access(new_launcher_pod(vm, name=launcher_pod_name(vm, attempt=plan.create_attempt),
                                                     node_name=plan.on_node), self.node_access)
@@ -248,6 +249,9 @@ class VMController:
                 self.client.create(PODS, probe, vm.namespace)
             log.info("probe_pod_created", vm=vm.key, pod=probe["metadata"]["name"], node=node)
         self._write_status(vm.raw, plan)
+        for name, uid in plan.delete:
+            log.info("launcher_pod_delete", vm=vm.key, pod=name)
+            self._delete_pod(vm.namespace, name, uid)
 
     def _write_status(self, raw: Mapping[str, Any], plan: vm_decide.Plan) -> None:
         """The plan's status (a merge patch guarded by resourceVersion) and Event."""

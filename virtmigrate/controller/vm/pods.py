@@ -20,7 +20,6 @@ Domain report: the launcher patches its own pod's annotation `virtmigrate.kubevi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,11 +69,14 @@ class NodeAccess:
 
 
 def with_node_access(pod: Mapping[str, Any], access: NodeAccess) -> JSON:
-    """`pod` (a deep copy) with `access`'s image on every container and, when set, the libvirt socket
-    folder mounted and its group granted (pure)."""
-    out: JSON = copy.deepcopy(dict(pod))
-    spec = out.setdefault("spec", {})
-    for c in spec.get("containers") or []:
+    """`pod` with `access`'s image on every container and, when set, the libvirt socket folder mounted and
+    its group granted (pure: `pod` is not changed; what changes is copied, the rest is shared with it)."""
+    out: JSON = dict(pod)
+    spec = out["spec"] = dict(out.get("spec") or {})
+    containers = [dict(c) for c in spec.get("containers") or []]
+    if containers:
+        spec["containers"] = containers
+    for c in containers:
         c["image"] = access.image
         if access.libvirt_socket_dir:
             c["volumeMounts"] = [*(c.get("volumeMounts") or []),
@@ -83,7 +85,7 @@ def with_node_access(pod: Mapping[str, Any], access: NodeAccess) -> JSON:
         spec["volumes"] = [*(spec.get("volumes") or []), {"name": LIBVIRT_VOLUME, "hostPath": {
             "path": access.libvirt_socket_dir, "type": "Directory"}}]
     if access.libvirt_socket_group:
-        sc = spec.setdefault("securityContext", {})
+        sc = spec["securityContext"] = dict(spec.get("securityContext") or {})
         sc["supplementalGroups"] = sorted({*(sc.get("supplementalGroups") or []), access.libvirt_socket_group})
     return out
 

@@ -17,21 +17,28 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
-from virtmigrate.clock import Clock
+from virtmigrate.clock import Clock, RealClock
 from virtmigrate.local import procs
 
 NSENTER = "nsenter"
 # $1: the exit file, then the container's argv. The shim survives SIGTERM/SIGINT (trapped; the container
 # gets them from the group signal), waits for the container, records its code (128+n after signal n) and
-# exits with it. A trap set after the fork leaves the container's own signal dispositions untouched.
-SHIM = ('f=$1; shift; "$@" & c=$!; trap : TERM INT HUP; '
-        'while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || break; done; echo $r >"$f.tmp" && mv "$f.tmp" "$f"; '
-        'exit $r')
+# exits with it. The trap is set before the container starts, so a SIGTERM to the group right after the start
+# cannot kill the shim before it records the exit; the container's own dispositions stay untouched (a caught
+# signal is reset to its default in the command the shell runs: only ignored ones would be inherited).
+# A `wait` the trap interrupts returns 128+n whatever the container does, and the container may end (and be
+# reaped into the shell's job table) in that same instant: so the shim waits again whenever the trap ran and
+# `wait` said >128, until a `wait` reports the job itself; a second `wait` on a job already reported says 127
+# (no such job), and then the code reported first stands.
+SHIM = ('f=$1; shift; trap s=1 TERM INT HUP; "$@" & c=$!; r=; '
+        'while :; do s=; wait $c; x=$?; [ $x -eq 127 ] && [ -n "$r" ] && break; r=$x; '
+        '[ -n "$s" ] && [ $x -gt 128 ] || break; done; '
+        'echo $r >"$f.tmp" && mv "$f.tmp" "$f"; exit $r')
 UNKNOWN_EXIT = 137  # an adopted container that ended without an exit file (its shim was killed too)
+ADOPTED_POLL_S = 0.05  # how often Adopted.wait looks whether the container ended
 
 
 def ns_prefix(ns_pid: int | None, workdir: Path | str) -> list[str]:
@@ -51,11 +58,12 @@ class Adopted:
     /proc and its exit file, as a kubelet re-attaches to its runtime's containers. Offers the part of
     Popen's interface the pod worker uses (`pid`, `poll`, `wait`)."""
 
-    def __init__(self, pid: int, start: str, exit_file: Path) -> None:
+    def __init__(self, pid: int, start: str, exit_file: Path, *, clock: Clock | None = None) -> None:
         self.pid = pid
         self.start = start
         self.exit_file = exit_file
         self.returncode: int | None = None
+        self._clock = clock or RealClock()
 
     def poll(self) -> int | None:
         if self.returncode is None and procs.start_ticks(self.pid) != self.start:
@@ -65,11 +73,13 @@ class Adopted:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Poll every ADOPTED_POLL_S of the clock until the container ended (it is no child of ours: nothing
+        to wait on); raises subprocess.TimeoutExpired after `timeout`, as Popen.wait does."""
+        deadline = None if timeout is None else self._clock.now() + timeout
         while (rc := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and self._clock.now() >= deadline:
                 raise subprocess.TimeoutExpired([str(self.pid)], timeout or 0.0)
-            time.sleep(0.05)
+            self._clock.sleep(ADOPTED_POLL_S)
         return rc
 
 

@@ -253,7 +253,7 @@ class PodWorker:
             rec = ctr.recorded_pid(self.dir / f"{r.name}.pid", self.deps.node) if running is not None else None
             exit_file = self.dir / f"{r.name}.exit"
             if rec is not None:
-                r.proc, r.state = ctr.Adopted(rec[0], rec[1], exit_file), "running"
+                r.proc, r.state = ctr.Adopted(rec[0], rec[1], exit_file, clock=self.deps.clock), "running"
                 r.started_at = str(running.get("startedAt") or rfc3339(self.deps.clock))  # type: ignore[union-attr]
                 r.ready = bool(st.get("ready"))
                 self.credentials_ready = True
