@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_migration_support import create_migration, running_vm, wait_phase
 from tests.unit.test_alerts import dashboard_exprs, rule_groups
+from virtmigrate.local import metricsnet
 
 ALERT = "VirtMigrateMigrationsFailing"
 JOB = "virtmigrate-controller-metrics"  # the Service's name: the ServiceMonitor sets no jobLabel
@@ -45,9 +47,22 @@ def test_prometheus_finds_the_controller_and_loads_the_rules(local_cluster: Any)
         else:  # the Service's own EndpointSlice, which names the host controller
             assert discovered["__meta_kubernetes_endpointslice_name"] == f"{JOB}-local"
             assert discovered["__meta_kubernetes_service_name"] == JOB
+            _assert_in_the_metrics_namespace(local_cluster.metrics_net, t)
     loaded = {g["name"]: sorted(r["name"] for r in g["rules"]) for g in local_cluster.prometheus.api(
         "/api/v1/rules")["groups"]}
     assert loaded == {g["name"]: sorted(r["alert"] for r in g["rules"]) for g in rule_groups()["groups"]}
+
+
+def _assert_in_the_metrics_namespace(net: metricsnet.MetricsNet, target: dict[str, Any]) -> None:
+    """The scrape goes to the address of the network namespace the cluster made, never to one of this
+    machine's own (the API server refuses loopback endpoints; nothing else may be reached)."""
+    assert target["discoveredLabels"]["__address__"] == f"{net.address}:{metricsnet.PORT}"
+    assert target["scrapeUrl"].startswith(f"http://{net.address}:{metricsnet.PORT}/")
+    def addresses(*ns: str) -> set[str]:
+        out = subprocess.run(["ip", *ns, "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
+        return {line.split()[3].split("/")[0] for line in out.stdout.splitlines()}
+    assert net.address in addresses("-n", net.netns)
+    assert net.address not in addresses()
 
 
 def test_failed_migrations_fire_the_failing_migrations_alert(local_cluster: Any, kubectl: Any, kube: Any,

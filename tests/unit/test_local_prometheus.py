@@ -108,7 +108,7 @@ def test_the_local_overrides_name_alerts_of_the_rule() -> None:
 
 
 def test_external_backend_is_the_service_without_selector_and_its_slice() -> None:
-    svc, eps = prom.external_backend(SERVICE, address="192.0.2.2", port=41234)
+    svc, eps = prom.external_backend(SERVICE, address="10.255.40.2", port=8080)
     expected = copy.deepcopy(SERVICE)
     del expected["spec"]["selector"]
     assert svc["spec"] == expected["spec"] and svc["metadata"]["name"] == "virtmigrate-controller-metrics"
@@ -116,8 +116,8 @@ def test_external_backend_is_the_service_without_selector_and_its_slice() -> Non
     assert "selector" in SERVICE["spec"]
     assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "virtmigrate-controller-metrics"
     assert eps["metadata"]["namespace"] == "virtmigrate-system"
-    assert eps["ports"] == [{"name": "metrics", "port": 41234, "protocol": "TCP"}]
-    assert eps["endpoints"] == [{"addresses": ["192.0.2.2"], "conditions": {"ready": True}}]
+    assert eps["ports"] == [{"name": "metrics", "port": 8080, "protocol": "TCP"}]
+    assert eps["endpoints"] == [{"addresses": ["10.255.40.2"], "conditions": {"ready": True}}]
 
 
 def test_access_is_read_only_and_limited_to_the_watched_namespaces() -> None:

@@ -38,18 +38,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def host_address() -> str | None:
-    """This machine's own non-loopback IPv4 address (the source address of its default route), None
-    without one. Connecting a UDP socket only consults the routing table: no packet is sent."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("203.0.113.1", 9))  # TEST-NET-3: any address off this machine picks the default route
-        except OSError:
-            return None
-        address = str(s.getsockname()[0])
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
-
-
 def start(name: str, argv: Sequence[str], state: Path, *, env: dict[str, str] | None = None,
           cwd: Path | None = None, exe: str | None = None) -> subprocess.Popen[bytes]:
     """Start `argv` in its own session, output to `state/logs/<name>.log`, pid in `state/pids/<name>.pid`.

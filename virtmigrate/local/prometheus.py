@@ -22,11 +22,12 @@ Started by LocalCluster.up after the controller, stopped first by LocalCluster.d
 - Where the controller is found: with the node runner the controller is a process on this machine, so
   the cluster gives the Service of manifests/service.yaml no selector and registers the controller's
   metrics address as the Service's EndpointSlice (`external_backend`): Kubernetes' pattern for a backend
-  outside the cluster. The API server refuses loopback endpoint addresses (127.0.0.0/8), so the
-  controller's metrics listen on the machine's own address there. On kubelet nodes the pods' addresses
-  are their nodes' loopback addresses, which the endpointslice controller cannot publish for the same
-  reason: Prometheus then finds the Service's pods itself (role `pod`, the Service's own selector and
-  target port), which is what the EndpointSlices would have listed.
+  outside the cluster. The API server refuses loopback endpoint addresses (127.0.0.0/8), and nothing
+  may reach an address of this machine's but those: the controller's metrics listen inside a network
+  namespace the cluster made (virtmigrate.local.metricsnet), whose address the slice names. On kubelet
+  nodes the pods' addresses are their nodes' loopback addresses, which the endpointslice controller
+  cannot publish for the same reason: Prometheus then finds the Service's pods itself (role `pod`, the
+  Service's own selector and target port), which is what the EndpointSlices would have listed.
 
 The decisions (`scrape_configs`, `rule_file`, `access_objects`, `external_backend`, `prometheus_config`)
 are pure and unit-tested; `LocalPrometheus` only writes files and runs the process.
@@ -243,7 +244,8 @@ def access_objects(namespaces: list[str]) -> list[JSON]:
 def external_backend(service: JSON, *, address: str, port: int) -> list[JSON]:
     """`service` without its selector, and its EndpointSlice naming `address`:`port` for each of its ports:
     how Kubernetes fronts a backend that runs outside the cluster (here: the controller process of a node
-    runner cluster). The slice is ours (managed-by), so the endpointslice controller leaves it alone."""
+    runner cluster, listening in its metrics namespace). The slice is ours (managed-by), so the
+    endpointslice controller leaves it alone."""
     svc = copy.deepcopy(service)
     svc["spec"].pop("selector", None)
     meta = svc["metadata"]
