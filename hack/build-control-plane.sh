@@ -15,24 +15,15 @@ KUBE_VERSIONS="${KUBE_VERSIONS:-v1.37.2 v1.36.3 v1.35.4 v1.34.4}"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 log() { echo "build-control-plane: $*" >&2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # cached_go_build
 
-build_etcd() {
-  local out="$CACHE/etcd-$ETCD_VERSION"
-  if [[ -x "$out/etcd" ]]; then log "etcd $ETCD_VERSION cached in $out"; return 0; fi
-  local work; work=$(mktemp -d)
-  log "building etcd $ETCD_VERSION in $work"
-  (
-    cd "$work"
-    go mod init local/etcd-build >/dev/null 2>&1
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-    local dir; dir=$(go list -m -f '{{.Dir}}' go.etcd.io/etcd/server/v3)
-    local commit="local"
-    go build -trimpath -o "$work/etcd" \
-      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$commit" \
+etcd_steps() {
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
+    go build -trimpath -o etcd -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=local" \
       go.etcd.io/etcd/server/v3
-  )
-  mkdir -p "$out" && mv "$work/etcd" "$out/etcd" && rm -rf "$work"
 }
+
+build_etcd() { cached_go_build "$CACHE/etcd-$ETCD_VERSION" etcd "etcd $ETCD_VERSION" etcd_steps; }
 
 staging_replaces() {
   # Every staging module k8s.io/kubernetes pins at v0.0.0, replaced by its published v0.N.P.
@@ -75,23 +66,17 @@ build_kube_version() {
 
 # The kubelet (VIRTMIGRATE_NODES=kubelet only): CGO_ENABLED=1 as upstream builds it, so a go build of
 # its own; the module graph and the pure-Go packages' downloads are shared with the one above.
-build_kubelet() {
-  local kver=$1 out="$CACHE/kubernetes-$1"
-  if [[ -x "$out/kubelet" ]]; then log "kubelet $kver cached in $out"; return 0; fi
-  local work; work=$(mktemp -d)
-  log "building kubelet $kver (CGO_ENABLED=1) in $work"
-  (
-    cd "$work"
-    go mod init local/kubelet-build >/dev/null 2>&1
-    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$kver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    staging_replaces "$kver" "$gomod" >> go.mod
-    go get "k8s.io/kubernetes@$kver" "k8s.io/kubernetes/cmd/kubelet@$kver"
-    local minor="${kver#v1.}"; minor="${minor%%.*}"
-    local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
-    CGO_ENABLED=1 go build -trimpath -ldflags "$ld" -o "$work/kubelet" k8s.io/kubernetes/cmd/kubelet
-  ) >&2 || { rm -rf "$work"; return 1; }
-  mv "$work/kubelet" "$out/kubelet" && rm -rf "$work"
+kubelet_steps() {
+  local kver=$1 gomod minor
+  gomod=$(go mod download -json "k8s.io/kubernetes@$kver" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p') &&
+    staging_replaces "$kver" "$gomod" >> go.mod &&
+    go get "k8s.io/kubernetes@$kver" "k8s.io/kubernetes/cmd/kubelet@$kver" || return 1
+  minor="${kver#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$kver -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+  CGO_ENABLED=1 go build -trimpath -ldflags "$ld" -o kubelet k8s.io/kubernetes/cmd/kubelet
 }
+
+build_kubelet() { cached_go_build "$CACHE/kubernetes-$1" kubelet "kubelet $1 (CGO_ENABLED=1)" kubelet_steps "$1"; }
 
 build_etcd
 for kver in $KUBE_VERSIONS; do

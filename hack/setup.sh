@@ -33,6 +33,8 @@ fi
 
 say "control-plane binaries"
 bash "$REPO/hack/build-control-plane.sh" >/dev/null
+say "prometheus (Kubernetes service discovery)"
+bash "$REPO/hack/build-prometheus.sh" >/dev/null
 if [[ -f "$REPO/hack/build-guest.sh" ]]; then
   say "test guest kernel"
   bash "$REPO/hack/build-guest.sh" >/dev/null

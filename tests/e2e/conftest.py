@@ -82,7 +82,8 @@ def local_cluster() -> Iterator[Any]:
         ports, namespaces = cluster_ports(c), cluster_namespaces(c)
         since, kubelet = time.time(), c.node_mode == "kubelet"
         c.down()
-        left = leftovers(state, ports=ports, namespaces=namespaces, since=since, kubelet=kubelet)
+        left = leftovers(state, ports=ports, namespaces=namespaces, since=since, kubelet=kubelet,
+                         metrics_net=c.metrics_net)
         shutil.rmtree(state, ignore_errors=True)
         assert not left, f"the local cluster left things behind: {left}"
 

@@ -87,7 +87,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(state: Path, guest_kernel: Pat
     since = time.time()
     down = _virtmigrate(state, "down")
     assert down.returncode == 0, down.stderr
-    assert leftovers(state, ports=ports, namespaces=namespaces, since=since) == []
+    assert leftovers(state, ports=ports, namespaces=namespaces, since=since, metrics_net=c.metrics_net) == []
     assert not state.exists()
     qemus = subprocess.run(["pgrep", "-af", "guest=default_leftover"], capture_output=True, text=True)
     assert qemus.stdout == ""

@@ -98,8 +98,6 @@ def test_metrics_health_and_readiness(kube: Any, kubectl: Any, namespace: str, l
     assert metric_value(text, "reflector_lists_total", name="migrations") >= 1
     assert "virtmigrate_migration_phase_seconds_bucket" in text or "virtmigrate_migration_phase_seconds" in text
     assert "virtmigrate_controller_event_to_action_seconds_bucket" in text
-    addr = text and Path(f"/proc/{int((Path(local_cluster.state) / 'pids' / 'controller.pid').read_text().split()[0])}"
-                         "/cmdline").read_bytes().decode().split("--metrics-address=")[1].split("\0")[0]
     for path in ("/healthz", "/readyz"):
-        with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
+        with urllib.request.urlopen(f"{local_cluster.controller_metrics_url}{path}", timeout=5) as r:
             assert r.status == 200

@@ -34,10 +34,17 @@ def test_flag_beats_environment_which_beats_default() -> None:
     pytest.param(["--log-format=xml"], "--log-format", id="log-format"),
     pytest.param(["--max-parallel-migrations=many"], "--max-parallel-migrations", id="not-int"),
     pytest.param(["--bogus"], "unrecognized", id="unknown-flag"),
+    pytest.param(["--metrics-fd=1"], "--metrics-fd", id="metrics-fd-stdout"),
 ])
 def test_errors_name_the_flag(argv: list[str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         parse_config(argv, {})
+
+
+def test_an_inherited_metrics_socket_is_optional() -> None:
+    assert parse_config([], {}).metrics_fd == 0  # none: bind --metrics-address
+    assert parse_config(["--metrics-fd=3"], {}).metrics_fd == 3
+    assert parse_config([], {"VIRTMIGRATE_METRICS_FD": "4"}).metrics_fd == 4
 
 
 def test_the_shipped_configmap_parses() -> None:

@@ -112,3 +112,16 @@ def test_next_failures_counts_quick_failures_and_resets_after_a_healthy_run() ->
     assert supervise.next_failures(0, 1.0) == 1
     assert supervise.next_failures(3, supervise.HEALTHY_RUN_S - 0.1) == 4
     assert supervise.next_failures(3, supervise.HEALTHY_RUN_S) == 1
+
+
+def test_a_listening_socket_is_bound_once_and_inherited_as_descriptor_3(tmp_path: Path) -> None:
+    # The child checks what it got on fd 3 (no connection is made) and exits 0, which ends supervision.
+    seen = tmp_path / "seen"
+    check = ("import socket; s = socket.socket(fileno=3); "
+             f"open({str(seen)!r}, 'w').write(f'{{s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)}} "
+             "{s.getsockname()[0]}')")
+    sup = subprocess.run([sys.executable, "-m", "virtmigrate.local.supervise", f"--pidfile={tmp_path / 'c.pid'}",
+                          f"--log={tmp_path / 'c.log'}", "--listen=127.0.0.1:0", "--", sys.executable, "-c", check],
+                         capture_output=True, text=True, timeout=30)
+    assert sup.returncode == 0, sup.stderr
+    assert seen.read_text() == "1 127.0.0.1", (tmp_path / "c.log").read_text()

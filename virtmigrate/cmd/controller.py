@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     app = App(cfg, client, REGISTRY)
     server: OpsServer | None = None
-    if cfg.metrics_address:
-        server = OpsServer(cfg.metrics_address, REGISTRY, ready=app.ready, healthy=app.healthy)
+    if cfg.metrics_address or cfg.metrics_fd:
+        server = OpsServer(cfg.metrics_address, REGISTRY, ready=app.ready, healthy=app.healthy, fd=cfg.metrics_fd)
         server.start()
-        log.info("ops_server_listening", address=cfg.metrics_address, port=server.port)
+        log.info("ops_server_listening", address=server.address, fd=cfg.metrics_fd or None)
     log.info("controller_starting", identity=cfg.identity, leader_elect=cfg.leader_elect,
              namespaces=list(cfg.namespaces) or "all", workers=cfg.workers)
     try:

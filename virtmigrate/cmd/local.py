@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             rep = cluster.up()
             stages = ", ".join(f"{k} {v:.1f}s" for k, v in rep.seconds.items())
-            print(f"local cluster ready: {cluster.nodes} nodes, API at {cluster.control_plane.server} "
-                  f"({rep.total:.1f}s: {stages})", file=sys.stderr)
+            print(f"local cluster ready: {cluster.nodes} nodes, API at {cluster.control_plane.server}, "
+                  f"Prometheus at {cluster.prometheus.url} ({rep.total:.1f}s: {stages})", file=sys.stderr)
             # kubectl caches discovery per host:port in ~/.kube/cache: an earlier cluster on the same port
             # would answer for this one (`kubectl explain` missing our CRDs). Each cluster gets its own cache.
             print(f"export KUBECONFIG={cluster.kubeconfig} KUBECACHEDIR={cluster.kubeconfig.parent / 'kubectl-cache'}")

@@ -45,6 +45,7 @@ class ControllerConfig:
     agent_service_account: str = "virtmigrate-agent"  # made per namespace (identities.py); "" = no API access
     agent_early_start: bool = False  # create the agent once the target pod is bound (agent/gate.py); see README
     metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
+    metrics_fd: int = 0                         # an inherited listening socket to serve them on instead; 0 = none
     log_format: str = "json"                    # json or console
     log_level: str = "info"
     kubeconfig: str = ""                        # "" = $KUBECONFIG, in-cluster, or ~/.kube/config
@@ -187,6 +188,9 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
      "create the agent pod once the target pod is bound (it waits for TargetReady itself; needs an agent "
      "service account) rather than at TargetReady"),
     ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
+    ("--metrics-fd", "METRICS_FD", int, _D.metrics_fd,
+     "serve /metrics, /healthz, /readyz on this inherited listening socket instead of binding --metrics-address "
+     "(socket activation; the local cluster binds it in a network namespace of its own); 0 = none"),
     ("--log-format", "LOG_FORMAT", str, _D.log_format, "json or console"),
     ("--log-level", "LOG_LEVEL", str, _D.log_level, "debug, info, warning or error"),
     ("--kubeconfig", "KUBECONFIG", str, "", "kubeconfig; default $KUBECONFIG, in-cluster, ~/.kube/config"),
@@ -245,6 +249,8 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
     need(v["migration_history_limit"] >= -1, "--migration-history-limit",
          "must be -1 (keep all), 0 (keep none) or a positive count")
     need(v["bandwidth"] >= 0, "--bandwidth", "must be >= 0 (0 = unlimited)")
+    need(v["metrics_fd"] == 0 or v["metrics_fd"] > 2, "--metrics-fd",
+         "must be an inherited socket's descriptor (3 or above), or 0 for none")
     need(v["libvirt_socket_group"] >= 0, "--libvirt-socket-group", "must be a group id >= 0 (0 = none)")
     need(not v["libvirt_socket_dir"] or v["libvirt_socket_dir"].startswith("/"), "--libvirt-socket-dir",
          "must be an absolute path, or empty for no mount")
@@ -288,6 +294,7 @@ def _validate(v: dict[str, Any], env: Mapping[str, str]) -> ControllerConfig:
         default_node_selector=v["default_node_selector"],
         destination_uri_template=v["destination_uri_template"], migration_uri_template=v["migration_uri_template"],
         agent_service_account=v["agent_service_account"], metrics_address=v["metrics_address"],
+        metrics_fd=v["metrics_fd"],
         agent_early_start=v["agent_early_start"],
         log_format=v["log_format"], log_level=v["log_level"], kubeconfig=v["kubeconfig"],
         leader_elect=v["leader_elect"],

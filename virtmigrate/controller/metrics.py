@@ -65,6 +65,23 @@ class MigrationMetrics:
                              ["controller", "outcome"], registry=reg)
         self._collector: _PhaseCollector | None = None
 
+    def initialize(self, results: Iterable[tuple[str, str]], *, controller: str, sync_outcomes: Iterable[str]) -> None:
+        """Export every series this process can come to have at 0 before anything happens: each
+        (result, reason) a Migration can end with, the duration of each result, the time of each phase a
+        Migration leaves, `controller`'s syncs by each of `sync_outcomes` and its event-to-action latency.
+        Prometheus's increase(), rate() and histogram_quantile() ignore a series' first sample, so a series
+        that appeared with its first ending would never count it: no failing-migrations alert after the
+        first failures of a reason, no duration or phase time in the dashboard after the first migration
+        (Prometheus's "avoid missing metrics" rule)."""
+        for result, reason in results:
+            self.results.labels(result=result, reason=reason)
+            self.duration.labels(result=result)
+        for phase in (p.value for p in MigrationPhase if not p.terminal):
+            self.phase_seconds.labels(phase=phase)
+        for outcome in sync_outcomes:
+            self.syncs.labels(controller=controller, outcome=outcome)
+        self.event_to_action.labels(controller=controller)
+
     def watch_phases(self, list_migrations: Callable[[], Iterable[dict[str, Any]]]) -> None:
         """Expose `virtmigrate_migrations{phase}` computed from `list_migrations()` at scrape time."""
         if self._collector is None:

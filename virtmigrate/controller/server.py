@@ -7,6 +7,7 @@ Consumed by: Prometheus and the kubelet's probes.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,10 +16,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 class OpsServer:
-    """Serves in a daemon thread from `start()` until `stop()`."""
+    """Serves in a daemon thread from `start()` until `stop()`, on `address` (host:port) or, given `fd`, on
+    that inherited listening socket (bound and listening already; the server owns it from then on)."""
 
     def __init__(self, address: str, registry: CollectorRegistry, *, ready: Callable[[], bool],
-                 healthy: Callable[[], bool] = lambda: True) -> None:
+                 healthy: Callable[[], bool] = lambda: True, fd: int = 0) -> None:
         host, _, port = address.rpartition(":")
         registry_ = registry
         ready_, healthy_ = ready, healthy
@@ -47,9 +49,19 @@ class OpsServer:
             def log_message(self, format: str, *args: object) -> None:
                 return  # probes every few seconds would flood the logs
 
-        self._httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
+        if fd:
+            self._httpd = ThreadingHTTPServer(("", 0), Handler, bind_and_activate=False)
+            self._httpd.socket.close()
+            self._httpd.socket = socket.socket(fileno=fd)
+            self._httpd.server_address = self._httpd.socket.getsockname()
+        else:
+            self._httpd = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="ops-server", daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self._httpd.server_address[0]!s}:{self._httpd.server_address[1]}"
 
     @property
     def port(self) -> int:

@@ -8,6 +8,8 @@ bench/bench_cluster.py. Everything lives under one state directory:
     <state>/libvirt/        one libvirtd per node in its own mount namespace (virtmigrate.local.libvirthosts)
     <state>/pods/           per-pod directories of the node runner (logs, termination logs, kubeconfigs)
     <state>/pids, logs/     the node runner and controller processes (virtmigrate.local.procs)
+    <state>/prometheus/     a real Prometheus scraping the controller, with its alert rules
+                            (virtmigrate.local.prometheus)
     <state>/cluster.json    the node count and settings chosen by the first `up`
 
 `up` starts only what is not running, so a second `up` is a cheap check (a "warm" up); `down` stops
@@ -34,7 +36,8 @@ from virtmigrate.clock import RealClock
 from virtmigrate.controller.config import DEFAULT_IMAGE_DIRS
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.resources import NODES, Resource
-from virtmigrate.local import kubeletnodes, procs
+from virtmigrate.local import kubeletnodes, metricsnet, procs, supervise
+from virtmigrate.local import prometheus as prom
 from virtmigrate.local.controlplane import ControlPlane, default_state_dir
 from virtmigrate.local.guest import guest_kernel
 from virtmigrate.local.libvirthosts import SOCKET_GID, LibvirtHosts, mount_ns
@@ -90,6 +93,10 @@ class LocalCluster:
                                           pod_service_accounts=self.node_mode == "kubelet")
         self.hosts = LibvirtHosts(self.state, self.nodes, first_address=first_address)
         self.kubelets = kubeletnodes.KubeletNodes(self.state, self.hosts, self.nodes)
+        self.prometheus = prom.LocalPrometheus(self.state)
+        # Node runner clusters: where the host controller serves /metrics (virtmigrate.local.metricsnet);
+        # the first `up`'s, so that a `down` given another first address never removes another cluster's.
+        self.metrics_net = metricsnet.metrics_net(int(str(saved.get("metrics_net", first_address))))
 
     def _saved(self) -> dict[str, object]:
         f = self.state / "cluster.json"
@@ -121,7 +128,9 @@ class LocalCluster:
         t = time.monotonic()
         self.control_plane.up(timeout=timeout)
         rep.seconds["control_plane"] = time.monotonic() - t
-        (self.state / "cluster.json").write_text(json.dumps({"nodes": self.nodes, "node_mode": self.node_mode}))
+        (self.state / "cluster.json").write_text(json.dumps({
+            "nodes": self.nodes, "node_mode": self.node_mode,
+            "metrics_net": self.metrics_net.index}))
 
         t = time.monotonic()
         self._apply_manifests()
@@ -156,7 +165,31 @@ class LocalCluster:
         elif self.controller and _bin("virtmigrate-controller").exists():
             self.start_controller()
         rep.seconds["controller"] = time.monotonic() - t
+
+        t = time.monotonic()
+        self._prometheus_up(timeout)
+        rep.seconds["prometheus"] = time.monotonic() - t
         return rep
+
+    def _prometheus_up(self, timeout: float) -> None:
+        """Prometheus, configured from manifests/monitoring/ (virtmigrate.local.prometheus). With the node
+        runner the controller is a process on this machine: the Service of manifests/service.yaml fronts it
+        as an external backend (no selector, our EndpointSlice naming the address of its metrics namespace).
+        On kubelet nodes the real Service, applied by the install, selects the Deployment's pods."""
+        service = prom.load(MANIFESTS / "service.yaml")
+        if self.node_mode != "kubelet" and self.controller:
+            self._apply_once("metrics-backend", prom.external_backend(service, address=self.metrics_net.address,
+                                                                     port=metricsnet.PORT))
+        self.prometheus.up(monitor=prom.load(MANIFESTS / "monitoring" / "servicemonitor.yaml"),
+                           rule=prom.load(MANIFESTS / "monitoring" / "prometheusrule.yaml"),
+                           api_server=self.control_plane.server, ca_file=self.control_plane.pki / "ca.crt",
+                           apply=self._apply_once, kubectl=self._kubectl,
+                           pods_of=service if self.node_mode == "kubelet" else None, timeout=timeout)
+
+    @property
+    def controller_metrics_url(self) -> str:
+        """Node runner clusters: the host controller's /metrics, /healthz, /readyz (inside its namespace)."""
+        return f"http://{self.metrics_net.address}:{metricsnet.PORT}"
 
     def _kubelets_up(self, timeout: float) -> None:
         """Real kubelets (VIRTMIGRATE_NODES=kubelet): the images built and loaded into every node's
@@ -228,6 +261,17 @@ class LocalCluster:
         self._apply_manifests_now()
         marker.write_text(digest)
 
+    def _apply_once(self, name: str, items: list[dict[str, object]]) -> None:
+        """Apply `items` (server-side) unless exactly these were applied to this cluster already: a warm `up`
+        stays cheap. The marker is <state>/<name>.sha256."""
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        marker = self.state / f"{name}.sha256"
+        if marker.exists() and marker.read_text() == digest:
+            return
+        self._kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text)
+        marker.write_text(digest)
+
     def _apply_manifests_now(self) -> None:
         files = [str(MANIFESTS / m) for m in CLUSTER_MANIFESTS if (MANIFESTS / m).exists()]
         self._kubectl("apply", *[a for f in files for a in ("-f", f)])
@@ -264,14 +308,10 @@ class LocalCluster:
     def _start_controller(self) -> None:
         """The controller runs as a machine process with the admin identity (see the report of issue 6:
         running it as a pod of the node runner needs the Deployment's pod template)."""
-        f = self.state / "controller.json"
-        if f.exists():
-            port = int(json.loads(f.read_text())["metrics_port"])
-        else:
-            port = procs.free_port()
-            f.write_text(json.dumps({"metrics_port": port}))
+        # Its /metrics socket is bound by the supervisor inside the metrics namespace and inherited (fd 3).
+        metricsnet.up(self.metrics_net)
         command = [sys.executable, str(_bin("virtmigrate-controller")), f"--kubeconfig={self.kubeconfig}",
-                   f"--metrics-address=127.0.0.1:{port}", "--log-format=console",
+                   f"--metrics-fd={supervise.LISTEN_FD}", "--log-format=console",
                    f"--agent-service-account={AGENT_SERVICE_ACCOUNT}",
                    # the test guest's kernel lies in the cache (hack/build-guest.sh)
                    f"--image-dirs={DEFAULT_IMAGE_DIRS},{guest_kernel().parent}", *self._pod_flags()]
@@ -283,7 +323,9 @@ class LocalCluster:
         procs.stop(f"{CONTROLLER}-supervisor", self.state, grace=5)
         procs.start(f"{CONTROLLER}-supervisor", [sys.executable, "-m", "virtmigrate.local.supervise",
                                                   f"--pidfile={pidfile}",
-                                                  f"--log={self.state / 'logs' / f'{CONTROLLER}.log'}", "--", *command],
+                                                  f"--log={self.state / 'logs' / f'{CONTROLLER}.log'}",
+                                                  f"--listen={self.metrics_net.address}:{metricsnet.PORT}",
+                                                  f"--listen-netns={self.metrics_net.path}", "--", *command],
                     self.state, env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
         deadline = time.monotonic() + 10
         while not procs.alive(CONTROLLER, self.state) and time.monotonic() < deadline:
@@ -348,6 +390,7 @@ class LocalCluster:
             "node_mode": self.node_mode,
             "node_runner": procs.alive(NODE_RUNNER, self.state),
             "controller": procs.alive(CONTROLLER, self.state),
+            "prometheus": self.prometheus.url if self.prometheus.running() else False,
             "libvirt_hosts": {h.name: self.hosts.pid(h) is not None for h in self.hosts.hosts},
         }
         if self.control_plane.running():
@@ -361,8 +404,11 @@ class LocalCluster:
         """Stop everything `up` started, in reverse order, and remove the state; returns what stopped."""
         if not self.state.exists():
             return []
+        stopped = ["prometheus"] if self.prometheus.down() else []  # first: a client of the API and controller
         procs.stop(f"{CONTROLLER}-supervisor", self.state, grace=5)  # first: it would start the controller again
-        stopped = [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        stopped += [name for name in (CONTROLLER, NODE_RUNNER) if procs.stop(name, self.state, grace=15)]
+        if metricsnet.down(self.metrics_net):  # after the controller: its socket lives in the namespace
+            stopped.append(f"network namespace {self.metrics_net.netns}")
         stopped += self.kubelets.down()
         had_hosts = any(self.hosts.pid(h) is not None for h in self.hosts.hosts)
         self.hosts.down()
@@ -376,9 +422,10 @@ class LocalCluster:
 
 
 def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: float | None = None,
-              kubelet: bool = False) -> list[str]:
+              kubelet: bool = False, metrics_net: metricsnet.MetricsNet | None = None) -> list[str]:
     """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
-    mounts of its folders, listeners on its ports and, when it ran real kubelets (`kubelet`), the container
+    mounts of its folders, listeners on its ports, its metrics network namespace and veth pair
+    (`metrics_net`) and, when it ran real kubelets (`kubelet`), the container
     cgroups runc made (those are machine-wide: a node-runner cluster never made them). Empty means clean.
     `since` (wall time, e.g. when `down` began): a process started later is not the cluster's — the kernel
     reuses the number of a mount namespace that is gone, and another cluster on the machine may get it."""
@@ -405,6 +452,8 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
             found.append(f"mount: {line}")
     listening = _listening_ports()
     found += [f"listener on 127.0.0.1:{p}" for p in ports if p in listening]
+    if metrics_net is not None:
+        found += metricsnet.present(metrics_net)
     if kubelet:
         found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
     return found
@@ -448,9 +497,9 @@ def cluster_ports(c: LocalCluster) -> list[int]:
     f = c.control_plane.state / "ports.json"
     if f.exists():
         ports += [int(p) for p in json.loads(f.read_text()).values()]
-    f = c.state / "controller.json"
+    f = c.prometheus.state / "prometheus.json"
     if f.exists():
-        ports.append(int(json.loads(f.read_text())["metrics_port"]))
+        ports.append(c.prometheus.port)
     # Migration ports are not listed: only QEMU listens there, during a migration, and QEMU processes
     # are found by mount namespace; other programs may legitimately hold ports inside those ranges.
     ports += [h.tcp_port for h in c.hosts.hosts]

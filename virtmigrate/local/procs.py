@@ -68,8 +68,13 @@ def _pid_of(pidfile: Path) -> int | None:
     return pid if cmdline == exe else None
 
 
+def pid(name: str, state: Path) -> int | None:
+    """The pid of the process `start` recorded as `name`, None unless it is alive."""
+    return _pid_of(state / "pids" / f"{name}.pid")
+
+
 def alive(name: str, state: Path) -> bool:
-    return _pid_of(state / "pids" / f"{name}.pid") is not None
+    return pid(name, state) is not None
 
 
 def stop(name: str, state: Path, *, grace: float = 10.0) -> bool:

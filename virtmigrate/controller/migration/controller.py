@@ -37,10 +37,16 @@ from virtmigrate.controller.indexes import (
 )
 from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.active import ACTIVE_INDEX, ACTIVE_INDEXERS, vm_value
-from virtmigrate.controller.migration.decide import Action, Decision
+from virtmigrate.controller.migration.decide import FINISHED_RESULTS, Action, Decision
 from virtmigrate.controller.migration.execute import KubeWriter, Listers, MigrationSync
 from virtmigrate.controller.podstate import pod_view
-from virtmigrate.controller.workers import Workers, process_next_work_item
+from virtmigrate.controller.workers import (
+    OUTCOME_CONFLICT,
+    OUTCOME_ERROR,
+    OUTCOME_OK,
+    Workers,
+    process_next_work_item,
+)
 from virtmigrate.informer import DeletedFinalStateUnknown, FuncHandler, SharedInformerFactory, object_of
 from virtmigrate.kube.resources import MIGRATION_POLICIES, MIGRATIONS, NAMESPACES, NODES, PODS, VMS
 from virtmigrate.workqueue import QueueConfig, RateLimitingQueue
@@ -82,6 +88,8 @@ class MigrationController:
         self._event_to_action: Any = None  # made on its first use, as labels() would
         self._syncs: dict[str, Any] = {}  # outcome -> its child, made on its first use (as labels() would)
         metrics.watch_phases(self.migrations.indexer.list)
+        metrics.initialize(FINISHED_RESULTS, controller="migration",
+                           sync_outcomes=(OUTCOME_OK, OUTCOME_CONFLICT, OUTCOME_ERROR))
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
             delete=self._on_migration_delete))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from virtmigrate.api.constants import FINALIZER_AGENT, MigrationPhase
-from virtmigrate.api.exitcodes import PHASE_SUCCEEDED, ExitCode, phase_for_exit_code
+from virtmigrate.api.exitcodes import OUTCOMES, PHASE_SUCCEEDED, UNKNOWN_OUTCOME, ExitCode, phase_for_exit_code
 from virtmigrate.controller.migration.locate import (
     Location,
     Where,
@@ -73,6 +73,19 @@ REASON_LEFTOVER = "GuestLeftover"                      # (Event) a paused copy w
 REASON_ORPHANED_JOB = "OrphanedJob"                    # (Event) a job outlived its agent: aborting it
 REASON_WITNESS = "LauncherWitness"                     # (Event) a silenced launcher's node gets a witness
 BUSY_CONFIRM_S = 2.0  # a competitor seen this soon after the create is looked at again before VMBusy
+# Every (phase, reason) a Migration can end with: the controller's own failures and the agent's outcomes.
+# virtmigrate_migration_results_total starts each at 0 (MigrationMetrics.initialize), so that
+# Prometheus's increase() counts a reason's first ending too (a series that appears at 1 counts 0).
+FINISHED_RESULTS = (
+    (PHASE_SUCCEEDED, REASON_MIGRATED),
+    *((MigrationPhase.FAILED.value, r) for r in (
+        REASON_INVALID_SPEC, REASON_POLICY_VIOLATION, REASON_INVALID_DESTINATION, REASON_VM_NOT_FOUND,
+        REASON_VM_NOT_RUNNING, REASON_VM_BUSY, REASON_CONTRADICTION, REASON_UNSCHEDULABLE, REASON_TARGET_TIMEOUT,
+        REASON_TARGET_FAILED, REASON_AGENT_NOT_STARTED, REASON_AGENT_GONE, REASON_VM_GONE, REASON_CANCELLED,
+        REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN, REASON_AGENT_STUCK, REASON_POD_REJECTED,
+        REASON_NO_DESTINATION)),
+    *((o.phase, o.reason) for o in (*OUTCOMES.values(), UNKNOWN_OUTCOME) if o.phase != PHASE_SUCCEEDED),
+)
 # Failed reasons whose guest is not (verifiably) on the source: the VM says so instead of Running.
 LOST_REASONS = frozenset({REASON_GUEST_LOST, REASON_GUEST_ON_BOTH, REASON_LOCATION_UNKNOWN})
 
