@@ -324,6 +324,25 @@ def controller_argv(code: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "virtmigrate.cmd.controller"], {**os.environ, "PYTHONPATH": code}
 
 
+def history_flags(code: str) -> list[str]:
+    """Like with like: every controller keeps every finished Migration, so the history row measures a
+    cache of `--preload` finished objects on both sides. A tree from before `--migration-history-limit`
+    (commit d53c68c) prunes nothing and would refuse the flag: it gets none and keeps all the same."""
+    if code != "new":
+        config = Path(code) / "virtmigrate" / "controller" / "config.py"
+        if not (config.is_file() and "--migration-history-limit" in config.read_text()):
+            return []
+    return ["--migration-history-limit=-1"]
+
+
+def history_config(baseline: str | None) -> str:
+    """One line saying what each side does with finished Migrations, printed before any figure."""
+    if baseline is None or history_flags(baseline):
+        return "history: every side keeps every finished Migration (--migration-history-limit=-1)"
+    return (f"history: the baseline {baseline} predates --migration-history-limit and prunes nothing; "
+            "the new side keeps all (-1): both keep every finished Migration")
+
+
 def preload_history(client: KubeClient, ns: str, count: int, vms: int) -> None:
     """`count` finished Migrations (Succeeded, no finalizer) of VMs vm0..vm<vms-1>, as a cluster that has
     drained its nodes many times holds them."""
@@ -386,7 +405,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
     kubelet.start()
     port = free_port()
     argv, env = controller_argv(code)
-    extra = ["--migration-history-limit=-1"] if code == "new" else []  # like with like: nothing is pruned
+    extra = history_flags(code)  # the same history configuration on every side
     proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
                             f"--max-outbound-per-node={n}", f"--workers={workers}", *extra, argv=argv, env=env)
     try:
@@ -503,6 +522,7 @@ def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: in
     try:
         client = KubeClient.from_kubeconfig(kubeconfig)
         nodes = make_nodes(client, 10)
+        print(history_config(baseline), flush=True)
         codes = ([baseline] if baseline else []) + ["new"]
         for n in sizes:
             for pre in sorted({0, preload}):
