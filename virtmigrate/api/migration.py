@@ -37,7 +37,7 @@ class MigrationPolicy:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MigrationSpec:
     vm_name: str
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -52,7 +52,7 @@ class MigrationSpec:
                    policy=policy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Migration:
     """A Migration as read from the API. `raw` is the object itself: never modify it."""
 

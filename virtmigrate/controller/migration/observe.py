@@ -79,7 +79,7 @@ class Seen:
     merged: placement.Merged | None
     destination: Destination | None = None
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _MigrationFacts:
     """What observe reads of one version of a Migration object."""
 
@@ -98,7 +98,7 @@ class _MigrationFacts:
     target_name: str                      # status.targetPod ("" until admitted)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _VMFacts:
     """What observe reads of one version of a VM object."""
 
@@ -107,7 +107,7 @@ class _VMFacts:
     state: VMState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _ChildNames:
     target: str
     source_witness: str
@@ -133,7 +133,9 @@ class Observer:
         self._end_seen: dict[str, float] = {}  # Migration uid -> when this process first saw its agent ended
         self._end_lock = threading.Lock()
         # What sync parses of the cached objects, once per object version (a key syncs on every event of
-        # its pods and VM): by Migration key, VM key and pod key.
+        # its pods and VM): by Migration key, VM key and pod key. Invariant: entries of active Migrations
+        # only (and their VMs and pods) — a finished Migration's sync drops its own and its VM's (each pins
+        # versions the cache has replaced), placement goes once past Scheduling, a pod's with the pod.
         self._memo_migration: Memo[_MigrationFacts] = Memo()
         self._memo_vm: Memo[_VMFacts] = Memo()
         self._memo_names: Memo[_ChildNames] = Memo()
@@ -147,21 +149,31 @@ class Observer:
         meta = raw.get("metadata") or {}
         status = raw.get("status") or {}
         ns = str(meta.get("namespace", ""))
-        if status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers"):
+        finished = status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers")
+        if finished:
             facts = self._migration_facts(raw)  # finished history syncs once: not worth its memory
         else:
             facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw))
         mig, vm_name, phase = facts.mig, facts.vm_name, facts.phase
         spec_error = facts.spec_error
-        vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
+        vm_key = f"{ns}/{vm_name}"
+        vm_raw = self.listers.vms.get_by_key(vm_key) if vm_name else None
         vm: VM | None = None
         vm_state: VMState | None = None
         if vm_raw is not None:
-            vm_facts = self._memo_vm.get(f"{ns}/{vm_name}", (vm_raw,), lambda: self._vm_facts(ns, vm_name, vm_raw))
+            vm_facts = (self._vm_facts(ns, vm_name, vm_raw) if finished else
+                        self._memo_vm.get(vm_key, (vm_raw,), lambda: self._vm_facts(ns, vm_name, vm_raw)))
             vm, vm_state = vm_facts.vm, vm_facts.state
             spec_error = spec_error or vm_facts.error
         uid = facts.uid
-        names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+        if finished:
+            # Its parsed forms held the versions it had while active (and its VM's): the cache has moved on.
+            names = _child_names(facts, vm)
+            self.forget(migration=key, vm=vm_key)
+        else:
+            names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+            if phase not in (None, P.PENDING, P.SCHEDULING):
+                self._memo_merge.forget(key)  # placement is read up to Scheduling only
         target_name = names.target
         agent_name = facts.agent_name
         target_pod = self.pod(ns, target_name)
