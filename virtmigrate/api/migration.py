@@ -73,14 +73,16 @@ class Migration:
         return p.mapping(self.raw, "status", "status")
 
     @classmethod
-    def parse(cls, obj: Mapping[str, Any]) -> Migration:
+    def parse(cls, obj: Mapping[str, Any], *, spec: MigrationSpec | None = None) -> Migration:
+        """`obj` as a Migration; `spec`: its spec parsed already (from an earlier version of the same object
+        and generation: the spec is immutable), else parsed here."""
         meta = p.mapping(obj, "metadata", "metadata")
         phase = p.optional_phase(obj, MigrationPhase)
         return cls(
             namespace=p.string(meta, "namespace", "metadata.namespace"),
             name=p.string(meta, "name", "metadata.name", required=True),
             uid=p.string(meta, "uid", "metadata.uid"),
-            spec=MigrationSpec.parse(p.mapping(obj, "spec", "spec")),
+            spec=spec if spec is not None else MigrationSpec.parse(p.mapping(obj, "spec", "spec")),
             phase=phase,
             deleting=bool(meta.get("deletionTimestamp")),
             raw=obj,
