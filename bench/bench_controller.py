@@ -268,8 +268,14 @@ def api_request_counts(client: KubeClient) -> dict[str, float]:
 
 
 def proc_cpu_s(pid: int) -> float:
+    return sum(proc_cpu_split_s(pid))
+
+
+def proc_cpu_split_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def proc_hwm_mib(pid: int) -> float:
@@ -307,6 +313,7 @@ class Figures:
     n: int
     preload: int
     cpu_ms: float = float("nan")        # controller CPU per migration
+    sys_ms: float = float("nan")        # of which in the kernel (system time: syscalls, thread switches)
     p50_s: float = float("nan")         # create -> Succeeded
     p99_s: float = float("nan")
     rss_mib: float = float("nan")       # controller peak RSS (VmHWM)
@@ -322,6 +329,25 @@ def controller_argv(code: str) -> tuple[list[str], dict[str, str]]:
     if code == "new":
         return [str(BIN / "virtmigrate-controller")], dict(os.environ)
     return [sys.executable, "-m", "virtmigrate.cmd.controller"], {**os.environ, "PYTHONPATH": code}
+
+
+def history_flags(code: str) -> list[str]:
+    """Like with like: every controller keeps every finished Migration, so the history row measures a
+    cache of `--preload` finished objects on both sides. A tree from before `--migration-history-limit`
+    (commit d53c68c) prunes nothing and would refuse the flag: it gets none and keeps all the same."""
+    if code != "new":
+        config = Path(code) / "virtmigrate" / "controller" / "config.py"
+        if not (config.is_file() and "--migration-history-limit" in config.read_text()):
+            return []
+    return ["--migration-history-limit=-1"]
+
+
+def history_config(baseline: str | None) -> str:
+    """One line saying what each side does with finished Migrations, printed before any figure."""
+    if baseline is None or history_flags(baseline):
+        return "history: every side keeps every finished Migration (--migration-history-limit=-1)"
+    return (f"history: the baseline {baseline} predates --migration-history-limit and prunes nothing; "
+            "the new side keeps all (-1): both keep every finished Migration")
 
 
 def preload_history(client: KubeClient, ns: str, count: int, vms: int) -> None:
@@ -386,7 +412,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
     kubelet.start()
     port = free_port()
     argv, env = controller_argv(code)
-    extra = ["--migration-history-limit=-1"] if code == "new" else []  # like with like: nothing is pruned
+    extra = history_flags(code)  # the same history configuration on every side
     proc = start_controller(kubeconfig, port, f"--namespaces={ns}", f"--max-parallel-migrations={n}",
                             f"--max-outbound-per-node={n}", f"--workers={workers}", *extra, argv=argv, env=env)
     try:
@@ -398,7 +424,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                                     f"{os.environ['VIRTMIGRATE_BENCH_PYSPY']}.{fig.code}-{n}-{preload}",
                                     "--nonblocking", *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cpu0 = proc_cpu_s(proc.pid)
+        cpu0, sys0 = proc_cpu_s(proc.pid), proc_cpu_split_s(proc.pid)[1]
         created_at: dict[str, float] = {}
         t0 = time.monotonic()
 
@@ -427,6 +453,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                 break
             last = cur
         fig.cpu_ms = (proc_cpu_s(proc.pid) - cpu0) / n * 1000
+        fig.sys_ms = (proc_cpu_split_s(proc.pid)[1] - sys0) / n * 1000
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -441,7 +468,8 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                                             0.99) * 1000
         fig.ok, fig.failed = len(done), len(failed)
         print(f"  [{fig.code} n={n} history={preload}] {fig.ok} Succeeded, {fig.failed} Failed in {fig.wall_s:.1f}s; "
-              f"CPU {fig.cpu_ms:.2f} ms/migration; create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
+              f"CPU {fig.cpu_ms:.2f} ms/migration ({fig.sys_ms:.2f} system); "
+              f"create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
               f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms", flush=True)
         if failed:
             print("    first failure:", (failed[0].get("status") or {}).get("message"))
@@ -503,6 +531,7 @@ def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: in
     try:
         client = KubeClient.from_kubeconfig(kubeconfig)
         nodes = make_nodes(client, 10)
+        print(history_config(baseline), flush=True)
         codes = ([baseline] if baseline else []) + ["new"]
         for n in sizes:
             for pre in sorted({0, preload}):

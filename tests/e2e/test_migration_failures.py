@@ -55,6 +55,14 @@ def _controller_pid(lc: Any) -> int:
     return int((Path(lc.state) / "pids" / "controller.pid").read_text().split()[0])
 
 
+def _dead(pid: int) -> bool:
+    """Process `pid` is gone or a zombie. It can vanish between any two reads of /proc: a missing file is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def test_controller_killed_mid_migration_completes_exactly_once(kube: Any, kubectl: Any, namespace: str,
                                                                 guest_kernel: Path, local_cluster: Any) -> None:
     st = running_vm(kube, kubectl, namespace, guest_kernel, local_cluster)
@@ -62,8 +70,7 @@ def test_controller_killed_mid_migration_completes_exactly_once(kube: Any, kubec
     wait_phase(kube, namespace, ("Running",), timeout=60)
     old = _controller_pid(local_cluster)
     os.kill(old, signal.SIGKILL)  # no graceful release: the successor waits out the Lease
-    wait_for("the controller to die", lambda: not Path(f"/proc/{old}").exists() or
-             Path(f"/proc/{old}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+    wait_for("the controller to die", lambda: _dead(old), timeout=10)
     local_cluster.up()  # starts a new controller process
     assert _controller_pid(local_cluster) != old
     m = wait_phase(kube, namespace, ("Succeeded", "Failed"), timeout=180)

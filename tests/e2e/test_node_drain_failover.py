@@ -18,7 +18,7 @@ from typing import Any
 from tests.conftest import KUBECTL
 from tests.e2e.conftest import serial_lines, wait_for
 from tests.e2e.test_deployment_replicas import _holder, replicas  # noqa: F401 - the fixture
-from tests.e2e.test_migration_failures import _controller_pid
+from tests.e2e.test_migration_failures import _controller_pid, _dead
 from tests.e2e.test_migration_support import assert_runs_only_on, vm_status
 from tests.e2e.test_node_drain import DRAINED, OTHERS, _evacuations, vms_on_drained_node
 
@@ -83,8 +83,7 @@ def test_controller_restart_in_the_middle_of_a_drain(kube: Any, kubectl: Any, na
     with slow_drain(kube, kubectl, namespace, guest_kernel, local_cluster, names) as (drain, beats):
         old = _controller_pid(local_cluster)
         os.kill(old, signal.SIGKILL)  # no graceful release: the restarted one waits out its own Lease
-        wait_for("the controller to die", lambda: not Path(f"/proc/{old}").exists() or
-                 Path(f"/proc/{old}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+        wait_for("the controller to die", lambda: _dead(old), timeout=10)
         local_cluster.up()  # the same single replica, started again
         assert _controller_pid(local_cluster) != old
         out, err = drain.communicate(timeout=420)

@@ -662,3 +662,43 @@ def test_an_agent_on_a_node_that_stopped_answering_is_stopped_with_a_warning() -
     w.nodes.add(lost)
     assert w.run() == [("delete", "pods", "default", agent_name(w))]
     assert w.recorder.events[-1][1:3] == ("Warning", "AgentNodeLost")
+
+
+def _generation(obj: JSON, generation: int, rv: str) -> JSON:
+    obj["metadata"].update(generation=generation, resourceVersion=rv)
+    return obj
+
+
+def test_a_vm_spec_changed_between_syncs_is_placed_again() -> None:
+    """What the specs give (placement) is reused across status writes, never across a new generation: a VM
+    whose nodeSelector changes after one sync is merged again, and the contradiction is found."""
+    w = World()
+    migrating = {"phase": "Migrating", "migrationState": {"migrationUID": "testvm-migration-uid", "completed": False}}
+    w.vms.add(_generation(vm(**migrating), 1, "7"))
+    m = migration(phase="Scheduling", sourceNode="node0", phaseTransitionTimestamps=phases("Pending", "Scheduling"))
+    m["spec"]["nodeSelector"] = {"zone": "b"}
+    w.migrations.add(_generation(m, 1, "42"))
+    assert w.run()[-1] == ("create", "pods", "default", target_name(w))
+    w.vms.add(_generation(vm(**migrating), 1, "8"))  # a status write: same generation, same placement
+    assert w.run() == [("create", "pods", "default", target_name(w))]
+    changed = _generation(vm(**migrating), 2, "9")
+    changed["spec"]["nodeSelector"] = {"zone": "a"}
+    w.vms.add(changed)
+    [(verb, res, _, _, body)] = w.run()
+    assert (verb, res) == ("patch", "migrations/status")
+    assert (body["status"]["phase"], body["status"]["reason"]) == ("Failed", "ConstraintContradiction")
+
+
+def test_a_migration_made_again_under_the_same_name_gets_its_own_agent() -> None:
+    """The names derived from a Migration's uid are reused across its status writes only: the same name
+    with a new uid (deleted and created again) derives new ones."""
+    w = _running_world(None, phase="TargetReady")
+    w.migrations.add(_generation(w.migrations.get_by_key("default/testvm-migration") or {}, 1, "43"))
+    first = agent_name(w)
+    assert w.run()[-1] == ("create", "pods", "default", first)
+    again = copy.deepcopy(w.migrations.get_by_key("default/testvm-migration") or {})
+    again["metadata"].update(uid="another-uid", resourceVersion="50")
+    again["status"].pop("agentPod", None)
+    w.migrations.add(again)
+    created = w.run()[-1]
+    assert created[:3] == ("create", "pods", "default") and created[3] == agent_name(w) != first

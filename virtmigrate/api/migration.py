@@ -37,7 +37,7 @@ class MigrationPolicy:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MigrationSpec:
     vm_name: str
     node_selector: dict[str, str] = field(default_factory=dict)
@@ -52,7 +52,7 @@ class MigrationSpec:
                    policy=policy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Migration:
     """A Migration as read from the API. `raw` is the object itself: never modify it."""
 
@@ -73,14 +73,16 @@ class Migration:
         return p.mapping(self.raw, "status", "status")
 
     @classmethod
-    def parse(cls, obj: Mapping[str, Any]) -> Migration:
+    def parse(cls, obj: Mapping[str, Any], *, spec: MigrationSpec | None = None) -> Migration:
+        """`obj` as a Migration; `spec`: its spec parsed already (from an earlier version of the same object
+        and generation: the spec is immutable), else parsed here."""
         meta = p.mapping(obj, "metadata", "metadata")
         phase = p.optional_phase(obj, MigrationPhase)
         return cls(
             namespace=p.string(meta, "namespace", "metadata.namespace"),
             name=p.string(meta, "name", "metadata.name", required=True),
             uid=p.string(meta, "uid", "metadata.uid"),
-            spec=MigrationSpec.parse(p.mapping(obj, "spec", "spec")),
+            spec=spec if spec is not None else MigrationSpec.parse(p.mapping(obj, "spec", "spec")),
             phase=phase,
             deleting=bool(meta.get("deletionTimestamp")),
             raw=obj,

@@ -11,7 +11,7 @@ from virtmigrate.api.constants import EvictionStrategy, VMPhase
 from virtmigrate.errors import ValidationError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VMSpec:
     memory_bytes: int
     cpus: int = 1
@@ -58,7 +58,7 @@ def _eviction_strategy(spec: Mapping[str, Any]) -> EvictionStrategy:
                               field="spec.evictionStrategy") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evacuation:
     """`status.evacuation`, written by the evacuation controller: why the VM is (not) leaving `node`.
 
@@ -79,7 +79,7 @@ class Evacuation:
                    released=bool(p.optional_bool(ev, "released", "status.evacuation.released")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VM:
     """A VM as read from the API. `raw` is the object itself: never modify it."""
 

@@ -13,7 +13,7 @@ from typing import Any
 from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, Job
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodView:
     """What the phase machine needs to know about one pod."""
 

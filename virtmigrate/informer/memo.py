@@ -46,13 +46,24 @@ class Memo(Generic[V]):
             if (cached[0] is deps[0] and len(cached) == len(deps) == 1) or same(cached, deps):
                 return entry[1]
         value = compute()
+        self.put(key, deps, value)
+        return value
+
+    def peek(self, key: Hashable, deps: tuple[Any, ...]) -> V | None:
+        """The cached value for `key` if it was computed from `deps`, else None (nothing is computed)."""
+        entry = self._entries.get(key)
+        if entry is not None and same(entry[0], deps):
+            return entry[1]
+        return None
+
+    def put(self, key: Hashable, deps: tuple[Any, ...], value: V) -> None:
+        """Cache `value` as computed from `deps` (a caller that computes it along with something else)."""
         entries = self._entries
         entries.pop(key, None)  # re-inserted last: eviction goes by when a key was last stored
         entries[key] = (deps, value)
         if len(entries) > self._maxsize:
             with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread evicted first
                 del entries[next(iter(entries))]
-        return value
 
     def forget(self, key: Hashable) -> None:
         """Drop `key`'s entry (its object left the store: nothing keeps it alive here)."""

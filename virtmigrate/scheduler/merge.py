@@ -92,7 +92,7 @@ class Contradiction:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Merged:
     """The target pod's node constraints. Treat as read-only; `pod_spec_fields()` gives fresh copies."""
 

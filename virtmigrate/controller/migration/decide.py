@@ -132,7 +132,7 @@ class Decision:
     pod: str = ""                           # for DELETE_SOURCE_POD / DELETE_TARGET_POD / DELETE_WITNESS
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VMState:
     """The VM as the phase machine sees it."""
 
@@ -154,7 +154,7 @@ class Timeouts:
     resolve_s: float = 300.0         # the reports still unsettled this long after the agent -> GuestLocationUnknown
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observed:
     """Everything one decision depends on. Built by the sync from the stores; no I/O here."""
 

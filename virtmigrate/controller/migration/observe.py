@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from virtmigrate import errors
 from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_EVACUATION, LABEL_ROLE, ROLE_LAUNCHER, MigrationPhase
-from virtmigrate.api.migration import Migration
+from virtmigrate.api.migration import Migration, MigrationSpec
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock
 from virtmigrate.controller.config import ControllerConfig
@@ -79,7 +79,7 @@ class Seen:
     merged: placement.Merged | None
     destination: Destination | None = None
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _MigrationFacts:
     """What observe reads of one version of a Migration object."""
 
@@ -98,7 +98,18 @@ class _MigrationFacts:
     target_name: str                      # status.targetPod ("" until admitted)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class _SpecFacts:
+    """What observe derives of one generation of a Migration's spec and its identity (the same for every
+    status write of it): the parsed spec, its policy violations, the names of its agent and abort pods."""
+
+    spec: MigrationSpec
+    policy_violation: str
+    agent_name: str
+    abort_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class _VMFacts:
     """What observe reads of one version of a VM object."""
 
@@ -107,7 +118,7 @@ class _VMFacts:
     state: VMState
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _ChildNames:
     target: str
     source_witness: str
@@ -133,8 +144,11 @@ class Observer:
         self._end_seen: dict[str, float] = {}  # Migration uid -> when this process first saw its agent ended
         self._end_lock = threading.Lock()
         # What sync parses of the cached objects, once per object version (a key syncs on every event of
-        # its pods and VM): by Migration key, VM key and pod key.
+        # its pods and VM): by Migration key, VM key and pod key. Invariant: entries of active Migrations
+        # only (and their VMs and pods) — a finished Migration's sync drops its own and its VM's (each pins
+        # versions the cache has replaced), placement goes once past Scheduling, a pod's with the pod.
         self._memo_migration: Memo[_MigrationFacts] = Memo()
+        self._memo_spec: Memo[_SpecFacts] = Memo()  # by Migration key, per (uid, generation)
         self._memo_vm: Memo[_VMFacts] = Memo()
         self._memo_names: Memo[_ChildNames] = Memo()
         self._memo_pods: Memo[PodView | None] = Memo(maxsize=16384)
@@ -147,21 +161,31 @@ class Observer:
         meta = raw.get("metadata") or {}
         status = raw.get("status") or {}
         ns = str(meta.get("namespace", ""))
-        if status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers"):
+        finished = status.get("phase") in (P.SUCCEEDED, P.FAILED) and not meta.get("finalizers")
+        if finished:
             facts = self._migration_facts(raw)  # finished history syncs once: not worth its memory
         else:
-            facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw))
+            facts = self._memo_migration.get(key, (raw,), lambda: self._migration_facts(raw, key=key))
         mig, vm_name, phase = facts.mig, facts.vm_name, facts.phase
         spec_error = facts.spec_error
-        vm_raw = self.listers.vms.get_by_key(f"{ns}/{vm_name}") if vm_name else None
+        vm_key = f"{ns}/{vm_name}"
+        vm_raw = self.listers.vms.get_by_key(vm_key) if vm_name else None
         vm: VM | None = None
         vm_state: VMState | None = None
         if vm_raw is not None:
-            vm_facts = self._memo_vm.get(f"{ns}/{vm_name}", (vm_raw,), lambda: self._vm_facts(ns, vm_name, vm_raw))
+            vm_facts = (self._vm_facts(ns, vm_name, vm_raw) if finished else
+                        self._memo_vm.get(vm_key, (vm_raw,), lambda: self._vm_facts(ns, vm_name, vm_raw)))
             vm, vm_state = vm_facts.vm, vm_facts.state
             spec_error = spec_error or vm_facts.error
         uid = facts.uid
-        names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+        if finished:
+            # Its parsed forms held the versions it had while active (and its VM's): the cache has moved on.
+            names = _child_names(facts, vm)
+            self.forget(migration=key, vm=vm_key)
+        else:
+            names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+            if phase not in (None, P.PENDING, P.SCHEDULING):
+                self._memo_merge.forget(key)  # placement is read up to Scheduling only
         target_name = names.target
         agent_name = facts.agent_name
         target_pod = self.pod(ns, target_name)
@@ -254,6 +278,7 @@ class Observer:
         """An object left its store (by key): what was parsed of it goes too."""
         if migration:
             self._memo_migration.forget(migration)
+            self._memo_spec.forget(migration)
             self._memo_names.forget(migration)
             self._memo_merge.forget(migration)
         if vm:
@@ -271,29 +296,36 @@ class Observer:
             return None
         return self._memo_pods.get(key, (raw,), lambda: pod_view(raw))
 
-    def _migration_facts(self, raw: JSON) -> _MigrationFacts:
+    def _migration_facts(self, raw: JSON, *, key: str = "") -> _MigrationFacts:
+        """What observe reads of this version of `raw`; with `key`, what its spec and identity give is
+        reused from an earlier version of the same generation (`_memo_spec`)."""
         meta = raw.get("metadata") or {}
         status = raw.get("status") or {}
         phase_s = status.get("phase")
         spec_error = ""
         mig: Migration | None = None
+        known = self._memo_spec.peek(key, _generation(raw)) if key else None
         try:
-            mig = Migration.parse(raw)
+            mig = Migration.parse(raw, spec=known.spec if known is not None else None)
         except errors.ValidationError as e:
             spec_error = str(e)
-        violation = ""
-        if mig is not None:
-            violation = "; ".join(compute_effective_policy(self.config.policy, self.config.policy_limits,
-                                                           mig.spec.policy).violations)
+        if mig is not None and known is None:
+            known = _SpecFacts(
+                spec=mig.spec, agent_name=agent_pod_name(mig), abort_name=abort_pod_name(mig),
+                policy_violation="; ".join(compute_effective_policy(
+                    self.config.policy, self.config.policy_limits, mig.spec.policy).violations))
+            if key:
+                self._memo_spec.put(key, _generation(raw), known)
+        ok = known if mig is not None else None  # an invalid object keeps nothing of an earlier version
         return _MigrationFacts(
-            mig=mig, spec_error=spec_error, policy_violation=violation, uid=str(meta.get("uid", "")),
-            vm_name=vm_of(raw),
+            mig=mig, spec_error=spec_error, policy_violation=ok.policy_violation if ok is not None else "",
+            uid=str(meta.get("uid", "")), vm_name=vm_of(raw),
             phase=MigrationPhase(phase_s) if isinstance(phase_s, str) and phase_s in _PHASES else None,
             entered_at=st.phase_entered(status, phase_s), has_created=bool(meta.get("creationTimestamp")),
             created_at=st.parse_time(meta.get("creationTimestamp")),
             entered=frozenset(str(e.get("phase")) for e in status.get("phaseTransitionTimestamps") or []),
-            agent_name=str(status.get("agentPod") or (agent_pod_name(mig) if mig is not None else "")),
-            abort_name=abort_pod_name(mig) if mig is not None else "",
+            agent_name=str(status.get("agentPod") or (ok.agent_name if ok is not None else "")),
+            abort_name=ok.abort_name if ok is not None else "",
             target_name=str(status.get("targetPod") or ""))
 
     def _vm_facts(self, ns: str, vm_name: str, vm_raw: JSON) -> _VMFacts:
@@ -310,7 +342,9 @@ class Observer:
 
     def _merge(self, key: str, raw: JSON, vm_raw: JSON | None, vm: VM, mig: Migration,
                source_node: str) -> placement.Merged | placement.Contradiction:
-        return self._memo_merge.get(key, (raw, vm_raw, source_node), lambda: placement.merge(
+        """Placement reads the two specs (and names): a status write of either leaves it as it was."""
+        deps = (*_generation(raw), *(_generation(vm_raw) if vm_raw is not None else (None,)), source_node)
+        return self._memo_merge.get(key, deps, lambda: placement.merge(
             vm, mig, source_node=source_node, config=self.config))
 
     def _end_seen_age(self, uid: str, phase: P | None, *, ended: bool) -> float:
@@ -447,6 +481,17 @@ def _vm_state(vm_raw: Mapping[str, Any]) -> VMState:
     return VMState(running=running, node=str(status.get("node") or ""),
                    launcher_pod=str(status.get("launcherPod") or ""),
                    migration_uid=str(ms.get("migrationUID") or ""), migration_completed=bool(ms.get("completed")))
+
+
+def _generation(raw: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What identifies one generation of `raw`'s spec: its uid and metadata.generation (the API server
+    bumps it on every spec change, not on status writes); without a generation (objects made by hand),
+    the object itself, compared by identity."""
+    meta = raw.get("metadata") or {}
+    generation = meta.get("generation")
+    if not isinstance(generation, int) or not meta.get("uid"):
+        return (raw,)
+    return (str(meta["uid"]), generation)
 
 
 def vm_of(raw: Mapping[str, Any]) -> str:
