@@ -241,44 +241,38 @@ def e2e(runs: int, early_start: bool = False) -> None:
     print(f"e2e: {runs} runs of each; the agent starts with a maximum downtime of {downtime} ms "
           "(virsh-agent is set to it; virsh keeps libvirt's default)", flush=True)
     early: dict[str, list[float]] = {"ours-early": [], "job": []}
+
+    def migrate(name: str) -> tuple[float, float, JSON, str, str]:
+        """One Migration of benchvm to the other node through kubectl: (seconds to Succeeded, wall time of
+        the create, the Migration, source, destination), once its finalizer is released."""
+        src = client.get(VMS, "benchvm", ns)["status"]["node"]
+        doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                          "metadata": {"name": name, "namespace": ns},
+                          "spec": {"selector": {"name": "benchvm"},
+                                   "nodeSelector": {"kubernetes.io/hostname": other[src]}}})
+        t0, w0 = time.monotonic(), time.time()
+        subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
+        m = _wait("Succeeded", lambda: (lambda x: x if (x.get("status") or {}).get("phase") in
+                                        ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, name, ns)))
+        took = time.monotonic() - t0
+        if m["status"]["phase"] != "Succeeded":
+            raise RuntimeError(f"migration failed: {m['status']}")
+        _wait("finalizer released", lambda: not (client.get(MIGRATIONS, name, ns)["metadata"].get("finalizers")))
+        return took, w0, m, src, other[src]
+
     try:
         for run in range(runs):
             if early_start:  # ours-early first, then the default for the rest of the run
                 _set_early_start(lc, True)
-                src = client.get(VMS, "benchvm", ns)["status"]["node"]
-                name = f"bench-early-{run}"
-                doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
-                                  "metadata": {"name": name, "namespace": ns},
-                                  "spec": {"selector": {"name": "benchvm"},
-                                           "nodeSelector": {"kubernetes.io/hostname": other[src]}}})
-                t0 = time.monotonic()
-                subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True,
-                               capture_output=True)
-                m = _wait("Succeeded", lambda n=name: (lambda x: x if (x.get("status") or {}).get("phase") in (
-                    "Succeeded", "Failed") else None)(client.get(MIGRATIONS, n, ns)))
-                early["ours-early"].append(time.monotonic() - t0)
-                if m["status"]["phase"] != "Succeeded":
-                    raise RuntimeError(f"migration failed: {m['status']}")
+                took_early, _, m, _, _ = migrate(f"bench-early-{run}")
+                early["ours-early"].append(took_early)
                 early["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
-                _wait("finalizer released",
-                      lambda n=name: not (client.get(MIGRATIONS, n, ns)["metadata"].get("finalizers")))
                 print(f"run {run}: ours-early {early['ours-early'][-1]:.2f}s (job {early['job'][-1]:.2f}s)",
                       flush=True)
                 _set_early_start(lc, False)
-            src = client.get(VMS, "benchvm", ns)["status"]["node"]
-            dst = other[src]
             name = f"bench-{run}"
-            doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
-                              "metadata": {"name": name, "namespace": ns},
-                              "spec": {"selector": {"name": "benchvm"},
-                                       "nodeSelector": {"kubernetes.io/hostname": dst}}})
-            t0, w0 = time.monotonic(), time.time()
-            subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
-            m = _wait("Succeeded", lambda n=name: (lambda x: x if (x.get("status") or {}).get("phase") in
-                                                   ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, n, ns)))
-            took["ours"].append(time.monotonic() - t0)
-            if m["status"]["phase"] != "Succeeded":
-                raise RuntimeError(f"migration failed: {m['status']}")
+            took_ours, w0, m, src, dst = migrate(name)
+            took["ours"].append(took_ours)
             stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
             for a_, b_ in itertools.pairwise(PHASES):
                 if a_ in stamps and b_ in stamps:
@@ -286,8 +280,6 @@ def e2e(runs: int, early_start: bool = False) -> None:
             result = m["status"].get("result") or {}
             job.append(float(result.get("durationSeconds") or "nan"))
             down["ours"].append(float(result.get("downtimeMs") if result.get("downtimeMs") is not None else "nan"))
-            _wait("finalizer released",
-                  lambda n=name: not (client.get(MIGRATIONS, n, ns)["metadata"].get("finalizers")))
             timeline.note(name, "kubectl create", w0)
             for k, v in timeline.segments(name).items():
                 segs.setdefault(k, []).append(v)

@@ -54,15 +54,13 @@ class _ApiAccess:
         self.s, self.cancel, self.clock, self.log = settings, cancel, clock, log
         self._made: list[KubeClient | BaseException] = []
         self._lock = threading.Lock()
-        self._started = False
         self._maker = threading.Thread(target=self._make, name="api-client", daemon=True)
         if settings.await_target_uid:
             self._start()
 
     def _start(self) -> None:
         with self._lock:
-            if not self._started:
-                self._started = True
+            if self._maker.ident is None:  # not started yet
                 self._maker.start()
 
     def _make(self) -> None:
