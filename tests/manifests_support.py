@@ -13,6 +13,7 @@ never suffixed: kustomize leaves CustomResourceDefinitions' names alone.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -65,7 +66,9 @@ def overlay_text(base: Path, *, namespace: str | None, name_suffix: str, from_di
     doc["resources"] = [os.path.relpath(base, from_dir)]
     if components:
         doc["components"] = [os.path.relpath(c, from_dir) for c in components]
-    return yaml.safe_dump(doc, sort_keys=False)
+    # JSON (which is YAML) quotes every string: PyYAML leaves a suffix such as "-5e3" bare, and
+    # kustomize's YAML 1.2 reader then takes it for a number and refuses the Kustomization.
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def render(*, namespace: str | None = None, name_suffix: str = "", path: Path = MANIFESTS,

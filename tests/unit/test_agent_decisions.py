@@ -15,6 +15,7 @@ from virtmigrate.agent.decisions import (
     decide_cancel,
     decide_completion_timeout,
     decide_no_progress,
+    failed_job_outcome,
     next_max_downtime,
 )
 from virtmigrate.agent.jobstats import GIB, MIB, JobStats, Mode
@@ -158,3 +159,24 @@ def test_job_stats_from_libvirt_dict() -> None:
 def test_phase_for_exit_code(code: int, phase: str, reason: str) -> None:
     o = phase_for_exit_code(code)
     assert (o.phase, o.reason) == (phase, reason)
+
+
+def test_a_failed_call_after_our_accepted_abort_is_that_abort_whatever_error_the_call_returns() -> None:
+    # the destination noticed the stream end first: libvirt returns its error, not "operation aborted"
+    code, msg = failed_job_outcome(abort=ExitCode.CANCELLED, abort_reason="abort: SIGTERM received: cancelling",
+                                   aborted_error=False, name="g",
+                                   error_message="qemu unexpectedly closed the monitor: load of migration failed")
+    assert code == ExitCode.CANCELLED
+    assert msg.startswith("migration of 'g' cancelled: abort: SIGTERM received")
+    assert "load of migration failed" in msg
+    code, msg = failed_job_outcome(abort=ExitCode.ABORTED_NO_PROGRESS, abort_reason="abort: no progress",
+                                   aborted_error=True, error_message="operation aborted", name="g")
+    assert (code, msg) == (ExitCode.ABORTED_NO_PROGRESS, "migration of 'g' aborted for lack of progress: "
+                                                         "abort: no progress")
+
+
+def test_a_failed_call_without_an_abort_of_ours_is_a_failed_migration() -> None:
+    code, msg = failed_job_outcome(abort=None, abort_reason="", aborted_error=True,
+                                   error_message="operation aborted: by someone else", name="g")
+    assert code == ExitCode.MIGRATION_FAILED
+    assert msg == "migration of 'g' failed: operation aborted: by someone else"

@@ -130,3 +130,23 @@ def decide_cancel(*, mode: Mode, already_refused: bool, signal_name: str) -> Dec
         return Decision(Action.NONE, f"{signal_name} received in post-copy: the guest already runs on the "
                         "destination and cannot be moved back; letting the migration finish")
     return Decision(Action.ABORT, f"{signal_name} received: cancelling", exit_code=ExitCode.CANCELLED)
+
+
+_ABORT_WORDS = {ExitCode.CANCELLED: "cancelled", ExitCode.ABORTED_NO_PROGRESS: "aborted for lack of progress",
+                ExitCode.ABORTED_COMPLETION_TIMEOUT: "aborted on completion timeout"}
+
+
+def failed_job_outcome(*, abort: ExitCode | None, abort_reason: str, aborted_error: bool,
+                       error_message: str, name: str) -> tuple[ExitCode, str]:
+    """The exit code and message of a migration call that failed, the guest still on its source.
+
+    Once our abort was accepted, the job's end is that abort's, whatever error the call returns: the
+    source's `operation aborted`, or — when the destination noticed the stream end first — the
+    destination's (`qemu unexpectedly closed the monitor ... load of migration failed`). The latter
+    is kept in the message. Without an abort of ours, the job failed on its own."""
+    if abort is None:
+        return ExitCode.MIGRATION_FAILED, f"migration of {name!r} failed: {error_message}"
+    msg = f"migration of {name!r} {_ABORT_WORDS.get(abort, 'aborted')}: {abort_reason}"
+    if not aborted_error:
+        msg += f" (the job ended with: {error_message})"
+    return abort, msg

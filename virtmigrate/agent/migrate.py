@@ -21,7 +21,7 @@ from typing import Any
 
 import libvirt
 
-from virtmigrate.agent.decisions import compute_downtime_steps, next_max_downtime
+from virtmigrate.agent.decisions import compute_downtime_steps, failed_job_outcome, next_max_downtime
 from virtmigrate.agent.domain import LibvirtDomain
 from virtmigrate.agent.jobstats import MIB, JobStats, Mode
 from virtmigrate.agent.monitor import Cancel, StatsHook, run_monitor
@@ -275,15 +275,10 @@ class Migrator:
             return result(ExitCode.SUCCEEDED, f"{name!r} runs on {self.s.destination_uri}", figures,
                           completed.downtime_ms if completed.data_total else None)
         err = call.error
-        aborted = err.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED
-        if state.abort is not None and aborted:
-            code = state.abort
-            why = {ExitCode.CANCELLED: "cancelled", ExitCode.ABORTED_NO_PROGRESS: "aborted for lack of progress",
-                   ExitCode.ABORTED_COMPLETION_TIMEOUT: "aborted on completion timeout"}.get(code, "aborted")
-            msg = f"migration of {name!r} {why}: {state.actions[-1] if state.actions else ''}"
-        else:
-            code = ExitCode.MIGRATION_FAILED
-            msg = f"migration of {name!r} failed: {err.get_error_message()}"
+        code, msg = failed_job_outcome(
+            abort=state.abort, abort_reason=state.actions[-1] if state.actions else "",
+            aborted_error=err.get_error_code() == libvirt.VIR_ERR_OPERATION_ABORTED,
+            error_message=err.get_error_message(), name=name)
         if state.mode == Mode.PAUSED:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.resume()  # we paused it for the copy; the copy is off, so let it run again
