@@ -68,6 +68,8 @@ def test_decide_hold(obs: Observation, action: Action, reason: Reason | None) ->
     pytest.param(_o(), 1.0, Action.HOLD, None, id="arrived"),
     pytest.param(_o(present=False), 600.0, Action.EXIT, Reason.RECEIVE_TIMEOUT, id="timeout"),
     pytest.param(_o(present=False, sigterm=True), 1.0, Action.EXIT, Reason.NOTHING_RECEIVED, id="cancelled"),
+    # Running only after the stop request: never held (holding it would shut it down), left running.
+    pytest.param(_o(sigterm=True), 1.0, Action.EXIT, Reason.ARRIVED_AFTER_STOP, id="arrived-after-stop"),
 ])
 def test_decide_receive(obs: Observation, waited: float, action: Action, reason: Reason | None) -> None:
     d = decide.decide_receive(obs, waited_s=waited, timeout_s=600)

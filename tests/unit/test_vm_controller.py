@@ -146,13 +146,43 @@ def test_the_guest_found_running_on_one_node_is_adopted_there(holder: LauncherPo
     assert plan.create_attempt is None and plan.probe_nodes == ()
 
 
-def test_every_node_saying_it_has_no_guest_starts_it_again() -> None:
+def test_every_node_saying_it_has_no_guest_stops_the_probes_then_starts_it_again() -> None:
     vm = _vm(phase="Unknown", pod=P0, reason="LocatingGuest")
     probes = [_probe(n, NOTHING) for n in NODES]
-    plan = decide_vm(vm, [GONE, *probes], nodes=NODES, all_pod_names=[P0, *(p.view.name for p in probes)])
-    assert plan.create_attempt == 1  # attempt 0 is the pod that lost the guest
-    assert plan.status is not None and (plan.status["phase"], plan.status["reason"]) == ("Scheduling", "GuestNotFound")
+    names = [P0, *(p.view.name for p in probes)]
+    plan = decide_vm(vm, [GONE, *probes], nodes=NODES, all_pod_names=names)
+    p1 = launcher_pod_name(vm, attempt=1)  # attempt 0 is the pod that lost the guest
+    # First the probes stop: one on the node where the guest starts would hold it too.
+    assert plan.create_attempt is None and plan.probe_nodes == ()
+    assert set(plan.delete) == {(p.view.name, p.view.uid) for p in probes}
+    assert plan.status is not None
+    assert (plan.status["phase"], plan.status["reason"], plan.status["launcherPod"]) == ("Unknown", "GuestNotFound", p1)
+    assert plan.event is not None and plan.event[:2] == ("Warning", "GuestNotFound")
+    # Probes still stopping: nothing is created, nothing is probed again.
+    vm = _vm(phase="Unknown", pod=p1, reason="GuestNotFound")
+    stopping = [replace(p, view=replace(p.view, deleting=True)) for p in probes]
+    plan = decide_vm(vm, [GONE, *stopping[:2], probes[2]], nodes=NODES, all_pod_names=names)
+    assert plan.create_attempt is None and plan.probe_nodes == () and plan.status is None
+    assert plan.delete == ((probes[2].view.name, probes[2].view.uid),)
+    # Every probe ended: the named pod is created; the pod that lost the guest and the probes go.
+    ended = [replace(p, view=replace(p.view, phase="Succeeded", exit_code=0,
+                                     termination_message="NothingReceived: stopped")) for p in probes]
+    plan = decide_vm(vm, [GONE, *ended], nodes=NODES, all_pod_names=names)
+    assert plan.create_attempt == 1
+    assert plan.status is not None and (plan.status["phase"], plan.status["launcherPod"]) == ("Scheduling", p1)
     assert set(plan.delete) == {(P0, f"uid-{P0}"), *((p.view.name, p.view.uid) for p in probes)}
+    # Created, but the status naming it was refused (the cache behind): the pod is the VM's, nothing else is made.
+    started = _lp(p1, node="node0", ready=False)
+    plan = decide_vm(vm, [GONE, started], nodes=NODES, all_pod_names=[P0, p1])
+    assert plan.create_attempt is None and plan.probe_nodes == ()
+    assert plan.status is not None and (plan.status["phase"], plan.status["launcherPod"]) == ("Scheduling", p1)
+    assert (started.view.name, started.view.uid) not in plan.delete
+
+
+def test_the_named_pod_is_created_even_when_the_pod_that_lost_the_guest_is_gone() -> None:
+    vm = _vm(phase="Unknown", pod=launcher_pod_name(_vm(), attempt=1), reason="GuestNotFound")
+    plan = decide_vm(vm, [], nodes=NODES)
+    assert plan.create_attempt == 1  # the name the status gave, not the first free one (attempt 0)
 
 
 @pytest.mark.parametrize(("pods", "reason"), [

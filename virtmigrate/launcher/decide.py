@@ -106,8 +106,16 @@ def decide_shutoff(name: str, reason: int) -> Decision:
 
 def decide_receive(o: Observation, *, waited_s: float, timeout_s: float) -> Decision:
     """Receive mode before the domain runs here: HOLD once it arrived and runs (start holding it), WAIT
-    while it has not, EXIT on SIGTERM or after the timeout."""
+    while it has not, EXIT on SIGTERM or after the timeout.
+
+    A guest seen running only once the stop was asked for is not held: holding it would shut it down at
+    once (decide_hold), and it may well be the only copy — a migration that completed despite its cancel,
+    or a guest another launcher started on this node while this one, a probe, was being deleted. It is left
+    running; the exit's reason (not one that proves the guest gone) has the controllers ask the node again."""
     if o.present and o.state == RUNNING:
+        if o.sigterm:
+            return _exit(Reason.ARRIVED_AFTER_STOP, f"domain {o.name} runs here, but it arrived (or was started) "
+                         "after this launcher was asked to stop: left running, not held")
         return HOLD
     if o.sigterm:
         return _exit(Reason.NOTHING_RECEIVED, f"stopped on request before domain {o.name} arrived")

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     STOPPED = 12              # the guest shut down or was destroyed by someone other than the launcher
     RECEIVE_TIMEOUT = 13      # receive mode: no domain arrived in time
     LIBVIRT_UNREACHABLE = 14  # the node's libvirt did not answer
+    NOT_HELD = 15             # receive mode: the guest arrived after the stop request and was left running
 
 
 class Reason(enum.StrEnum):
@@ -32,6 +33,7 @@ class Reason(enum.StrEnum):
     VANISHED = "DomainVanished"                # the domain was undefined behind the launcher's back
     RECEIVE_TIMEOUT = "ReceiveTimeout"
     LIBVIRT_UNREACHABLE = "LibvirtUnreachable"
+    ARRIVED_AFTER_STOP = "ArrivedAfterStop"    # receive mode: the guest ran here only after SIGTERM: not held
     INTERNAL = "InternalError"
 
 
@@ -40,6 +42,7 @@ EXIT_CODES = {
     Reason.START_FAILED: ExitCode.START_FAILED, Reason.CRASHED: ExitCode.CRASHED,
     Reason.STOPPED: ExitCode.STOPPED, Reason.VANISHED: ExitCode.STOPPED,
     Reason.RECEIVE_TIMEOUT: ExitCode.RECEIVE_TIMEOUT, Reason.LIBVIRT_UNREACHABLE: ExitCode.LIBVIRT_UNREACHABLE,
+    Reason.ARRIVED_AFTER_STOP: ExitCode.NOT_HELD,
     Reason.INTERNAL: ExitCode.INTERNAL,
 }
 

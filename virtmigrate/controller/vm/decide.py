@@ -12,7 +12,8 @@ The contract with the migration controller (see vm/controller.py) is enforced he
   * a launcher that exited with reason Migrated while the VM is not Migrating means its guest left by a
     migration no Migration owns (virsh, a Migration force-removed mid-flight): the VM is Unknown until
     the nodes say where the guest is — a probe launcher on every node that has no voice yet — then it
-    runs where one reports it running, or starts again once every node says it has none (`_migrated_away`).
+    runs where one reports it running, or — once every node says it has none and every probe has stopped —
+    starts again (`_migrated_away`, `_start_again`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from virtmigrate.controller.vm.pods import launcher_pod_name
 JSON = dict[str, Any]
 MIGRATED_REASON = "Migrated"  # virtmigrate.launcher.exitcodes.Reason.MIGRATED
 INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, disallowed path, pod rejected)
-LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes")  # this controller's own Unknown (_migrated_away)
+NOT_FOUND_REASON = "GuestNotFound"  # every node said it has none: the probes stop, then a new launcher starts it
+LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes", NOT_FOUND_REASON)  # this controller's own Unknown
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
 COND_GUEST_LOCATED = "GuestLocated"  # False while a guest that left without a Migration is looked for
 
@@ -97,6 +99,15 @@ def next_attempt(vm: VM, existing_names: Sequence[str]) -> int:
     return n
 
 
+def attempt_of(vm: VM, name: str, existing_names: Sequence[str]) -> int:
+    """The attempt number whose launcher pod name is `name` (a status names it before the pod exists), or
+    the first free one if no attempt up to the existing pods' count (plus a margin) has that name."""
+    for n in range(len(existing_names) + 64):
+        if launcher_pod_name(vm, attempt=n) == name:
+            return n
+    return next_attempt(vm, existing_names)
+
+
 def decide_vm(vm: VM, pods: Sequence[LauncherPod], *, removed_note: str = "", pod_confirmed_gone: bool = False,
               all_pod_names: Sequence[str] = (), nodes: Sequence[str] = ()) -> Plan:
     """What to do about `vm` given its launcher pods (all pods with its VM label in its namespace) and the
@@ -128,6 +139,8 @@ def _running(vm: VM, current: LauncherPod | None, others: list[LauncherPod], *, 
              nodes: Sequence[str] = ()) -> Plan:
     phase = vm.phase
     uuid = vm.uid
+    if current is None and phase == VMPhase.UNKNOWN and _status_reason(vm) == NOT_FOUND_REASON:
+        return _start_again(vm, others, all_pod_names=all_pod_names)
     if current is None and vm.launcher_pod and phase in (VMPhase.RUNNING, VMPhase.SCHEDULING):
         if not pod_confirmed_gone:
             return Plan(confirm_gone=vm.launcher_pod)
@@ -201,7 +214,8 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
       and the VM is `Unknown` meanwhile (`LocatingGuest`) — never Running with no guest;
     - one node runs it: the VM runs there, in that pod (Warning `GuestFound`);
     - several do: `Unknown`, every pod kept for an admin (`GuestOnSeveralNodes`);
-    - every node says it has none: the guest is nowhere, and it starts again (`GuestNotFound`);
+    - every node says it has none: the guest is nowhere; the probes stop, and then it starts again
+      (`GuestNotFound`: `Unknown` naming the launcher pod to come, then `_start_again`);
     - anything else (a paused copy, a job, a node whose libvirt does not answer): `Unknown`, waiting."""
     live = [p for p in candidates if not p.view.terminated and not p.view.deleting]
     said = {p.view.name: guest_on(p.view) for p in live}
@@ -227,13 +241,15 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
                                    message=text),
                     event=("Warning", "GuestFound", text), condition=("True", "GuestFound", text))
     if heard and all(w == Where.ABSENT for w in said.values()):
-        attempt = next_attempt(vm, all_pod_names)
-        name = launcher_pod_name(vm, attempt=attempt)
+        # The probes stop before the new launcher starts the guest: a probe on the node where it starts
+        # would report it, and hold it — and its deletion would then shut the guest down (_start_again).
+        name = launcher_pod_name(vm, attempt=next_attempt(vm, all_pod_names))
         text = (f"{head}; no node runs it (each node's launcher reports no such domain): launcher pod {name} "
-                "starts it again")
-        return Plan(delete=((gone.name, gone.uid), *probes), create_attempt=attempt,
-                    status=_status(vm, VMPhase.SCHEDULING, pod=name, reason="GuestNotFound", message=text),
-                    event=("Warning", "GuestNotFound", text), condition=("True", "GuestNotFound", text))
+                "starts it again once the probes have stopped")
+        return Plan(delete=probes,
+                    status=_status(vm, VMPhase.UNKNOWN, pod=name, reason=NOT_FOUND_REASON, message=text),
+                    event=("Warning", NOT_FOUND_REASON, text), condition=("True", NOT_FOUND_REASON, text),
+                    requeue_after=1.0)
     waiting = sorted({*silent, *(p.view.node for p in live if said[p.view.name] not in (Where.ABSENT,
                                                                                         Where.RUNNING))})
     text = (f"{head}; looking for it: waiting for the launchers on {', '.join(waiting) or '(no node known)'} to "
@@ -243,6 +259,20 @@ def _migrated_away(vm: VM, gone: PodView, candidates: Sequence[LauncherPod], *, 
     return Plan(probe_nodes=silent, probe_for=gone.name, status=_changed(vm, want), requeue_after=2.0,
                 event=("Warning", "LocatingGuest", f"{head}: looking for it on every node") if first else None,
                 condition=("False", "LocatingGuest", text))
+
+
+def _start_again(vm: VM, others: Sequence[LauncherPod], *, all_pod_names: Sequence[str]) -> Plan:
+    """Every node said it has no guest (_migrated_away), and the status names the launcher pod that starts
+    it again. That pod is created only once every probe has ended: a probe still running on its node
+    would see the guest start and hold it too (two pods of one guest on one node, and deleting either
+    shuts it down). The pod that lost the guest and the ended probes go with the create."""
+    live = [p for p in others if p.probe_for and not p.view.terminated]
+    if live:
+        return Plan(delete=tuple((p.view.name, p.view.uid) for p in live if not p.view.deleting), requeue_after=1.0)
+    text = f"no node runs the guest: launcher pod {vm.launcher_pod} starts it again"
+    return Plan(delete=tuple((p.view.name, p.view.uid) for p in others if p.view.terminated and not p.view.deleting),
+                create_attempt=attempt_of(vm, vm.launcher_pod, all_pod_names),
+                status=_status(vm, VMPhase.SCHEDULING, pod=vm.launcher_pod, reason=NOT_FOUND_REASON, message=text))
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
