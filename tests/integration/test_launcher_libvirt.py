@@ -55,3 +55,36 @@ def test_a_stopped_definition_a_migration_left_on_the_source_is_undefined(
     assert "migrated_definition_undefined" in events, log.read_text()
     assert g.state_on(hs, 0) == "absent"
     assert g.state_on(hs, 1) == "running" and g.persistent_on(hs, 1)
+
+
+def test_a_guest_that_arrives_after_the_stop_request_is_left_running_not_shut_down(
+        libvirt_hosts: LibvirtHosts, guests: Guests, tmp_path: Path) -> None:
+    """A receive-mode launcher (a migration's target, or a VM controller's probe) is asked to stop, and only
+    then does the guest run on its node: a migration that completed despite its cancel, or a guest another
+    launcher started there. Holding it would shut it down at once — perhaps its only copy. The launcher
+    leaves it running and exits with a reason that does not claim the guest gone (ArrivedAfterStop, 15)."""
+    hs = libvirt_hosts
+    g = guests.start(memory_mib=64, mode="idle", on=0)
+    log, term = tmp_path / "launcher.log", tmp_path / "term"
+    with log.open("w") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "virtmigrate.cmd.launcher", "--mode=receive", f"--domain-name={g.name}",
+             f"--domain-uuid={g.uuid}", f"--uri={hs.host(1).uri}"],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "VIRTMIGRATE_TERMINATION_LOG": str(term)})
+    try:
+        wait_for(lambda: '"receiving"' in log.read_text(), 30, "the launcher to wait for the guest")
+        launcher.send_signal(signal.SIGSTOP)
+        launcher.send_signal(signal.SIGTERM)  # pending: it is seen as soon as the launcher runs again
+        hs.virsh(0, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", g.name, hs.host(1).uri,
+                 "--migrateuri", hs.host(1).migration_uri)
+        assert g.state_on(hs, 1) == "running"
+        launcher.send_signal(signal.SIGCONT)
+        assert launcher.wait(timeout=60) == 15, log.read_text()
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGCONT)
+            launcher.kill()
+    assert term.read_text().startswith("ArrivedAfterStop: "), term.read_text()
+    assert g.state_on(hs, 1) == "running" and g.persistent_on(hs, 1)
+    before = len(g.heartbeats(hs, 1))
+    wait_for(lambda: len(g.heartbeats(hs, 1)) > before, 30, "the guest to go on running on host 1")

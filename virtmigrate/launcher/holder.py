@@ -92,6 +92,7 @@ class Launcher:
 
     def _receive(self) -> Outcome | None:
         t0 = self.clock.now()
+        self.log.info("receiving", timeout_s=self.cfg.receive_timeout_s)
         stop_seen: float | None = None  # when the SIGTERM was first seen
         while True:
             try:
