@@ -70,7 +70,8 @@ def test_a_guest_that_arrives_after_the_stop_request_is_left_running_not_shut_do
         launcher = subprocess.Popen(
             [sys.executable, "-m", "virtmigrate.cmd.launcher", "--mode=receive", f"--domain-name={g.name}",
              f"--domain-uuid={g.uuid}", f"--uri={hs.host(1).uri}"],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "VIRTMIGRATE_TERMINATION_LOG": str(term)})
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "VIRTMIGRATE_TERMINATION_LOG": str(term)})
     try:
         wait_for(lambda: '"receiving"' in log.read_text(), 30, "the launcher to wait for the guest")
         launcher.send_signal(signal.SIGSTOP)
