@@ -14,12 +14,13 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from virtmigrate import errors
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, ROLE_AGENT
 from virtmigrate.kube.client import KubeClient
-from virtmigrate.kube.resources import MIGRATIONS, NODES, PODS, VMS
+from virtmigrate.kube.resources import EVENTS, MIGRATIONS, NODES, PODS, VMS
 
 JSON = dict[str, Any]
 _HEARTBEAT = re.compile(r"^heartbeat (\d+)")
@@ -78,6 +79,10 @@ class Snapshot:
     pods: list[JSON]                               # every pod of the namespace
     nodes_ready: dict[str, bool]
     api_error: str = ""                            # the API did not answer: everything above is partial
+    # (node, domain) whose libvirt record is of a copy whose QEMU never ran (status pid 0), and the VMs
+    # that got a LeftoverRefused Warning (the product saying libvirt refuses to remove such a record)
+    never_started: frozenset[tuple[str, str]] = frozenset()
+    refused_warned: frozenset[str] = frozenset()
 
 
 def snapshot(lc: Any, client: KubeClient, namespace: str) -> Snapshot:
@@ -92,7 +97,29 @@ def snapshot(lc: Any, client: KubeClient, namespace: str) -> Snapshot:
             ready[n["metadata"]["name"]] = conds.get("Ready") == "True"
     except errors.KubeError as e:
         return Snapshot(time.monotonic(), doms, {}, {}, [], {}, api_error=str(e))
-    return Snapshot(time.monotonic(), doms, vms, migs, pods, ready)
+    stuck = frozenset((node, dom) for node, d in doms.items() if d for dom, st in d.items()
+                      if st == "paused" and never_started(lc, node, dom))
+    warned: frozenset[str] = frozenset()
+    if stuck:
+        with contextlib.suppress(errors.KubeError):
+            warned = frozenset(str((e.get("involvedObject") or {}).get("name", ""))
+                               for e in client.list_all(EVENTS, namespace) if e.get("reason") == "LeftoverRefused")
+    return Snapshot(time.monotonic(), doms, vms, migs, pods, ready, never_started=stuck, refused_warned=warned)
+
+
+def status_file(lc: Any, node: str, domain: str) -> Path:
+    """The node's libvirt status record of a running domain (its /run/libvirt/qemu/<domain>.xml)."""
+    return Path(lc.hosts.host(int(node.removeprefix("node"))).root) / "run" / "qemu" / f"{domain}.xml"
+
+
+def never_started(lc: Any, node: str, domain: str) -> bool:
+    """libvirt's record of `domain` on `node` has no QEMU process (pid 0): a daemon killed while it started
+    an incoming copy keeps such a record, paused `starting up`, and refuses to destroy it (libvirt 9.0)."""
+    try:
+        head = status_file(lc, node, domain).read_text(errors="replace")[:2000]
+    except OSError:
+        return False
+    return re.search(r"<domstatus [^>]*pid='0'", head) is not None
 
 
 @dataclass

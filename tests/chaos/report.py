@@ -49,6 +49,7 @@ class Summary:
     repairs: int
     elapsed_s: float
     recovery_bound_s: float
+    records_cleared: int = 0  # libvirt records of never-started copies the product reported, cleared by the harness
 
     @property
     def violations(self) -> list[tuple[RoundResult, Violation]]:
@@ -103,5 +104,7 @@ class Summary:
                          f"; last waited on {', '.join(slow.waited_on) or '-'})")
         lines.append(f"  not recovered within {self.recovery_bound_s:.0f}s: {len(rs) - len(recovered)} rounds; "
                      f"repairs by the harness: {self.repairs}")
+        lines.append(f"  libvirt records of never-started copies (reported by LeftoverRefused, cleared by the "
+                     f"harness as a node's admin would): {self.records_cleared}")
         lines.append(f"  round duration: mean {sum(durations) / len(durations):.1f}s, max {max(durations):.1f}s")
         return "\n".join(lines)

@@ -110,3 +110,17 @@ def test_a_rebooted_guest_two_agents_and_an_untouched_failure_are_named() -> Non
     untouched = dataclasses.replace(EXPECT, touched=False)
     assert _kinds(s, untouched) == {Kind.UNEXPECTED_FAILURE}
     assert _kinds(s, EXPECT) == set()  # the same outcome is fine when the fault hit this Migration
+
+
+def test_a_never_started_record_libvirt_refuses_to_remove_is_no_violation_only_once_the_vm_says_so() -> None:
+    """libvirt 9.0 keeps a record of a copy whose QEMU never ran (status pid 0) and refuses to destroy it: no
+    guest runs there. The product must say so on the VM (LeftoverRefused); until it does, it is a leftover."""
+    s = _healthy()
+    s.domains["node0"] = {DOM: "paused"}
+    s = dataclasses.replace(s, never_started=frozenset({("node0", DOM)}))
+    assert _kinds(s) == {Kind.LEFTOVER_DOMAIN}  # not reported yet
+    assert _kinds(dataclasses.replace(s, refused_warned=frozenset({"vm0"}))) == set()
+    # a paused copy that is not such a record stays a leftover, warned or not
+    other = dataclasses.replace(_healthy(), refused_warned=frozenset({"vm0"}))
+    other.domains["node0"] = {DOM: "paused"}
+    assert _kinds(other) == {Kind.LEFTOVER_DOMAIN}

@@ -123,6 +123,7 @@ class FakeNode:
         self.lost = False  # the next events() finds the connection broken
         self.down = False  # reconnect() fails while True
         self.persistent = True  # the domain's definition (an incoming one is transient until it finishes)
+        self.refuse_destroy = False  # libvirt answers, but will not destroy (a stuck state-change lock)
 
     def state(self, name: str) -> tuple[int, int] | None:
         return self.domains.get(name)
@@ -155,6 +156,8 @@ class FakeNode:
 
     def destroy(self, name: str) -> None:
         self.calls.append("destroy")
+        if self.refuse_destroy:
+            raise LibvirtError("Timed out during operation: cannot acquire state change lock", code=68)
         self.domains[name] = (decide.SHUTOFF, decide.SHUTOFF_DESTROYED)
 
     def undefine(self, name: str) -> None:
@@ -470,3 +473,24 @@ def test_a_receive_launcher_never_destroys_a_persistent_paused_domain() -> None:
     out = _run(node, "receive", stop=stop)
     assert out.reason is Reason.NOTHING_RECEIVED  # type: ignore[attr-defined]
     assert "destroy" not in node.calls
+
+
+def test_a_refused_leftover_says_the_guest_does_not_run_here_and_how_to_clear_the_record() -> None:
+    out = decide.leftover_refused("ns_vm", decide.PAUSED_STARTING_UP, "cannot acquire state change lock")
+    assert out.reason is Reason.LEFTOVER_REFUSED and out.exit_code == 16
+    assert "never ran" in out.message and "cannot acquire state change lock" in out.message
+    assert "/run/libvirt/qemu/ns_vm.xml" in out.message  # the admin's fix
+
+
+def test_a_leftover_libvirt_refuses_to_destroy_ends_the_launcher_with_that_reason_not_a_reconnect_loop() -> None:
+    """libvirt 9.0, its daemon killed while it started an incoming domain's QEMU: the restarted daemon keeps
+    a record of it (paused, starting up) that it will not destroy. Asked to stop, the receive launcher tries
+    once, and ends saying so (a lost daemon would instead be reconnected to)."""
+    node, stop = FakeNode(), threading.Event()
+    node.persistent, node.refuse_destroy = False, True
+    node.domains[GUEST.name] = (decide.PAUSED, decide.PAUSED_STARTING_UP)
+    node.on_events = [stop.set, lambda: None]
+    out = _run(node, "receive", stop=stop)
+    assert out.reason is Reason.LEFTOVER_REFUSED  # type: ignore[attr-defined]
+    assert node.calls.count("destroy") == 1 and "reconnect" not in node.calls
+    assert node.domains[GUEST.name] == (decide.PAUSED, decide.PAUSED_STARTING_UP)  # reported, not hidden

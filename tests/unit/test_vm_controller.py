@@ -463,3 +463,25 @@ def test_sync_fails_the_vm_when_the_api_server_rejects_its_launcher_pod() -> Non
     [(kind, patch)] = [call for call in client.calls if call[0] == "patch"]
     assert kind == "patch" and patch["status"]["phase"] == "Failed" and patch["status"]["reason"] == "InvalidSpec"
     assert "rejected its launcher pod" in patch["status"]["message"] and "tolerations" in patch["status"]["message"]
+
+
+def test_a_target_launcher_that_libvirt_refused_a_leftover_warns_on_the_vm_once() -> None:
+    """LeftoverRefused (launcher/decide.leftover_refused): the node keeps a record of a copy that never ran,
+    which blocks the VM there; the VM says so, with the launcher's words (the fix), once per pod."""
+    c, rec = _controller(RecordingClient())
+    c.vms.indexer.add(dict(_vm(phase="Running", pod=P0, node="node0").raw))
+    pod = {"metadata": {"name": "target", "namespace": "ns", "uid": "t",
+                        "labels": {LABEL_VM: "vm", LABEL_ROLE: "launcher", LABEL_MIGRATION: "m"}},
+           "spec": {"nodeName": "node1"},
+           "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {
+               "exitCode": 16, "message": "LeftoverRefused: libvirt on this node refused to destroy ... To clear "
+                                          "it: stop libvirtd"}}}]}}
+    c._on_pod(pod)
+    c._on_pod(pod)        # the same end seen again (an update, the deletion's final state)
+    c._on_pod_delete(pod)
+    warned = [e for e in rec.events if e[2] == "LeftoverRefused"]  # type: ignore[attr-defined]
+    assert len(warned) == 1
+    assert warned[0][1] == "Warning" and "node node1" in warned[0][3] and "To clear it" in warned[0][3]
+    running = {**pod, "status": {"phase": "Running"}}
+    c._on_pod({**running, "metadata": {**pod["metadata"], "uid": "u2"}})
+    assert len([e for e in rec.events if e[2] == "LeftoverRefused"]) == 1  # type: ignore[attr-defined]

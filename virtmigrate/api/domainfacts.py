@@ -22,8 +22,12 @@ ANNOTATION_DOMAIN = "virtmigrate.kubevirt.io/domain"
 # Launcher termination reasons (virtmigrate.launcher.exitcodes.Reason) that prove the domain is gone from
 # the node: the launcher exits with these only once libvirt said so. Any other end (the launcher killed,
 # libvirt unreachable, an internal error) leaves the domain's fate unknown: QEMU is libvirtd's child.
+# LeftoverRefused: libvirt keeps a paused incoming copy that never ran (decide.receive_leftover would have it
+# destroyed) and refuses to destroy it: no guest runs there, but the record stays (LEFTOVER_REFUSED_REASON).
+LEFTOVER_REFUSED_REASON = "LeftoverRefused"
 LAUNCHER_GONE_REASONS = frozenset({"Migrated", "StoppedOnRequest", "NothingReceived", "DomainStartFailed",
-                                   "GuestCrashed", "GuestStopped", "DomainVanished", "ReceiveTimeout"})
+                                   "GuestCrashed", "GuestStopped", "DomainVanished", "ReceiveTimeout",
+                                   LEFTOVER_REFUSED_REASON})
 
 
 class DomainState(enum.StrEnum):

@@ -25,6 +25,7 @@ SHUTOFF_SHUTDOWN, SHUTOFF_DESTROYED, SHUTOFF_CRASHED, SHUTOFF_MIGRATED, SHUTOFF_
 EVENT_UNDEFINED, EVENT_STARTED, EVENT_STOPPED, EVENT_CRASHED = 1, 2, 5, 8
 STOPPED_SHUTDOWN, STOPPED_DESTROYED, STOPPED_CRASHED, STOPPED_MIGRATED, STOPPED_FAILED = 0, 1, 2, 3, 5
 PAUSED_MIGRATION = 2          # virDomainPausedReason: paused for an incoming (pre-copy) migration
+PAUSED_STARTING_UP = 11       # virDomainPausedReason: its QEMU never got past start-up
 LEFTOVER_JOB_WAIT_S = 10.0    # asked to stop, a paused incoming copy's job is waited for this long (grace: 30 s)
 
 
@@ -140,6 +141,20 @@ def receive_leftover(o: Observation, *, stopping_for_s: float = 0.0) -> Leftover
     if o.reason == PAUSED_MIGRATION and stopping_for_s >= LEFTOVER_JOB_WAIT_S:
         return Leftover.DESTROY
     return Leftover.WAIT
+
+
+def leftover_refused(name: str, reason: int, error: str) -> Outcome:
+    """receive_leftover said DESTROY, and libvirt refused (its daemon answers, the destroy does not happen).
+    Seen with libvirt 9.0: a daemon killed while it started an incoming domain's QEMU restarts with a record
+    of it — paused, `starting up`, QEMU pid 0, an incoming job owned by no one — that it neither reconnects
+    nor destroys ("cannot acquire state change lock"), restart after restart. Such a copy never ran: the
+    guest does not run here; the record stays until the node's admin removes it."""
+    how = "starting up: its QEMU never ran" if reason == PAUSED_STARTING_UP else f"paused, reason {reason}"
+    return Outcome(Reason.LEFTOVER_REFUSED,
+                   f"libvirt on this node refused to destroy the copy of domain {name} an incoming migration left "
+                   f"({how}): {error}. The guest does not run here, but libvirt keeps the record, and a later "
+                   f"migration or start of {name} on this node fails while it does. To clear it: stop libvirtd on "
+                   f"this node, remove the domain's status file (/run/libvirt/qemu/{name}.xml), start libvirtd")
 
 
 def migrated_definition_left(o: Observation) -> bool:

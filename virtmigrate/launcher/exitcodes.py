@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     RECEIVE_TIMEOUT = 13      # receive mode: no domain arrived in time
     LIBVIRT_UNREACHABLE = 14  # the node's libvirt did not answer
     NOT_HELD = 15             # receive mode: the guest arrived after the stop request and was left running
+    LEFTOVER_REFUSED = 16     # receive mode: libvirt refused to destroy a copy that never ran here
 
 
 class Reason(enum.StrEnum):
@@ -34,6 +35,7 @@ class Reason(enum.StrEnum):
     RECEIVE_TIMEOUT = "ReceiveTimeout"
     LIBVIRT_UNREACHABLE = "LibvirtUnreachable"
     ARRIVED_AFTER_STOP = "ArrivedAfterStop"    # receive mode: the guest ran here only after SIGTERM: not held
+    LEFTOVER_REFUSED = "LeftoverRefused"       # receive mode: libvirt keeps a copy that never ran, refusing destroy
     INTERNAL = "InternalError"
 
 
@@ -42,7 +44,7 @@ EXIT_CODES = {
     Reason.START_FAILED: ExitCode.START_FAILED, Reason.CRASHED: ExitCode.CRASHED,
     Reason.STOPPED: ExitCode.STOPPED, Reason.VANISHED: ExitCode.STOPPED,
     Reason.RECEIVE_TIMEOUT: ExitCode.RECEIVE_TIMEOUT, Reason.LIBVIRT_UNREACHABLE: ExitCode.LIBVIRT_UNREACHABLE,
-    Reason.ARRIVED_AFTER_STOP: ExitCode.NOT_HELD,
+    Reason.ARRIVED_AFTER_STOP: ExitCode.NOT_HELD, Reason.LEFTOVER_REFUSED: ExitCode.LEFTOVER_REFUSED,
     Reason.INTERNAL: ExitCode.INTERNAL,
 }
 

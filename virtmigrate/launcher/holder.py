@@ -109,9 +109,9 @@ class Launcher:
                         stop_seen = self.clock.now() if stop_seen is None else stop_seen
                         left = decide.receive_leftover(o, stopping_for_s=self.clock.now() - stop_seen)
                     if left is decide.Leftover.DESTROY:
-                        self.log.warning("incoming_leftover_destroyed", state=o.state)
-                        self.node.destroy(self.name)
-                        self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
+                        refused = self._destroy_leftover(o)
+                        if refused is not None:
+                            return refused
                     if left is not decide.Leftover.WAIT:
                         return d.outcome
                 self.node.events(self.name, self.cfg.poll_s)
@@ -122,6 +122,22 @@ class Launcher:
                 gave_up = self._reconnect(e)
                 if gave_up is not None:
                     return gave_up
+
+    def _destroy_leftover(self, o: decide.Observation) -> Outcome | None:
+        """Destroy the paused incoming copy receive_leftover gave up on; an Outcome when libvirt refuses
+        while its daemon still answers (a lost daemon raises, as any libvirt call, to reconnect)."""
+        try:
+            self.node.destroy(self.name)
+        except LibvirtError as e:
+            seen = self.node.inspect(self.name)  # raises in turn when the daemon is gone: reconnect, look again
+            if seen is None or seen.state != decide.PAUSED:
+                return None  # gone or changed meanwhile: the next look decides
+            self.log.error("incoming_leftover_refused", state=seen.state, reason=seen.reason, error=str(e))
+            self._publish(seen, reachable=True, mode=LauncherMode.EXITING)
+            return decide.leftover_refused(self.name, seen.reason, str(e))
+        self.log.warning("incoming_leftover_destroyed", state=o.state)
+        self._publish(self.node.inspect(self.name), reachable=True, mode=LauncherMode.EXITING)
+        return None
 
     def _reconnect(self, error: LibvirtError) -> Outcome | None:
         """The daemon went away (QEMU keeps running without it): reconnect, or give up after the timeout."""

@@ -98,6 +98,7 @@ class VMController:
             config=QueueConfig(name="vms", clock=self.clock, registry=registry))
         self._removed: dict[str, tuple[str, str]] = {}  # vm key -> (pod, how it ended), seen on its deletion
         self._removed_lock = threading.Lock()
+        self._refusals: dict[str, None] = {}  # pod uids whose LeftoverRefused end was reported, oldest first
         self._pool = Workers("vm", self.process_next_work_item, self.queue, log=log)
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self.queue.add(object_key(o)), update=lambda _o, n: self.queue.add(object_key(n)),
@@ -121,7 +122,26 @@ class VMController:
     def _on_pod(self, pod: JSON) -> None:
         key = self._vm_key_of_pod(pod)
         if key is not None:
+            self._note_refused_leftover(key, pod)
             self.queue.add(key)
+
+    def _note_refused_leftover(self, key: str, pod: JSON) -> None:
+        """A Warning on the VM, once per pod, when its launcher ended with LeftoverRefused (vm_decide)."""
+        view = pod_view(pod)
+        if view is None or not view.terminated:
+            return
+        event = vm_decide.leftover_refused_event(view)
+        if event is None:
+            return
+        with self._removed_lock:
+            if view.uid in self._refusals:
+                return
+            self._refusals[view.uid] = None
+            while len(self._refusals) > 1024:  # bounded: the oldest go first
+                del self._refusals[next(iter(self._refusals))]
+        vm = self.vms.indexer.get_by_key(key)
+        if vm is not None:
+            self.recorder.event(vm, *event)
 
     def _on_pdb(self, pdb: JSON) -> None:
         meta = pdb.get("metadata") or {}
@@ -134,6 +154,7 @@ class VMController:
         key = self._vm_key_of_pod(pod)
         if key is None:
             return
+        self._note_refused_leftover(key, pod)
         view = pod_view(pod)
         if view is not None:
             note = f"pod {view.name} was deleted"

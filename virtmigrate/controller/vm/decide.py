@@ -25,7 +25,7 @@ from typing import Any
 from virtmigrate.api.constants import VMPhase
 from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
 from virtmigrate.api.vm import VM
-from virtmigrate.controller.migration.locate import Where, guest_on
+from virtmigrate.controller.migration.locate import Where, guest_on, refused_leftover
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
 
@@ -35,6 +35,7 @@ INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, 
 NOT_FOUND_REASON = "GuestNotFound"  # every node said it has none: the probes stop, then a new launcher starts it
 LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes", NOT_FOUND_REASON)  # this controller's own Unknown
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
+REASON_LEFTOVER_REFUSED = "LeftoverRefused"  # (Event) libvirt keeps a copy that never ran and refuses to remove it
 COND_GUEST_LOCATED = "GuestLocated"  # False while a guest that left without a Migration is looked for
 
 
@@ -273,6 +274,14 @@ def _start_again(vm: VM, others: Sequence[LauncherPod], *, all_pod_names: Sequen
     return Plan(delete=tuple((p.view.name, p.view.uid) for p in others if p.view.terminated and not p.view.deleting),
                 create_attempt=attempt_of(vm, vm.launcher_pod, all_pod_names),
                 status=_status(vm, VMPhase.SCHEDULING, pod=vm.launcher_pod, reason=NOT_FOUND_REASON, message=text))
+
+
+def leftover_refused_event(view: PodView) -> tuple[str, str, str] | None:
+    """The Warning Event for the VM when one of its receive-mode launchers (a migration's target, a witness,
+    a probe) ended because libvirt refused to destroy a copy of it that never ran on that node: nothing
+    else would say that the node keeps a record that blocks the VM there, and how to clear it."""
+    text = refused_leftover((view,))
+    return ("Warning", REASON_LEFTOVER_REFUSED, text) if text else None
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:

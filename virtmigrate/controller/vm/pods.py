@@ -42,7 +42,11 @@ LAUNCHER_IMAGE = "virtmigrate/launcher:0.1.0"   # never pulled by the local node
 LAUNCHER_CONTAINER = "launcher"                 # the container's name in every launcher pod
 MEMORY_OVERHEAD_BYTES = 96 << 20                # QEMU (TCG) + launcher process on top of guest RAM
 CPU_REQUEST = "100m"                            # per launcher; TCG guests idle at a few percent
-TERMINATION_GRACE_S = 30                        # pod grace period; covers --shutdown-timeout
+# Pod grace period: covers --shutdown-timeout, and a receive-mode launcher's removal of a paused incoming
+# copy: up to launcher/decide.LEFTOVER_JOB_WAIT_S (10 s) for its job, then a destroy that libvirt may hold
+# for its 30 s state-change-lock wait before refusing it (decide.leftover_refused) — the launcher must live
+# to say so rather than be killed silent.
+TERMINATION_GRACE_S = 60
 SHUTDOWN_TIMEOUT_S = 5                          # ACPI shutdown wait before destroy (our test guest ignores ACPI)
 RECEIVE_TIMEOUT_S = 600                         # a target that received nothing in 10 minutes gives up
 PROBE_PERIOD_S = 2                              # readiness probe period
