@@ -418,16 +418,19 @@ def test_a_stop_on_request_reports_the_domain_gone() -> None:
     assert (last.mode, last.reachable, last.present) == (LauncherMode.EXITING, True, False)
 
 
-@pytest.mark.parametrize(("present", "state", "persistent", "job", "want"), [
-    (False, 0, False, False, decide.Leftover.NONE),
-    (True, decide.PAUSED, False, False, decide.Leftover.DESTROY),    # an incoming migration that never finished
-    (True, decide.PAUSED, False, True, decide.Leftover.WAIT),        # its job still runs: its end decides
-    (True, decide.PAUSED, True, False, decide.Leftover.NONE),        # persistent: libvirt's rule keeps it
-    (True, decide.RUNNING, False, False, decide.Leftover.NONE),      # a running guest is never touched
+@pytest.mark.parametrize(("present", "state", "persistent", "job", "want", "reason"), [
+    (False, 0, False, False, decide.Leftover.NONE, 0),
+    (True, decide.PAUSED, False, False, decide.Leftover.DESTROY, 0),   # an incoming migration that never finished
+    (True, decide.PAUSED, False, True, decide.Leftover.WAIT, 0),       # its job still runs: its end decides
+    (True, decide.PAUSED, True, False, decide.Leftover.NONE, 0),       # persistent: libvirt's rule keeps it
+    (True, decide.RUNNING, False, False, decide.Leftover.NONE, 0),     # a running guest is never touched
+    (True, decide.PAUSED, False, False, decide.Leftover.NONE, 13),   # post-copy failed: perhaps the only copy
+    (True, decide.PAUSED, False, False, decide.Leftover.DESTROY, decide.PAUSED_STARTING_UP),  # it never ran
 ])
 def test_what_a_receive_launcher_asked_to_stop_may_remove(present: bool, state: int, persistent: bool, job: bool,
-                                                           want: decide.Leftover) -> None:
-    o = decide.Observation(name="ns_vm", present=present, state=state, sigterm=True, persistent=persistent, job=job)
+                                                           want: decide.Leftover, reason: int) -> None:
+    o = decide.Observation(name="ns_vm", present=present, state=state, sigterm=True, persistent=persistent, job=job,
+                           reason=reason)
     assert decide.receive_leftover(o) is want
 
 
