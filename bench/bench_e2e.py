@@ -131,10 +131,20 @@ class Timeline:
             if facts.get("state") == "running" and facts.get("job") == "none":
                 self.note(mig, "target runs guest", t)
 
-    def _agent_log(self, mig: str, uid: str) -> None:
-        """The agent's JSON log lines, read while its pod directory still exists."""
+    def _agent_log_text(self, uid: str) -> str:
+        """The agent's log: the node runner's file of the pod, else the kubelet's container log (CRI lines,
+        `<time> <stream> <tag> <line>`, under <state>/kubelet/node*/pod-logs/<ns>_<pod>_<uid>/)."""
         with contextlib.suppress(OSError):
-            text = (self.pods_dir / uid / "agent.log").read_text()
+            return (self.pods_dir / uid / "agent.log").read_text()
+        for f in sorted(self.pods_dir.parent.glob(f"kubelet/node*/pod-logs/*_{uid}/*/*.log")):
+            with contextlib.suppress(OSError):
+                return "\n".join(line.split(" ", 3)[-1] for line in f.read_text().splitlines())
+        return ""
+
+    def _agent_log(self, mig: str, uid: str) -> None:
+        """The agent's JSON log lines, read while its pod (and so its log) still exists."""
+        text = self._agent_log_text(uid)
+        if text:
             self.agent_logs[mig] = text
             for line in text.splitlines():
                 with contextlib.suppress(ValueError, KeyError):
