@@ -306,16 +306,16 @@ def cgroup_prefix(state: Path) -> str:
 
 def make_cgroup(root: str) -> None:
     """Create cgroup `root` (a top-level cgroupfs path) in every hierarchy; a new cpuset gets its parent's
-    CPUs and memory nodes (it starts with none, and its children could not run)."""
-    with contextlib.suppress(OSError):
-        for hierarchy in CGROUP_ROOT.iterdir():
-            d = hierarchy / root.strip("/")
-            if not hierarchy.is_dir() or hierarchy.is_symlink() or d.is_dir():
-                continue
-            d.mkdir()
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                if (d / f).exists():
-                    (d / f).write_text((hierarchy / f).read_text())
+    CPUs and memory nodes (it starts with none, and its children could not run). An OSError propagates:
+    the kubelet would refuse a cgroupRoot missing from a hierarchy anyway, less clearly."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        d = hierarchy / root.strip("/")
+        if not hierarchy.is_dir() or hierarchy.is_symlink() or d.is_dir():
+            continue
+        d.mkdir()
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            if (d / f).exists():
+                (d / f).write_text((hierarchy / f).read_text())
 
 
 def pod_cgroups(state: Path) -> list[Path]:
