@@ -15,7 +15,13 @@ orchestration overhead (ours minus the agent's libvirt job time, goal median <= 
 each (agent result, `virsh domjobinfo --completed` on the destination), and the median of every segment of
 the timeline (what the API showed, as a watch saw it, and the agent's own log).
 
+With --nodes runner,kubelet the node modes are compared instead (ours only): per round, a fresh cluster of
+each mode in turn (the order alternating between rounds), a warm-up migration, then --runs migrations;
+the median of each mode, the ratio to the first (the default path may lose at most 20 %) and each mode's
+timeline.
+
 Usage: python bench/bench_e2e.py [--runs 7] [--early-start]
+       python bench/bench_e2e.py --nodes runner,kubelet [--runs 5] [--rounds 2]
        (its own cluster in $VIRTMIGRATE_STATE, else a temporary one; nodes migrate on
        127.0.0.<$VIRTMIGRATE_E2E_FIRST_ADDRESS>+)
 """
@@ -125,10 +131,20 @@ class Timeline:
             if facts.get("state") == "running" and facts.get("job") == "none":
                 self.note(mig, "target runs guest", t)
 
-    def _agent_log(self, mig: str, uid: str) -> None:
-        """The agent's JSON log lines, read while its pod directory still exists."""
+    def _agent_log_text(self, uid: str) -> str:
+        """The agent's log: the node runner's file of the pod, else the kubelet's container log (CRI lines,
+        `<time> <stream> <tag> <line>`, under <state>/kubelet/node*/pod-logs/<ns>_<pod>_<uid>/)."""
         with contextlib.suppress(OSError):
-            text = (self.pods_dir / uid / "agent.log").read_text()
+            return (self.pods_dir / uid / "agent.log").read_text()
+        for f in sorted(self.pods_dir.parent.glob(f"kubelet/node*/pod-logs/*_{uid}/*/*.log")):
+            with contextlib.suppress(OSError):
+                return "\n".join(line.split(" ", 3)[-1] for line in f.read_text().splitlines())
+        return ""
+
+    def _agent_log(self, mig: str, uid: str) -> None:
+        """The agent's JSON log lines, read while its pod (and so its log) still exists."""
+        text = self._agent_log_text(uid)
+        if text:
             self.agent_logs[mig] = text
             for line in text.splitlines():
                 with contextlib.suppress(ValueError, KeyError):
@@ -195,6 +211,48 @@ def _set_early_start(lc: Any, early: bool) -> None:
     time.sleep(1.0)  # its informers' first lists
 
 
+OTHER = {"node0": "node1", "node1": "node0"}
+
+
+def bench_vm(ns: str, kernel: Path) -> JSON:
+    """VM `benchvm`: a 256 MiB guest kept on node0 or node1."""
+    return {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": "benchvm", "namespace": ns},
+            "spec": {"running": True, "memory": "256Mi", "kernel": str(kernel),
+                     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                         "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname",
+                                                                      "operator": "In",
+                                                                      "values": ["node0", "node1"]}]}]}}}}}
+
+
+def wait_vm_running(client: KubeClient, ns: str) -> None:
+    _wait("VM running", lambda: (client.get(VMS, "benchvm", ns).get("status") or {}).get("phase") == "Running", 180)
+
+
+def migrate(client: KubeClient, kubectl: list[str], ns: str, name: str) -> tuple[float, float, JSON, str, str]:
+    """One Migration of benchvm to the other node through kubectl: (seconds to Succeeded, wall time of
+    the create, the Migration, source, destination), once its finalizer is released."""
+    src = client.get(VMS, "benchvm", ns)["status"]["node"]
+    doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
+                      "metadata": {"name": name, "namespace": ns},
+                      "spec": {"selector": {"name": "benchvm"},
+                               "nodeSelector": {"kubernetes.io/hostname": OTHER[src]}}})
+    t0, w0 = time.monotonic(), time.time()
+    subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
+    m = _wait("Succeeded", lambda: (lambda x: x if (x.get("status") or {}).get("phase") in
+                                    ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, name, ns)))
+    took = time.monotonic() - t0
+    if m["status"]["phase"] != "Succeeded":
+        raise RuntimeError(f"migration failed: {m['status']}")
+    _wait("finalizer released", lambda: not (client.get(MIGRATIONS, name, ns)["metadata"].get("finalizers")))
+    return took, w0, m, src, OTHER[src]
+
+
+def print_timeline(segs: dict[str, list[float]], indent: str = "    ") -> None:
+    order = ["kubectl create -> created"] + [f"{a} -> {b}" for a, b in itertools.combinations(MILESTONES, 2)]
+    for k in sorted(segs, key=lambda s: order.index(s) if s in order else len(order)):
+        print(f"{indent}{k:45} {_med(segs[k]):6.3f}  (n={len(segs[k])})")
+
+
 def e2e(runs: int, early_start: bool = False) -> None:
     from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
     from virtmigrate.local.cluster import LocalCluster
@@ -213,16 +271,10 @@ def e2e(runs: int, early_start: bool = False) -> None:
     timeline = Timeline(client, ns, state / "pods")
     kernel = guest_kernel()
     memory = 256 << 20
-    vm = {"apiVersion": "kubevirt.io/v1alpha1", "kind": "VM", "metadata": {"name": "benchvm", "namespace": ns},
-          "spec": {"running": True, "memory": "256Mi", "kernel": str(kernel),
-                   "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                       "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname",
-                                                                    "operator": "In",
-                                                                    "values": ["node0", "node1"]}]}]}}}}}
-    client.create(VMS, vm, ns)
-    _wait("VM running", lambda: (client.get(VMS, "benchvm", ns).get("status") or {}).get("phase") == "Running", 180)
+    client.create(VMS, bench_vm(ns, kernel), ns)
+    wait_vm_running(client, ns)
     hosts = {f"node{i}": lc.hosts.host(i) for i in range(2)}
-    other = {"node0": "node1", "node1": "node0"}
+    other = OTHER
     downtime = agent_initial_downtime_ms(memory)
     guests = {"virsh-agent": "bench-baseline-a", "virsh": "bench-baseline-d"}
     at = {"virsh-agent": "node0", "virsh": "node0"}
@@ -242,36 +294,18 @@ def e2e(runs: int, early_start: bool = False) -> None:
           "(virsh-agent is set to it; virsh keeps libvirt's default)", flush=True)
     early: dict[str, list[float]] = {"ours-early": [], "job": []}
 
-    def migrate(name: str) -> tuple[float, float, JSON, str, str]:
-        """One Migration of benchvm to the other node through kubectl: (seconds to Succeeded, wall time of
-        the create, the Migration, source, destination), once its finalizer is released."""
-        src = client.get(VMS, "benchvm", ns)["status"]["node"]
-        doc = json.dumps({"apiVersion": "kubevirt.io/v1alpha1", "kind": "Migration",
-                          "metadata": {"name": name, "namespace": ns},
-                          "spec": {"selector": {"name": "benchvm"},
-                                   "nodeSelector": {"kubernetes.io/hostname": other[src]}}})
-        t0, w0 = time.monotonic(), time.time()
-        subprocess.run([*kubectl, "create", "-f", "-"], input=doc, text=True, check=True, capture_output=True)
-        m = _wait("Succeeded", lambda: (lambda x: x if (x.get("status") or {}).get("phase") in
-                                        ("Succeeded", "Failed") else None)(client.get(MIGRATIONS, name, ns)))
-        took = time.monotonic() - t0
-        if m["status"]["phase"] != "Succeeded":
-            raise RuntimeError(f"migration failed: {m['status']}")
-        _wait("finalizer released", lambda: not (client.get(MIGRATIONS, name, ns)["metadata"].get("finalizers")))
-        return took, w0, m, src, other[src]
-
     try:
         for run in range(runs):
             if early_start:  # ours-early first, then the default for the rest of the run
                 _set_early_start(lc, True)
-                took_early, _, m, _, _ = migrate(f"bench-early-{run}")
+                took_early, _, m, _, _ = migrate(client, kubectl, ns, f"bench-early-{run}")
                 early["ours-early"].append(took_early)
                 early["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
                 print(f"run {run}: ours-early {early['ours-early'][-1]:.2f}s (job {early['job'][-1]:.2f}s)",
                       flush=True)
                 _set_early_start(lc, False)
             name = f"bench-{run}"
-            took_ours, w0, m, src, dst = migrate(name)
+            took_ours, w0, m, src, dst = migrate(client, kubectl, ns, name)
             took["ours"].append(took_ours)
             stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
             for a_, b_ in itertools.pairwise(PHASES):
@@ -318,9 +352,7 @@ def e2e(runs: int, early_start: bool = False) -> None:
                   f"(ours {_med(overhead):.2f}s)")
         print("  median time between phases: " + ", ".join(f"{k} {_med(v):.3f}s" for k, v in steps.items()))
         print("  timeline (median per segment, seconds):")
-        order = ["kubectl create -> created"] + [f"{a} -> {b}" for a, b in itertools.combinations(MILESTONES, 2)]
-        for k in sorted(segs, key=lambda s: order.index(s) if s in order else len(order)):
-            print(f"    {k:45} {_med(segs[k]):6.3f}  (n={len(segs[k])})")
+        print_timeline(segs)
     finally:
         timeline.stop.set()
         for kind, dom in guests.items():
@@ -335,12 +367,86 @@ def e2e(runs: int, early_start: bool = False) -> None:
             shutil.rmtree(state, ignore_errors=True)
 
 
+def nodes_ab(modes: list[str], runs: int, rounds: int) -> None:
+    """`kubectl create` -> Succeeded of benchvm on clusters of each node mode ("runner", "kubelet") in turn,
+    in one invocation: each round brings up a fresh cluster per mode in the same state directory, migrates
+    once to warm it (not counted), then `runs` times, and takes it down. Prints each mode's median, the
+    ratios to the first mode, and each mode's timeline."""
+    from virtmigrate.local.cluster import LocalCluster
+    from virtmigrate.local.guest import guest_kernel
+
+    state_env = os.environ.get("VIRTMIGRATE_STATE")
+    state = Path(state_env) if state_env else Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    first = int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "50"))
+    took: dict[str, list[float]] = {m: [] for m in modes}
+    per_round: dict[str, list[float]] = {m: [] for m in modes}
+    segs: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
+    saved_mode = os.environ.get("VIRTMIGRATE_NODES")
+    try:
+        for rnd in range(rounds):
+            for mode in (modes if rnd % 2 == 0 else modes[::-1]):
+                os.environ["VIRTMIGRATE_NODES"] = mode
+                lc = LocalCluster(state, nodes=3, first_address=first)
+                if lc.node_mode != mode:
+                    lc.down()  # a cluster of the other mode was left in the state directory
+                    lc = LocalCluster(state, nodes=3, first_address=first)
+                try:
+                    lc.up()
+                    client = lc.client()
+                    kubectl = [str(BIN / "kubectl"), f"--kubeconfig={lc.kubeconfig}"]
+                    ns = f"bench-nodes-{int(time.time())}"
+                    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+                    timeline = Timeline(client, ns, lc.state / "pods")
+                    client.create(VMS, bench_vm(ns, guest_kernel()), ns)
+                    wait_vm_running(client, ns)
+                    time.sleep(3)  # the guest fills its RAM at boot
+                    migrate(client, kubectl, ns, "bench-warm")
+                    mine = []
+                    for run in range(runs):
+                        name = f"bench-{run}"
+                        t, w0, _, src, dst = migrate(client, kubectl, ns, name)
+                        mine.append(t)
+                        timeline.note(name, "kubectl create", w0)
+                        for k, v in timeline.segments(name).items():
+                            segs[mode].setdefault(k, []).append(v)
+                        print(f"round {rnd} {mode}: run {run} {t:.2f}s ({src}->{dst})", flush=True)
+                    timeline.stop.set()
+                    took[mode] += mine
+                    per_round[mode].append(_med(mine))
+                finally:
+                    lc.down()
+        med = {m: _med(v) for m, v in took.items()}
+        print(f"e2e by node mode: median kubectl create -> Succeeded over {rounds} round(s) of {runs}: "
+              + ", ".join(f"{m} {med[m]:.2f}s" for m in modes))
+        print("  per round: " + "; ".join(f"{m} " + " ".join(f"{x:.2f}" for x in per_round[m]) for m in modes))
+        for m in modes[1:]:
+            print(f"  ratio {m} / {modes[0]} {med[m] / med[modes[0]]:.2f}x (goal <= 1.20x), "
+                  f"difference {med[m] - med[modes[0]]:+.2f}s")
+        for m in modes:
+            print(f"  timeline on {m} nodes (median per segment, seconds):")
+            print_timeline(segs[m])
+    finally:
+        if saved_mode is None:
+            os.environ.pop("VIRTMIGRATE_NODES", None)
+        else:
+            os.environ["VIRTMIGRATE_NODES"] = saved_mode
+        if not state_env:
+            shutil.rmtree(state, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--early-start", action="store_true",
                     help="also migrate with the controller's agent early start on (arm ours-early)")
+    ap.add_argument("--nodes", default=None, metavar="MODES",
+                    help="compare node modes instead, e.g. runner,kubelet: a fresh cluster per mode and round, "
+                         "ours only (with --rounds)")
+    ap.add_argument("--rounds", type=int, default=1, help="with --nodes: rounds, alternating the modes' order")
     args = ap.parse_args()
+    if args.nodes:
+        nodes_ab(args.nodes.split(","), args.runs, args.rounds)
+        return 0
     e2e(args.runs, early_start=args.early_start)
     return 0
 

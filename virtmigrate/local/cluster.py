@@ -425,8 +425,8 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
               kubelet: bool = False, metrics_net: metricsnet.MetricsNet | None = None) -> list[str]:
     """What of a cluster survived `down`: processes whose command line or mount namespace belongs to it,
     mounts of its folders, listeners on its ports, its metrics network namespace and veth pair
-    (`metrics_net`) and, when it ran real kubelets (`kubelet`), the container
-    cgroups runc made (those are machine-wide: a node-runner cluster never made them). Empty means clean.
+    (`metrics_net`) and, when it ran real kubelets (`kubelet`), its nodes' cgroup roots (the kubelets'
+    QoS and pod cgroups, runc's container cgroups). Empty means clean.
     `since` (wall time, e.g. when `down` began): a process started later is not the cluster's — the kernel
     reuses the number of a mount namespace that is gone, and another cluster on the machine may get it."""
     found: list[str] = []
@@ -455,7 +455,7 @@ def leftovers(state: Path, *, ports: list[int], namespaces: list[str], since: fl
     if metrics_net is not None:
         found += metricsnet.present(metrics_net)
     if kubelet:
-        found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups()]
+        found += [f"cgroup {d}" for d in kubeletnodes.pod_cgroups(state)]
     return found
 
 

@@ -17,6 +17,7 @@ libvirthosts.down() catches any shim left).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -71,12 +72,20 @@ def containerd_config(n: NodePaths, *, sandbox_image: str) -> str:
 
 
 def kubelet_config(n: NodePaths, *, address: str, port: int, healthz_port: int,
-                   client_ca: Path) -> dict[str, object]:
+                   client_ca: Path, cgroup_root: str) -> dict[str, object]:
     """The KubeletConfiguration these machines need (cgroup v1 hierarchies, no CAP_SYS_RESOURCE); the
-    kubelet serves on `address`, the node's own loopback address (its InternalIP)."""
+    kubelet serves on `address`, the node's own loopback address (its InternalIP).
+
+    Pods get the QoS cgroup tree of a real node (cgroupsPerQOS) under the node's own `cgroup_root`: the
+    node's `kubepods` weighs its allocatable CPU (2048 shares for 2 CPUs) against the machine's other
+    processes, and each pod weighs its requests inside it. Without it every container of every node sat
+    in one `/k8s.io` cgroup that weighed as much as a single process of the machine: on a busy machine a
+    pod start (runc, the pause container, the program's own start) got a fraction of a core. Nothing is
+    enforced (enforceNodeAllocatable: []): a shared test machine's memory is not the node's to limit."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": False, "enforceNodeAllocatable": [],
+        "failCgroupV1": False, "cgroupDriver": "cgroupfs", "cgroupsPerQOS": True, "cgroupRoot": cgroup_root,
+        "enforceNodeAllocatable": [],
         "failSwapOn": False, "localStorageCapacityIsolation": False, "resolvConf": "",
         "containerRuntimeEndpoint": f"unix://{n.containerd_socket}",
         "address": address, "port": port, "healthzBindAddress": "127.0.0.1", "healthzPort": healthz_port,
@@ -183,6 +192,10 @@ class KubeletNodes:
     def paths(self, index: int) -> NodePaths:
         return NodePaths(f"node{index}", self.state / f"node{index}")
 
+    def cgroup_root(self, index: int) -> str:
+        """Node `index`'s cgroup root (the kubelet's cgroupRoot), one per cluster and node."""
+        return f"/{cgroup_prefix(self.state.parent)}node{index}"
+
     def _ports(self) -> dict[str, int]:
         f = self.state / "ports.json"
         ports: dict[str, int] = json.loads(f.read_text()) if f.exists() else {}
@@ -232,11 +245,13 @@ class KubeletNodes:
             n = self.paths(i)
             name = f"kubelet-{n.name}"
             if not procs.alive(name, self.state):
+                make_cgroup(self.cgroup_root(i))  # the kubelet wants its cgroupRoot to exist
                 cfg = n.root / "kubelet-config.json"
                 cfg.write_text(json.dumps(kubelet_config(n, address=self.node_ip(i),
                                                          port=ports[f"{n.name}-kubelet"],
                                                          healthz_port=ports[f"{n.name}-healthz"],
-                                                         client_ca=kubeconfig_for["ca"])))
+                                                         client_ca=kubeconfig_for["ca"],
+                                                         cgroup_root=self.cgroup_root(i))))
                 procs.start(name, [*self._nsenter(i), str(kubelet), f"--config={cfg}",
                                    f"--kubeconfig={kubeconfig_for[n.name]}", f"--root-dir={n.root / 'kubelet'}",
                                    f"--cert-dir={n.root / 'certs'}", f"--hostname-override={n.name}",
@@ -280,24 +295,43 @@ class KubeletNodes:
                     self._ctr(i, "containers", "rm", c, check=False)
                 procs.stop(f"containerd-{n.name}", self.state, grace=15)
                 stopped.append(f"containerd-{n.name}")
-        remove_container_cgroups()
+        remove_container_cgroups(self.state.parent)
         return stopped
 
 
-def pod_cgroups() -> list[Path]:
-    """Cgroup folders runc made for containers of the local kubelets (under `k8s.io` of each hierarchy)."""
+def cgroup_prefix(state: Path) -> str:
+    """The name prefix of the cgroup roots of the cluster at `state` (its nodes' roots add `node<i>`)."""
+    return f"virtmigrate-{hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:10]}-"
+
+
+def make_cgroup(root: str) -> None:
+    """Create cgroup `root` (a top-level cgroupfs path) in every hierarchy; a new cpuset gets its parent's
+    CPUs and memory nodes (it starts with none, and its children could not run). An OSError propagates:
+    the kubelet would refuse a cgroupRoot missing from a hierarchy anyway, less clearly."""
+    for hierarchy in CGROUP_ROOT.iterdir():
+        d = hierarchy / root.strip("/")
+        if not hierarchy.is_dir() or hierarchy.is_symlink() or d.is_dir():
+            continue
+        d.mkdir()
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            if (d / f).exists():
+                (d / f).write_text((hierarchy / f).read_text())
+
+
+def pod_cgroups(state: Path) -> list[Path]:
+    """The cgroup roots of the kubelets of the cluster at `state`, in every hierarchy (with the QoS and
+    pod cgroups the kubelets made and the container cgroups runc made under them)."""
     found: list[Path] = []
     with contextlib.suppress(OSError):
         for hierarchy in CGROUP_ROOT.iterdir():
-            d = hierarchy / "k8s.io"
-            if d.is_dir():
-                found.append(d)
+            if hierarchy.is_dir() and not hierarchy.is_symlink():
+                found += sorted(hierarchy.glob(f"{cgroup_prefix(state)}node*"))
     return found
 
 
-def remove_container_cgroups() -> None:
-    """rmdir the (empty, once their processes are dead) container cgroups, deepest first."""
-    for d in pod_cgroups():
+def remove_container_cgroups(state: Path) -> None:
+    """rmdir the (empty, once their processes are dead) cgroups of the cluster at `state`, deepest first."""
+    for d in pod_cgroups(state):
         for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):
                 sub.rmdir()
