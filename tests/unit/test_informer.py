@@ -147,3 +147,40 @@ def test_factory_shares_one_informer_per_collection(lw: FakeListerWatcher, stop:
     assert len(a.indexer.by_index("namespace", "default")) == 3
     stop.set()
     f.shutdown()
+
+
+def test_an_inline_handler_runs_on_the_reflector_thread_in_cache_order_and_survives_its_own_bugs(
+        lw: FakeListerWatcher, stop: threading.Event) -> None:
+    inf = SharedInformer(lw, InformerConfig(name="t", clock=FakeClock(), registry=CollectorRegistry()))
+    seen: list[tuple[str, str, str, bool]] = []  # (event, name, thread, cached when called)
+
+    def record(kind: str, o: dict) -> None:  # type: ignore[type-arg]
+        name = o["metadata"]["name"]
+        cached = inf.indexer.get_by_key(f"default/{name}") is o
+        seen.append((kind, name, threading.current_thread().name, cached))
+        if name == "bad":
+            raise RuntimeError("handler bug")
+
+    rec = Recorder()  # a threaded handler beside it still gets everything
+    reg = inf.add_event_handler(FuncHandler(add=lambda o, _i: record("add", o),
+                                            update=lambda _o, n: record("update", n)), inline=True)
+    inf.add_event_handler(rec)
+    inf.start(stop)
+    assert inf.wait_for_cache_sync(timeout=5) and reg.has_synced()
+    assert lw.wait_for_watches(1)
+    for name in ("bad", "o3"):
+        lw.create(obj(name))
+    lw.update(obj("o3", data={"k": "w"}))
+    rec.wait_for(6)
+    assert [(k, n) for k, n, _, _ in seen] == [("add", "o0"), ("add", "o1"), ("add", "o2"), ("add", "bad"),
+                                               ("add", "o3"), ("update", "o3")]
+    assert all(t == "reflector-t" and cached for _, _, t, cached in seen), seen
+
+
+def test_an_inline_handler_added_late_gets_the_cache_at_once(lw: FakeListerWatcher, stop: threading.Event) -> None:
+    inf = start(lw, stop, clock=FakeClock())
+    assert inf.wait_for_cache_sync(timeout=5)
+    names: list[str] = []
+    reg = inf.add_event_handler(FuncHandler(add=lambda o, initial: names.append(o["metadata"]["name"])),
+                                inline=True)
+    assert sorted(names) == ["o0", "o1", "o2"] and reg.has_synced()
