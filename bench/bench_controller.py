@@ -249,6 +249,12 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return prev_le
 
 
+def counter_sum(text: str, name: str, label: str) -> float:
+    """The sum of counter `name`'s series whose labels contain `label` (exposition text)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
+
+
 def api_request_counts(client: KubeClient) -> dict[str, float]:
     """The API server's request counters (verb resource/subresource code) for our kinds of objects."""
     out: dict[str, float] = {}
@@ -318,6 +324,7 @@ class Figures:
     p99_s: float = float("nan")
     rss_mib: float = float("nan")       # controller peak RSS (VmHWM)
     e2a_p99_ms: float = float("nan")    # event-to-action p99, from the controller's /metrics
+    syncs: float = float("nan")         # migration syncs per migration (every outcome), from /metrics
     wall_s: float = float("nan")
     ok: int = 0
     failed: int = 0
@@ -424,6 +431,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                                     f"{os.environ['VIRTMIGRATE_BENCH_PYSPY']}.{fig.code}-{n}-{preload}",
                                     "--nonblocking", *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        syncs0 = counter_sum(_metrics(port), "virtmigrate_controller_syncs_total", 'controller="migration"')
         cpu0, sys0 = proc_cpu_s(proc.pid), proc_cpu_split_s(proc.pid)[1]
         created_at: dict[str, float] = {}
         t0 = time.monotonic()
@@ -464,13 +472,15 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                 lat.append(_ts(ok[-1]) - created_at[m["metadata"]["name"]])
         fig.p50_s, fig.p99_s = _quantile(lat, 0.50), _quantile(lat, 0.99)
         fig.rss_mib = proc_hwm_mib(proc.pid)
-        fig.e2a_p99_ms = histogram_quantile(_metrics(port), "virtmigrate_controller_event_to_action_seconds",
-                                            0.99) * 1000
+        text = _metrics(port)
+        fig.e2a_p99_ms = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99) * 1000
+        fig.syncs = (counter_sum(text, "virtmigrate_controller_syncs_total", 'controller="migration"') - syncs0) / n
         fig.ok, fig.failed = len(done), len(failed)
         print(f"  [{fig.code} n={n} history={preload}] {fig.ok} Succeeded, {fig.failed} Failed in {fig.wall_s:.1f}s; "
               f"CPU {fig.cpu_ms:.2f} ms/migration ({fig.sys_ms:.2f} system); "
               f"create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
-              f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms", flush=True)
+              f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms; "
+              f"{fig.syncs:.1f} syncs/migration", flush=True)
         if failed:
             print("    first failure:", (failed[0].get("status") or {}).get("message"))
     finally:
