@@ -9,11 +9,12 @@
             list. Figures: controller CPU per migration (goal <= 8 ms at 1,000), p50/p99 create ->
             Succeeded, peak RSS, and the history ratio (pre-loaded / empty, goal <= 1.1x). With
             `--baseline DIR` (a source tree, e.g. `git archive main | tar -x -C DIR`) that tree's
-            controller runs every scenario too, interleaved, and new / baseline ratios are printed.
+            controller runs every scenario too, interleaved, and new / baseline ratios are printed; `--new DIR`
+            runs another tree as the new side.
     e2e     bench/bench_e2e.py: `kubectl create` -> Succeeded vs `virsh migrate --live --p2p` of the same
             guest (at the agent's starting downtime and at libvirt's default), with a timeline.
 
-Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR]
+Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR] [--new DIR]
                                                           (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
        python bench/bench_controller.py e2e [--runs 5]    (own local cluster, or the one at $VIRTMIGRATE_STATE)
 """
@@ -330,11 +331,16 @@ class Figures:
     failed: int = 0
 
 
+NEW_TREE: str | None = None  # `--new DIR`: the "new" side runs that source tree instead of this one
+
+
 def controller_argv(code: str) -> tuple[list[str], dict[str, str]]:
     """How to start the controller of `code`: "new" is this tree's entry point; any other value is the
     path of a source tree (e.g. `git archive main | tar -x -C DIR`) run with the same interpreter."""
     if code == "new":
-        return [str(BIN / "virtmigrate-controller")], dict(os.environ)
+        if NEW_TREE is None:
+            return [str(BIN / "virtmigrate-controller")], dict(os.environ)
+        code = NEW_TREE
     return [sys.executable, "-m", "virtmigrate.cmd.controller"], {**os.environ, "PYTHONPATH": code}
 
 
@@ -578,10 +584,14 @@ def main() -> int:
     s.add_argument("--preload", type=int, default=10_000, help="finished Migrations cached in the history runs")
     s.add_argument("--workers", type=int, default=16)
     s.add_argument("--baseline", default=None, help="a source tree whose controller runs every scenario too")
+    s.add_argument("--new", default=None, help="a source tree to run as the new side (default: this tree), so "
+                                               "that edits made while the bench runs do not reach it")
     e = sub.add_parser("e2e")
     e.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if args.what == "scale":
+        global NEW_TREE
+        NEW_TREE = args.new
         scale([int(x) for x in args.n.split(",")], args.preload, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"),
               workers=args.workers, baseline=args.baseline)
         return 0
