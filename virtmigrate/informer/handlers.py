@@ -26,9 +26,8 @@ class DeletedFinalStateUnknown:
 
 
 class ResourceEventHandler(Protocol):
-    """Called from one informer-owned thread per handler (or, registered inline, from the informer's
-    reflector thread), in event order; must not block long. Objects are shared with the cache: never
-    modify them."""
+    """Called from one informer-owned thread per handler, in event order; must not block long.
+    Objects are shared with the cache: never modify them."""
 
     def on_add(self, obj: JSON, is_in_initial_list: bool) -> None: ...
 

@@ -3,9 +3,7 @@
 Fed by a `Reflector` (it is the reflector's sink); consumed by controllers, which read its
 `indexer` (a `Store`) and register `ResourceEventHandler`s. Each handler has its own
 unbounded buffer and thread (client-go's processorListener), so a slow handler delays only
-itself — or, registered `inline`, is called on the reflector's thread as each change is cached
-(no buffer, no thread hand-off: for handlers that only turn events into work-queue keys, the
-hand-off cost more CPU than the handler). Every handler sees every change in order:
+itself, and every handler sees every change in order:
 
     first list          on_add(obj, is_in_initial_list=True)
     watch ADDED         on_add(obj, False)   (on_update if the key was cached)
@@ -70,37 +68,27 @@ Notification = tuple[int, Any, Any]
 
 
 class HandlerRegistration:
-    """Returned by `add_event_handler`; `has_synced()` once the handler has received the initial list.
+    """Returned by `add_event_handler`; `has_synced()` once the handler has received the initial list."""
 
-    Threaded (the default): notifications go through `_buf` to the registration's own thread. Inline: each
-    is delivered at once by the thread that pushes it — the reflector's, holding the informer's lock, so in
-    cache order — and `_buf` stays empty."""
-
-    def __init__(self, handler: ResourceEventHandler, name: str, *, inline: bool = False) -> None:
+    def __init__(self, handler: ResourceEventHandler, name: str) -> None:
         self.handler = handler
-        self.inline = inline
         self._synced = threading.Event()
         self._cond = threading.Condition()
         self._buf: collections.deque[Notification] = collections.deque()
         self._stopped = False
-        self._thread = None if inline else threading.Thread(target=self._run, name=f"handler-{name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"handler-{name}", daemon=True)
         self._log = log.bind(informer=name)
 
     def has_synced(self) -> bool:
         return self._synced.is_set()
 
     def _start(self) -> None:
-        if self._thread is not None:
-            self._thread.start()
+        self._thread.start()
 
     # The one consumer thread waits only on an empty buffer, so only the push that makes the buffer
     # non-empty needs to wake it: later ones join the batch it is about to take (fewer thread wake-ups).
 
     def _push_many(self, notes: list[Notification]) -> None:
-        if self.inline:
-            for note in notes:
-                self._deliver(note)
-            return
         with self._cond:
             was_empty = not self._buf
             self._buf.extend(notes)
@@ -108,9 +96,6 @@ class HandlerRegistration:
                 self._cond.notify()
 
     def _push(self, note: Notification) -> None:
-        if self.inline:
-            self._deliver(note)
-            return
         with self._cond:
             was_empty = not self._buf
             self._buf.append(note)
@@ -127,6 +112,7 @@ class HandlerRegistration:
             return len(self._buf)
 
     def _run(self) -> None:
+        h = self.handler
         while True:
             with self._cond:
                 while not self._buf and not self._stopped:
@@ -135,23 +121,18 @@ class HandlerRegistration:
                     return
                 batch = list(self._buf)
                 self._buf.clear()
-            for note in batch:
-                self._deliver(note)
-
-    def _deliver(self, note: Notification) -> None:
-        kind, a, b = note
-        h = self.handler
-        try:
-            if kind == _UPDATE:
-                h.on_update(a, b)
-            elif kind == _ADD:
-                h.on_add(a, b)
-            elif kind == _DELETE:
-                h.on_delete(a)
-            else:
-                self._synced.set()
-        except Exception:  # a handler bug must not stop later events reaching it (nor, inline, the reflector)
-            self._log.exception("handler_failed", kind=kind)
+            for kind, a, b in batch:
+                try:
+                    if kind == _ADD:
+                        h.on_add(a, b)
+                    elif kind == _UPDATE:
+                        h.on_update(a, b)
+                    elif kind == _DELETE:
+                        h.on_delete(a)
+                    else:
+                        self._synced.set()
+                except Exception:  # a handler bug must not stop later events reaching it
+                    self._log.exception("handler_failed", kind=kind)
 
 
 class SharedInformer:
@@ -173,12 +154,9 @@ class SharedInformer:
 
     # --- controller-facing ----------------------------------------------------------------------
 
-    def add_event_handler(self, handler: ResourceEventHandler, *, inline: bool = False) -> HandlerRegistration:
-        """Register `handler`. If the cache is already filled, it first gets on_add for each cached object.
-        `inline`: call it on the reflector's thread, under this informer's lock, as each change is cached —
-        only for a handler that never blocks and never calls back into this informer's writes (one that
-        turns events into work-queue keys); a slow one delays every later event of this informer."""
-        reg = HandlerRegistration(handler, self.name, inline=inline)
+    def add_event_handler(self, handler: ResourceEventHandler) -> HandlerRegistration:
+        """Register `handler`. If the cache is already filled, it first gets on_add for each cached object."""
+        reg = HandlerRegistration(handler, self.name)
         with self._lock:
             self._handlers.append(reg)
             if self._synced.is_set():

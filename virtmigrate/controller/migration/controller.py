@@ -90,17 +90,14 @@ class MigrationController:
         metrics.watch_phases(self.migrations.indexer.list)
         metrics.initialize(FINISHED_RESULTS, controller="migration",
                            sync_outcomes=(OUTCOME_OK, OUTCOME_CONFLICT, OUTCOME_ERROR))
-        # Inline: the handlers only turn events into keys (a lookup in an index at most), so they run on the
-        # reflectors' threads; a hand-off to a thread of their own cost more CPU than the handlers.
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
-            delete=self._on_migration_delete), inline=True)
+            delete=self._on_migration_delete))
         self.pods.add_event_handler(FuncHandler(
-            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete),
-            inline=True)
+            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
-            delete=self._on_vm_delete), inline=True)
+            delete=self._on_vm_delete))
 
     # --- handlers: events -> keys ----------------------------------------------------------------
 
