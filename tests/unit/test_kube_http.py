@@ -10,7 +10,6 @@ clock (bounded, within the deadline), and one overall deadline bounds a server t
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import threading
 import time
@@ -20,20 +19,18 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from tests.waiting import eventually
 from virtmigrate import errors
 from virtmigrate.clock import FakeClock
 from virtmigrate.kube.client import (
     MAX_RETRY_AFTER_S,
     KubeClient,
     _Connection,
-    _decode_stream,
     _Disconnected,
     _IncompleteRead,
     replay_safe,
     retry_after_s,
 )
-from virtmigrate.kube.resources import CONFIGMAPS, PODS
+from virtmigrate.kube.resources import CONFIGMAPS
 
 HEAD = b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
@@ -367,141 +364,3 @@ def test_one_deadline_bounds_a_server_that_trickles_its_answer(serve: Any) -> No
 ])
 def test_replay_safe(method: str, body: Any, safe: bool) -> None:
     assert replay_safe(method, body) is safe
-
-
-# --- watches: a stream on a connection of its own ------------------------------------------------------
-
-def _event(etype: str, name: str, **extra: Any) -> bytes:
-    return json.dumps({"type": etype, "object": {"metadata": {"name": name, **extra}}}).encode() + b"\n"
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def _stream(pieces: list[bytes], *, hold: threading.Event | None = None) -> Script:
-    """Answer the watch with a chunked stream (`pieces` sent one by one), then end it — or, with `hold`,
-    keep it open until `hold` is set."""
-    def script(sock: socket.socket, _n: int, srv: Server) -> None:
-        srv.read_request(sock)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-        for p in pieces:
-            sock.sendall(p)
-        if hold is not None:
-            hold.wait(10)
-            return
-        sock.sendall(b"0\r\n\r\n")
-    return script
-
-
-class _PieceSocket:
-    """A socket whose reads return exactly the given pieces, then the end of the stream: how the bytes of an
-    answer are cut between reads is the test's choice, not the kernel's."""
-
-    def __init__(self, pieces: list[bytes]) -> None:
-        self.pieces = list(pieces)
-        self.sent = b""
-
-    def settimeout(self, _t: float) -> None:
-        pass
-
-    def sendall(self, data: bytes) -> None:
-        self.sent += data
-
-    def recv(self, _n: int) -> bytes:
-        return self.pieces.pop(0) if self.pieces else b""
-
-    def close(self) -> None:
-        pass
-
-
-def test_a_stream_yields_every_event_however_its_bytes_are_cut() -> None:
-    a, b, c = _event("ADDED", "a"), _event("MODIFIED", "b", labels={"x": "y"}), _event("DELETED", "c")
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    # one event over two chunks, a chunk of two events, a chunk-size line and a CRLF cut between reads
-    body = _chunk(a[:7]) + _chunk(a[7:]) + _chunk(b + c) + b"0\r\n\r\n"
-    cuts = [head + body[:5], body[5:23], body[23:24], body[24:len(body) - 12], body[len(body) - 12:]]
-    for pieces in (cuts, [head + body], [bytes([x]) for x in head + body]):
-        conn = _Connection(_PieceSocket(pieces))  # type: ignore[arg-type]
-        status, stream = conn.stream(HEAD, 5.0)
-        evs = list(_decode_stream(stream, "/api/v1/pods"))
-        assert status == 200
-        assert [(e.type, e.object["metadata"]["name"]) for e in evs] == [("ADDED", "a"), ("MODIFIED", "b"),
-                                                                       ("DELETED", "c")]
-        assert evs[1].object["metadata"]["labels"] == {"x": "y"}
-
-
-def test_a_stream_cut_inside_a_chunk_is_incomplete() -> None:
-    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    conn = _Connection(_PieceSocket([head + _chunk(_event("ADDED", "a")) + b"40\r\n{\"type\""]))  # type: ignore[arg-type]
-    _, stream = conn.stream(HEAD, 5.0)
-    with pytest.raises(_IncompleteRead):
-        list(_decode_stream(stream, "/api/v1/pods"))
-
-
-def test_a_watch_sends_its_query_and_reads_the_servers_stream(serve: Any) -> None:
-    srv, client = serve(_stream([_chunk(_event("ADDED", "a")), _chunk(_event("DELETED", "a"))]))
-    evs = list(client.watch(PODS, "ns", resource_version="5", timeout_seconds=30))
-    assert [(e.type, e.object["metadata"]["name"]) for e in evs] == [("ADDED", "a"), ("DELETED", "a")]
-    assert srv.requests[0].startswith("GET /api/v1/namespaces/ns/pods?watch=true&resourceVersion=5")
-
-
-@pytest.mark.parametrize(("error", "exc"), [
-    pytest.param({"code": 410, "reason": "Expired", "message": "too old resource version"}, errors.Gone, id="gone"),
-    pytest.param({"code": 500, "reason": "InternalError", "message": "boom"}, errors.WatchError, id="other"),
-])
-def test_an_error_event_ends_the_watch_with_its_error(serve: Any, error: dict[str, Any],
-                                                      exc: type[Exception]) -> None:
-    err = json.dumps({"type": "ERROR", "object": {"kind": "Status", **error}}).encode() + b"\n"
-    _, client = serve(_stream([_chunk(_event("ADDED", "a")), _chunk(err)]))
-    seen: list[str] = []
-    with pytest.raises(exc):
-        for ev in client.watch(PODS, "ns", timeout_seconds=30):
-            seen.append(ev.object["metadata"]["name"])
-    assert seen == ["a"]
-
-
-def test_a_refused_watch_raises_the_mapped_error(serve: Any) -> None:
-    body = json.dumps({"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}).encode()
-    _, client = serve(lambda sock, _n, srv: (srv.read_request(sock), sock.sendall(
-        b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))))
-    with pytest.raises(errors.Gone):
-        list(client.watch(PODS, "ns", resource_version="1", timeout_seconds=30))
-
-
-def test_a_stream_broken_midway_is_a_server_error(serve: Any) -> None:
-    def script(sock: socket.socket, _n: int, srv: Server) -> None:
-        srv.read_request(sock)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + _chunk(_event("ADDED", "a"))
-                     + b"40\r\n{\"type\"")
-        sock.close()
-    _, client = serve(script)
-    seen: list[str] = []
-    with pytest.raises(errors.ServerError, match="stream broken"):
-        for ev in client.watch(PODS, "ns", timeout_seconds=30):
-            seen.append(ev.object["metadata"]["name"])
-    assert seen == ["a"]
-
-
-def test_stop_ends_a_watch_that_waits_for_events_quietly(serve: Any) -> None:
-    hold = threading.Event()
-    _, client = serve(_stream([_chunk(_event("ADDED", "a"))], hold=hold))
-    w = client.open_watch(PODS, "ns", timeout_seconds=30)
-    seen: list[str] = []
-    done = threading.Event()
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            for ev in w:
-                seen.append(ev.object["metadata"]["name"])
-        except BaseException as e:
-            failed.append(e)
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    assert eventually(lambda: seen == ["a"])
-    w.stop()  # the iterating thread is blocked in a read: it must end, without an error
-    assert done.wait(5), "stop() must end the iteration"
-    assert not failed
-    hold.set()

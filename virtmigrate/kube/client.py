@@ -1,10 +1,10 @@
-"""A raw-JSON Kubernetes client over its own HTTP/1.1 connections, configured by virtmigrate.kube.config (a
-static kubeconfig or the pod's service account) or, for anything else, the official client's loaders.
+"""A raw-JSON Kubernetes client over urllib3, configured by virtmigrate.kube.config (a static kubeconfig or
+the pod's service account) or, for anything else, the official client's loaders.
 
 Generated model classes cost more to build than the JSON they wrap (see bench/), and a
 controller reads a few fields of each object, so objects stay `dict`s. Every non-2xx answer
 and every transport failure is mapped here, once, to the tree in virtmigrate.errors; nothing
-above this module sees a socket's or ssl's exceptions.
+above this module sees urllib3's exceptions.
 
 Thread-safe: one client (one connection pool) is shared by all informers and workers.
 
@@ -14,9 +14,8 @@ per-request URL parsing, pool-key normalisation and liveness poll, and http.clie
 parsing, cost more CPU than the request itself on a busy controller (bench/bench_kube_http.py measures
 both on the same requests against a real kube-apiserver: urllib3 took a median 3.3x the client CPU per
 request — 3.1-3.9x on small GETs and PATCHes, 1.2-1.3x on a 100-object LIST — and 1.2x the wall time).
-Watches stream over a connection of their own, read through the same buffer (`Watch`): urllib3, which they
-used before, read each event with three reads on the socket. Nothing here imports urllib3 or the official
-client (see virtmigrate.kube.config), which only a kubeconfig our loader cannot read brings in.
+Watches, which stream, keep urllib3, imported with the first watch: the agent and the launcher never
+watch, and import neither urllib3 nor the official client (see virtmigrate.kube.config).
 
 Every request has one overall deadline (`request_timeout`, or the call's `timeout`): connecting, sending
 and every read of the answer share it, so a server that trickles bytes cannot hold a worker longer.
@@ -46,13 +45,16 @@ import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from virtmigrate import errors
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.kube.config import ClientConfig, Configuration, in_cluster_config, load_kubeconfig
 from virtmigrate.kube.resources import SERVICEACCOUNTS, Resource
+
+if TYPE_CHECKING:
+    import urllib3
 
 JSON = dict[str, Any]
 
@@ -131,6 +133,8 @@ class KubeClient:
         self._timeout = request_timeout
         self._clock = clock or RealClock()
         self._maxsize = maxsize
+        self._watch_pool: urllib3.PoolManager | None = None  # made by the first watch (`_pool`)
+        self._watch_pool_lock = threading.Lock()
         self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
         self._write_answers = True  # False in a `without_answers()` view
@@ -142,6 +146,25 @@ class KubeClient:
         view = copy.copy(self)
         view._write_answers = False
         return view
+
+    @property
+    def _pool(self) -> urllib3.PoolManager:
+        """urllib3's pool for watches, made (and urllib3 imported) on the first watch."""
+        with self._watch_pool_lock:
+            if self._watch_pool is None:
+                import urllib3
+
+                cfg = self._cfg
+                kwargs: dict[str, Any] = {"maxsize": self._maxsize, "block": False, "retries": False}
+                if self.host.startswith("https"):
+                    kwargs["cert_reqs"] = "CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE"
+                    if cfg.ssl_ca_cert:
+                        kwargs["ca_certs"] = cfg.ssl_ca_cert
+                    if cfg.cert_file:
+                        kwargs["cert_file"] = cfg.cert_file
+                        kwargs["key_file"] = cfg.key_file
+                self._watch_pool = urllib3.PoolManager(**kwargs)
+            return self._watch_pool
 
     # --- construction -------------------------------------------------------------------------
 
@@ -475,65 +498,6 @@ class _Connection:
                 retry_after = value.strip()
         return status, length, chunked, keep, retry_after
 
-    def stream(self, head: bytes, read_timeout: float) -> tuple[int, Iterator[bytes]]:
-        """Send a body-less request and read its final answer's head: (status, the body's pieces as they
-        arrive). Each read waits at most `read_timeout` seconds (a stream has no overall deadline); the
-        pieces end with the body, and a broken or malformed one raises OSError, TimeoutError or _BadAnswer."""
-        self._arm(self.clock.now() + read_timeout)
-        self.sock.sendall(head)
-        while True:
-            status, length, chunked, _keep, _ = self._head(self.clock.now() + read_timeout)
-            if status == 101:
-                raise _BadAnswer("101 Switching Protocols, which no request of ours asks for")
-            if not 100 <= status < 200:
-                return status, self._pieces(length, chunked, read_timeout)
-
-    def _pieces(self, length: int, chunked: bool, read_timeout: float) -> Iterator[bytes]:
-        """The body as it arrives: whatever the buffer holds of it after each read (many chunks of a busy
-        stream come in one read and leave as one piece)."""
-        buf = self._buf
-        if not chunked:
-            left = length  # -1: until the end of the stream
-            while left:
-                if not buf and not self._fill(self.clock.now() + read_timeout):
-                    if left > 0:
-                        raise _IncompleteRead(f"the body ended {left} bytes short")
-                    return
-                piece = bytes(buf if left < 0 else buf[:left])
-                del buf[:len(piece)]
-                left = -1 if left < 0 else left - len(piece)
-                yield piece
-            return
-        out = bytearray()
-        while True:
-            nl = buf.find(b"\n")
-            if nl < 0:  # no whole chunk-size line buffered: hand over what we have, then read
-                if out:
-                    yield bytes(out)
-                    out.clear()
-                if len(buf) > LINE_MAX:
-                    raise _BadAnswer("chunk-size line too long")
-                if not self._fill(self.clock.now() + read_timeout):
-                    raise _IncompleteRead("the stream ended inside its chunked body")
-                continue
-            try:
-                size = int(bytes(buf[:nl]).split(b";", 1)[0], 16)
-            except ValueError:
-                raise _IncompleteRead("bad chunk size line in a stream") from None
-            if size == 0:
-                if out:
-                    yield bytes(out)
-                return  # the last chunk (trailers, if any, are left unread: the connection is closed)
-            end = nl + 1 + size + 2  # the chunk's data and its CRLF
-            while len(buf) < end:
-                if out:
-                    yield bytes(out)
-                    out.clear()
-                if not self._fill(self.clock.now() + read_timeout, end - len(buf)):
-                    raise _IncompleteRead("the stream ended inside a chunk")
-            out += buf[nl + 1:end - 2]
-            del buf[:end]
-
     def round_trip(self, head: bytes, body: bytes | None, deadline: float) -> _Answer:
         """The final answer to one request whose request line and headers are `head`, read before
         `deadline` (the clock's time) or TimeoutError. Interim 1xx answers are skipped."""
@@ -612,10 +576,6 @@ class _ConnectionPool:
             raise
         return _Connection(sock, self._clock)
 
-    def connect(self, timeout: float) -> _Connection:
-        """A new connection of its own (a watch's: never pooled), made within `timeout` seconds."""
-        return self._new(self._clock.now() + timeout)
-
     def _take(self, *, check: bool) -> _Connection | None:
         """An idle connection, or None. `check`: skip (and close) those the server has closed."""
         while True:
@@ -679,10 +639,6 @@ class Watch:
     Raises Gone on a 410 (in the status line or as an ERROR event), WatchError on any other ERROR
     event, ServerError on a broken stream — except when `stop()` broke it, which ends iteration quietly.
     The read timeout (the server's timeout plus a margin) catches a dead peer.
-
-    It runs on a connection of its own (`_Connection.stream`), read through the same buffer as requests:
-    one read on the socket takes every event the server has sent so far, where urllib3 made three reads
-    per event (its chunk-size line, its data, its CRLF) and decoded each through its own layers.
     """
 
     def __init__(self, client: KubeClient, path: str, query: Mapping[str, Any], *, read_timeout: float) -> None:
@@ -691,71 +647,75 @@ class Watch:
         self._query = query
         self._read_timeout = read_timeout
         self._lock = threading.Lock()
-        self._conn: _Connection | None = None
+        self._resp: urllib3.BaseHTTPResponse | None = None
         self._stopped = False
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            conn = self._conn
-        if conn is not None:
-            # shutdown() unblocks a read in progress in the iterating thread (it then sees the stream end)
-            with contextlib.suppress(OSError, ValueError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+            resp = self._resp
+        if resp is not None:
+            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none (urllib3
+            # then raises ValueError: its socket is gone)
+            with contextlib.suppress(OSError, AttributeError, ValueError):
+                resp.shutdown()
 
     def __iter__(self) -> Iterator[WatchEvent]:
         if self._stopped:
             return
+        import urllib3
+
         c, path = self._client, self._path
-        pool = c._conns
-        head = pool._head("GET", pool.prefix + path + c._url_query(self._query), c._headers(None), None)
         try:
-            conn = pool.connect(min(10.0, self._read_timeout))
-        except (OSError, ValueError) as e:
+            resp = c._pool.request("GET", c.host + path + c._url_query(self._query), headers=c._headers(None),
+                                   preload_content=False,
+                                   timeout=urllib3.Timeout(connect=10, read=self._read_timeout))
+        except urllib3.exceptions.HTTPError as e:
             raise errors.ServerError(f"WATCH {path}: {e}") from e
         with self._lock:
-            self._conn = conn
+            self._resp = resp
             stopped = self._stopped
         try:
             if stopped:
                 return
+            if resp.status >= 300:
+                data = resp.read()
+                try:
+                    payload: Any = json.loads(data)
+                except ValueError:
+                    payload = data.decode(errors="replace")
+                raise _error_for(resp.status, payload, "WATCH", path)
             try:
-                status, pieces = conn.stream(head, self._read_timeout)
-                if status >= 300:
-                    data = b"".join(pieces)
-                    try:
-                        payload: Any = json.loads(data)
-                    except ValueError:
-                        payload = data.decode(errors="replace")
-                    raise _error_for(status, payload, "WATCH", path)
-                yield from _decode_stream(pieces, path)
-            except (OSError, ValueError, _BadAnswer) as e:  # TimeoutError is an OSError
+                yield from _decode_stream(resp, path)
+            except errors.ServerError:
                 if not self._stopped:
-                    raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
+                    raise
                 # stop() broke the stream on purpose: end quietly
         finally:
-            with self._lock:
-                self._conn = None
-            conn.close()  # a watch connection is never reused: closing also stops a half-read stream
+            resp.close()  # a watch connection is never reused: closing also stops a half-read stream
 
 
-def _decode_stream(pieces: Iterator[bytes], path: str) -> Iterator[WatchEvent]:
-    """Watch events from the body's pieces: one JSON object per line."""
+def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
+    import urllib3
+
     buf = b""
-    for piece in pieces:
-        buf = buf + piece if buf else piece
-        start = 0
-        while (nl := buf.find(b"\n", start)) >= 0:
-            line = buf[start:nl]
-            start = nl + 1
-            if not line.strip():
-                continue
-            ev = json.loads(line)
-            etype, obj = ev.get("type", ""), ev.get("object") or {}
-            if etype == "ERROR":
-                code = obj.get("code", 0)
-                cls = errors.Gone if code == 410 else errors.WatchError
-                raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
-                          reason=obj.get("reason", ""), body=obj)
-            yield WatchEvent(etype, obj)
-        buf = buf[start:]
+    try:
+        for chunk in resp.stream(64 * 1024, decode_content=True):
+            buf += chunk
+            while True:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    break
+                line, buf = buf[:nl], buf[nl + 1:]
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                etype, obj = ev.get("type", ""), ev.get("object") or {}
+                if etype == "ERROR":
+                    code = obj.get("code", 0)
+                    cls = errors.Gone if code == 410 else errors.WatchError
+                    raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
+                              reason=obj.get("reason", ""), body=obj)
+                yield WatchEvent(etype, obj)
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
