@@ -9,11 +9,12 @@
             list. Figures: controller CPU per migration (goal <= 8 ms at 1,000), p50/p99 create ->
             Succeeded, peak RSS, and the history ratio (pre-loaded / empty, goal <= 1.1x). With
             `--baseline DIR` (a source tree, e.g. `git archive main | tar -x -C DIR`) that tree's
-            controller runs every scenario too, interleaved, and new / baseline ratios are printed.
+            controller runs every scenario too, interleaved, and new / baseline ratios are printed; `--new DIR`
+            runs another tree as the new side.
     e2e     bench/bench_e2e.py: `kubectl create` -> Succeeded vs `virsh migrate --live --p2p` of the same
             guest (at the agent's starting downtime and at libvirt's default), with a timeline.
 
-Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR]
+Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR] [--new DIR]
                                                           (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
        python bench/bench_controller.py e2e [--runs 5]    (own local cluster, or the one at $VIRTMIGRATE_STATE)
 """
@@ -249,6 +250,12 @@ def histogram_quantile(text: str, name: str, q: float) -> float:
     return prev_le
 
 
+def counter_sum(text: str, name: str, label: str) -> float:
+    """The sum of counter `name`'s series whose labels contain `label` (exposition text)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and label in line)
+
+
 def api_request_counts(client: KubeClient) -> dict[str, float]:
     """The API server's request counters (verb resource/subresource code) for our kinds of objects."""
     out: dict[str, float] = {}
@@ -318,16 +325,22 @@ class Figures:
     p99_s: float = float("nan")
     rss_mib: float = float("nan")       # controller peak RSS (VmHWM)
     e2a_p99_ms: float = float("nan")    # event-to-action p99, from the controller's /metrics
+    syncs: float = float("nan")         # migration syncs per migration (every outcome), from /metrics
     wall_s: float = float("nan")
     ok: int = 0
     failed: int = 0
+
+
+NEW_TREE: str | None = None  # `--new DIR`: the "new" side runs that source tree instead of this one
 
 
 def controller_argv(code: str) -> tuple[list[str], dict[str, str]]:
     """How to start the controller of `code`: "new" is this tree's entry point; any other value is the
     path of a source tree (e.g. `git archive main | tar -x -C DIR`) run with the same interpreter."""
     if code == "new":
-        return [str(BIN / "virtmigrate-controller")], dict(os.environ)
+        if NEW_TREE is None:
+            return [str(BIN / "virtmigrate-controller")], dict(os.environ)
+        code = NEW_TREE
     return [sys.executable, "-m", "virtmigrate.cmd.controller"], {**os.environ, "PYTHONPATH": code}
 
 
@@ -424,6 +437,7 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                                     f"{os.environ['VIRTMIGRATE_BENCH_PYSPY']}.{fig.code}-{n}-{preload}",
                                     "--nonblocking", *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        syncs0 = counter_sum(_metrics(port), "virtmigrate_controller_syncs_total", 'controller="migration"')
         cpu0, sys0 = proc_cpu_s(proc.pid), proc_cpu_split_s(proc.pid)[1]
         created_at: dict[str, float] = {}
         t0 = time.monotonic()
@@ -464,13 +478,15 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                 lat.append(_ts(ok[-1]) - created_at[m["metadata"]["name"]])
         fig.p50_s, fig.p99_s = _quantile(lat, 0.50), _quantile(lat, 0.99)
         fig.rss_mib = proc_hwm_mib(proc.pid)
-        fig.e2a_p99_ms = histogram_quantile(_metrics(port), "virtmigrate_controller_event_to_action_seconds",
-                                            0.99) * 1000
+        text = _metrics(port)
+        fig.e2a_p99_ms = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99) * 1000
+        fig.syncs = (counter_sum(text, "virtmigrate_controller_syncs_total", 'controller="migration"') - syncs0) / n
         fig.ok, fig.failed = len(done), len(failed)
         print(f"  [{fig.code} n={n} history={preload}] {fig.ok} Succeeded, {fig.failed} Failed in {fig.wall_s:.1f}s; "
               f"CPU {fig.cpu_ms:.2f} ms/migration ({fig.sys_ms:.2f} system); "
               f"create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
-              f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms", flush=True)
+              f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms; "
+              f"{fig.syncs:.1f} syncs/migration", flush=True)
         if failed:
             print("    first failure:", (failed[0].get("status") or {}).get("message"))
     finally:
@@ -568,10 +584,14 @@ def main() -> int:
     s.add_argument("--preload", type=int, default=10_000, help="finished Migrations cached in the history runs")
     s.add_argument("--workers", type=int, default=16)
     s.add_argument("--baseline", default=None, help="a source tree whose controller runs every scenario too")
+    s.add_argument("--new", default=None, help="a source tree to run as the new side (default: this tree), so "
+                                               "that edits made while the bench runs do not reach it")
     e = sub.add_parser("e2e")
     e.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if args.what == "scale":
+        global NEW_TREE
+        NEW_TREE = args.new
         scale([int(x) for x in args.n.split(",")], args.preload, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"),
               workers=args.workers, baseline=args.baseline)
         return 0
