@@ -468,7 +468,8 @@ def test_sync_fails_the_vm_when_the_api_server_rejects_its_launcher_pod() -> Non
 def test_a_target_launcher_that_libvirt_refused_a_leftover_warns_on_the_vm_once() -> None:
     """LeftoverRefused (launcher/decide.leftover_refused): the node keeps a record of a copy that never ran,
     which blocks the VM there; the VM says so, with the launcher's words (the fix), once per pod."""
-    c, rec = _controller(RecordingClient())
+    client = RecordingClient()
+    c, rec = _controller(client)
     c.vms.indexer.add(dict(_vm(phase="Running", pod=P0, node="node0").raw))
     pod = {"metadata": {"name": "target", "namespace": "ns", "uid": "t",
                         "labels": {LABEL_VM: "vm", LABEL_ROLE: "launcher", LABEL_MIGRATION: "m"}},
@@ -476,12 +477,15 @@ def test_a_target_launcher_that_libvirt_refused_a_leftover_warns_on_the_vm_once(
            "status": {"phase": "Failed", "containerStatuses": [{"state": {"terminated": {
                "exitCode": 16, "message": "LeftoverRefused: libvirt on this node refused to destroy ... To clear "
                                           "it: stop libvirtd"}}}]}}
-    c._on_pod(pod)
-    c._on_pod(pod)        # the same end seen again (an update, the deletion's final state)
+    c.pods.indexer.add(pod)
+    c.sync("ns/vm")
+    c.sync("ns/vm")       # the same end seen again (another sync, the deletion's final state)
+    c.pods.indexer.delete(pod)
     c._on_pod_delete(pod)
     warned = [e for e in rec.events if e[2] == "LeftoverRefused"]  # type: ignore[attr-defined]
     assert len(warned) == 1
     assert warned[0][1] == "Warning" and "node node1" in warned[0][3] and "To clear it" in warned[0][3]
     running = {**pod, "status": {"phase": "Running"}}
-    c._on_pod({**running, "metadata": {**pod["metadata"], "uid": "u2"}})
+    c.pods.indexer.add({**running, "metadata": {**pod["metadata"], "uid": "u2"}})
+    c.sync("ns/vm")
     assert len([e for e in rec.events if e[2] == "LeftoverRefused"]) == 1  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, LEFTOVER_REFUSED_REASON, DomainState, Job
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.controller.podstate import PodView
 
@@ -60,15 +60,6 @@ def claim_of(code: int | None) -> Claim:
 
 def _termination_reason(pod: PodView) -> str:
     return pod.termination_message.partition(":")[0].strip()
-
-
-def refused_leftover(pods: tuple[PodView | None, ...]) -> str:
-    """The termination message of a receive-mode launcher among `pods` that ended because libvirt refused
-    to destroy a paused copy that never ran there (launcher/decide.leftover_refused), or ""."""
-    for pod in pods:
-        if pod is not None and pod.terminated and _termination_reason(pod) == LEFTOVER_REFUSED_REASON:
-            return f"launcher pod {pod.name} on node {pod.node}: {pod.termination_message.partition(':')[2].strip()}"
-    return ""
 
 
 def guest_on(pod: PodView | None, *, missing: Where = Where.UNKNOWN) -> Where:

@@ -49,7 +49,7 @@ from virtmigrate.controller.identities import Identities
 from virtmigrate.controller.indexes import POD_VM_INDEX, index_pod_by_vm, object_key
 from virtmigrate.controller.migration.execute import KubeWriter
 from virtmigrate.controller.migration.status import with_condition
-from virtmigrate.controller.podstate import pod_view
+from virtmigrate.controller.podstate import PodView, pod_view
 from virtmigrate.controller.policy import ImageDirs, image_path_problem
 from virtmigrate.controller.vm import decide as vm_decide
 from virtmigrate.controller.vm.disruption import decide_pdb
@@ -122,26 +122,23 @@ class VMController:
     def _on_pod(self, pod: JSON) -> None:
         key = self._vm_key_of_pod(pod)
         if key is not None:
-            self._note_refused_leftover(key, pod)
             self.queue.add(key)
 
-    def _note_refused_leftover(self, key: str, pod: JSON) -> None:
-        """A Warning on the VM, once per pod, when its launcher ended with LeftoverRefused (vm_decide)."""
-        view = pod_view(pod)
-        if view is None or not view.terminated:
-            return
-        event = vm_decide.leftover_refused_event(view)
-        if event is None:
-            return
-        with self._removed_lock:
-            if view.uid in self._refusals:
-                return
-            self._refusals[view.uid] = None
-            while len(self._refusals) > 1024:  # bounded: the oldest go first
-                del self._refusals[next(iter(self._refusals))]
-        vm = self.vms.indexer.get_by_key(key)
-        if vm is not None:
-            self.recorder.event(vm, *event)
+    def _note_refused_leftovers(self, vm_raw: JSON, views: list[PodView]) -> None:
+        """A Warning on the VM, once per pod, for each launcher that ended with LeftoverRefused (vm_decide).
+        Read by sync from the pods it decides on, and by the delete handler from a pod's final state (one
+        removed before its VM's sync ran)."""
+        for view in views:
+            event = vm_decide.leftover_refused_event(view)
+            if event is None:
+                continue
+            with self._removed_lock:
+                if view.uid in self._refusals:
+                    continue
+                self._refusals[view.uid] = None
+                while len(self._refusals) > 1024:  # bounded: the oldest go first
+                    del self._refusals[next(iter(self._refusals))]
+            self.recorder.event(vm_raw, *event)
 
     def _on_pdb(self, pdb: JSON) -> None:
         meta = pdb.get("metadata") or {}
@@ -154,8 +151,10 @@ class VMController:
         key = self._vm_key_of_pod(pod)
         if key is None:
             return
-        self._note_refused_leftover(key, pod)
         view = pod_view(pod)
+        vm_raw = self.vms.indexer.get_by_key(key)
+        if view is not None and vm_raw is not None:
+            self._note_refused_leftovers(vm_raw, [view])
         if view is not None:
             note = f"pod {view.name} was deleted"
             if view.exit_code is not None:
@@ -193,6 +192,7 @@ class VMController:
                                                           .get(ANNOTATION_PROBE)) or ""))
                      for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_ROLE) == ROLE_LAUNCHER
                      for v in [pod_view(p)] if v is not None]
+        self._note_refused_leftovers(raw, [lp.view for lp in launchers])
         with self._removed_lock:
             removed_pod, note = self._removed.get(key, ("", ""))
         if removed_pod != vm.launcher_pod:

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from virtmigrate.api.constants import VMPhase
-from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, LEFTOVER_REFUSED_REASON
 from virtmigrate.api.vm import VM
-from virtmigrate.controller.migration.locate import Where, guest_on, refused_leftover
+from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm.pods import launcher_pod_name
 
@@ -35,7 +35,7 @@ INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, 
 NOT_FOUND_REASON = "GuestNotFound"  # every node said it has none: the probes stop, then a new launcher starts it
 LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes", NOT_FOUND_REASON)  # this controller's own Unknown
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
-REASON_LEFTOVER_REFUSED = "LeftoverRefused"  # (Event) libvirt keeps a copy that never ran and refuses to remove it
+REASON_LEFTOVER_REFUSED = LEFTOVER_REFUSED_REASON  # (Event) libvirt keeps a copy that never ran, refusing destroy
 COND_GUEST_LOCATED = "GuestLocated"  # False while a guest that left without a Migration is looked for
 
 
@@ -280,8 +280,12 @@ def leftover_refused_event(view: PodView) -> tuple[str, str, str] | None:
     """The Warning Event for the VM when one of its receive-mode launchers (a migration's target, a witness,
     a probe) ended because libvirt refused to destroy a copy of it that never ran on that node: nothing
     else would say that the node keeps a record that blocks the VM there, and how to clear it."""
-    text = refused_leftover((view,))
-    return ("Warning", REASON_LEFTOVER_REFUSED, text) if text else None
+    if not view.terminated:
+        return None
+    reason, message = parse_termination(view.termination_message, view.exit_code)
+    if reason != LEFTOVER_REFUSED_REASON:
+        return None
+    return ("Warning", REASON_LEFTOVER_REFUSED, f"launcher pod {view.name} on node {view.node}: {message}")
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
