@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tests.chaos import faults
-from tests.chaos.facts import PodWatch, heartbeat, never_started, node_domains, snapshot, status_file
+from tests.chaos.facts import PodWatch, heartbeat, never_started_records, node_domains, snapshot, status_file
 from tests.chaos.harm import TRIGGER_TIMEOUT_S, Harm, RoundState
 from tests.chaos.invariants import Expect, Kind, Violation, violations
 from tests.chaos.plan import Fault, plan_round
@@ -69,7 +69,7 @@ class Campaign:
         self.harm = Harm(lc, self.client, self.namespace, self.watch)
         self.results: list[RoundResult] = []
         self.repairs = 0
-        self.hosts_cleared = 0  # libvirt records of never-started copies cleared, as an admin would
+        self.records_cleared = 0  # libvirt records of never-started copies cleared, as an admin would
         self.started = _now()
         self._lock: IO[str] | None = None  # the cluster's chaos.lock, flock-ed from setup until teardown
 
@@ -170,16 +170,15 @@ class Campaign:
         """What the node's admin does about a libvirt record of a copy that never ran, which libvirtd refuses
         to destroy (facts.never_started; the product reports it with a LeftoverRefused Warning on the VM, which
         the invariants require): stop libvirtd, remove the record's status file, start libvirtd."""
-        for node, doms in node_domains(self.lc).items():
-            index = int(node.removeprefix("node"))
-            stuck = [d for d, st in (doms or {}).items() if st == "paused" and never_started(self.lc, node, d)]
-            if not stuck:
-                continue
-            self.hosts_cleared += 1
-            self.log(f"  harness: clearing libvirt's record of {', '.join(stuck)} on {node} (never started; "
+        stuck: dict[str, list[str]] = {}
+        for node, dom in sorted(never_started_records(self.lc, node_domains(self.lc))):
+            stuck.setdefault(node, []).append(dom)
+        for node, doms in stuck.items():
+            self.records_cleared += len(doms)
+            self.log(f"  harness: clearing libvirt's record of {', '.join(doms)} on {node} (never started; "
                      "libvirtd refuses to destroy it): libvirtd restarted without its status file")
-            self.lc.hosts.kill_daemon(index)
-            for d in stuck:
+            self.lc.hosts.kill_daemon(int(node.removeprefix("node")))
+            for d in doms:
                 status_file(self.lc, node, d).unlink(missing_ok=True)
             deadline = _now() + 60
             while _now() < deadline and node_domains(self.lc).get(node) is None:
@@ -347,6 +346,6 @@ class Campaign:
 
     def summary(self) -> Summary:
         return Summary(self.seed, list(self.results), self.repairs, _now() - self.started, self.recovery_bound_s,
-                       records_cleared=self.hosts_cleared)
+                       records_cleared=self.records_cleared)
 
 

@@ -97,8 +97,7 @@ def snapshot(lc: Any, client: KubeClient, namespace: str) -> Snapshot:
             ready[n["metadata"]["name"]] = conds.get("Ready") == "True"
     except errors.KubeError as e:
         return Snapshot(time.monotonic(), doms, {}, {}, [], {}, api_error=str(e))
-    stuck = frozenset((node, dom) for node, d in doms.items() if d for dom, st in d.items()
-                      if st == "paused" and never_started(lc, node, dom))
+    stuck = never_started_records(lc, doms)
     warned: frozenset[str] = frozenset()
     if stuck:
         with contextlib.suppress(errors.KubeError):
@@ -107,9 +106,15 @@ def snapshot(lc: Any, client: KubeClient, namespace: str) -> Snapshot:
     return Snapshot(time.monotonic(), doms, vms, migs, pods, ready, never_started=stuck, refused_warned=warned)
 
 
+def never_started_records(lc: Any, doms: dict[str, dict[str, str] | None]) -> frozenset[tuple[str, str]]:
+    """(node, domain) of every paused domain in `doms` (node_domains) whose libvirt record never_started."""
+    return frozenset((node, dom) for node, d in doms.items() if d for dom, st in d.items()
+                     if st == "paused" and never_started(lc, node, dom))
+
+
 def status_file(lc: Any, node: str, domain: str) -> Path:
     """The node's libvirt status record of a running domain (its /run/libvirt/qemu/<domain>.xml)."""
-    return Path(lc.hosts.host(int(node.removeprefix("node"))).root) / "run" / "qemu" / f"{domain}.xml"
+    return Path(lc.hosts.host(int(node.removeprefix("node"))).root, "run", "qemu", f"{domain}.xml")
 
 
 def never_started(lc: Any, node: str, domain: str) -> bool:
