@@ -27,7 +27,7 @@ STOPPED_SHUTDOWN, STOPPED_DESTROYED, STOPPED_CRASHED, STOPPED_MIGRATED, STOPPED_
 PAUSED_MIGRATION = 2          # virDomainPausedReason: paused for an incoming (pre-copy) migration
 PAUSED_STARTING_UP = 11       # virDomainPausedReason: its QEMU never got past start-up
 PAUSED_POSTCOPY = (12, 13)    # virDomainPausedReason: post-copy, post-copy failed (the guest's pages are split)
-LEFTOVER_JOB_WAIT_S = 10.0    # asked to stop, a paused incoming copy's job is waited for this long (grace: 30 s)
+LEFTOVER_JOB_WAIT_S = 10.0    # asked to stop, a paused incoming copy's job is waited for this long (pod grace: 60 s)
 
 
 class Action(enum.Enum):
@@ -137,10 +137,8 @@ def receive_leftover(o: Observation, *, stopping_for_s: float = 0.0) -> Leftover
     persistent domain) is ever removed."""
     if not o.present or o.state != PAUSED or o.persistent:
         return Leftover.NONE
-    if o.reason in PAUSED_POSTCOPY:
-        return Leftover.NONE if not o.job else Leftover.WAIT  # perhaps the only copy: an admin recovers it
-    if not o.job:
-        return Leftover.DESTROY
+    if not o.job:  # a post-copy copy may be the only one (the guest's pages are split): an admin recovers it
+        return Leftover.NONE if o.reason in PAUSED_POSTCOPY else Leftover.DESTROY
     if o.reason == PAUSED_MIGRATION and stopping_for_s >= LEFTOVER_JOB_WAIT_S:
         return Leftover.DESTROY
     return Leftover.WAIT
