@@ -76,7 +76,7 @@ def main() -> int:
     ap.add_argument("--memory", type=int, default=256, help="guest memory, MiB")
     args = ap.parse_args()
     state = Path(tempfile.mkdtemp(prefix="virtmigrate-bench-agent-"))
-    hosts = LibvirtHosts(state, 2, first_address=50)
+    hosts = LibvirtHosts(state, 2, first_address=int(os.environ.get("VIRTMIGRATE_E2E_FIRST_ADDRESS", "50")))
     name = f"bench-{uuid.uuid4().hex[:6]}"
     try:
         hosts.up()

@@ -247,6 +247,13 @@ def migrate(client: KubeClient, kubectl: list[str], ns: str, name: str) -> tuple
     return took, w0, m, src, OTHER[src]
 
 
+def print_marks(timeline: Timeline, name: str, w0: float) -> None:
+    """One Migration's milestones, in the order they were seen, as seconds after its `kubectl create`."""
+    marks = sorted(timeline.seen.get(name, {}).items(), key=lambda kv: kv[1])
+    print(f"  at (s after kubectl create, {w0:.3f}): " + ", ".join(f"{k} {v - w0:+.3f}" for k, v in marks),
+          flush=True)
+
+
 def print_timeline(segs: dict[str, list[float]], indent: str = "    ") -> None:
     order = ["kubectl create -> created"] + [f"{a} -> {b}" for a, b in itertools.combinations(MILESTONES, 2)]
     for k in sorted(segs, key=lambda s: order.index(s) if s in order else len(order)):
@@ -298,11 +305,12 @@ def e2e(runs: int, early_start: bool = False) -> None:
         for run in range(runs):
             if early_start:  # ours-early first, then the default for the rest of the run
                 _set_early_start(lc, True)
-                took_early, _, m, _, _ = migrate(client, kubectl, ns, f"bench-early-{run}")
+                took_early, w0_early, m, _, _ = migrate(client, kubectl, ns, f"bench-early-{run}")
                 early["ours-early"].append(took_early)
                 early["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
                 print(f"run {run}: ours-early {early['ours-early'][-1]:.2f}s (job {early['job'][-1]:.2f}s)",
                       flush=True)
+                print_marks(timeline, f"bench-early-{run}", w0_early)
                 _set_early_start(lc, False)
             name = f"bench-{run}"
             took_ours, w0, m, src, dst = migrate(client, kubectl, ns, name)
@@ -334,6 +342,7 @@ def e2e(runs: int, early_start: bool = False) -> None:
                 at[kind] = b
                 line.append(f"{kind} {took[kind][-1]:.2f}s (downtime {down[kind][-1]:.0f} ms)")
             print(f"run {run}: " + "; ".join(line), flush=True)
+            print_marks(timeline, name, w0)
         med = {k: _med(v) for k, v in took.items()}
         print(f"e2e: median kubectl create -> Succeeded {med['ours']:.2f}s; virsh migrate at the agent's "
               f"{downtime} ms {med['virsh-agent']:.2f}s, at libvirt's default {med['virsh']:.2f}s")
