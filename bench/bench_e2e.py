@@ -247,6 +247,35 @@ def migrate(client: KubeClient, kubectl: list[str], ns: str, name: str) -> tuple
     return took, w0, m, src, OTHER[src]
 
 
+# Who spends the critical path's time: (who, from milestone, to milestone); a run's share of each is the sum of its
+# spans (a span whose milestones were not both seen is left out of that run).
+BUDGET = (
+    ("kubectl (the user's command)", (("kubectl create", "created"),)),
+    ("controller (decisions, writes)", (("created", "target pod"), ("target reports", "agent pod"),
+                                        ("agent: exited", "Succeeded"))),
+    ("node (bind, start the pods)", (("target pod", "target started"), ("agent pod", "agent started"))),
+    ("target launcher start -> first report", (("target started", "target reports"),)),
+    ("agent start -> migrate call", (("agent started", "agent: migrate called"),)),
+    ("libvirt's migrate call", (("agent: migrate called", "agent: migrate returned"),)),
+    ("agent's exit", (("agent: migrate returned", "agent: exited"),)),
+)
+
+
+def budget(seen: dict[str, float]) -> dict[str, float]:
+    """One run's time per BUDGET row, seconds."""
+    return {who: sum(seen[b] - seen[a] for a, b in spans if a in seen and b in seen) for who, spans in BUDGET}
+
+
+def print_budget(runs: list[dict[str, float]], total: float, indent: str = "    ") -> None:
+    """The median of each row, its share of the median end to end, and what the rows other than libvirt's call
+    add up to (the orchestration's own time on the critical path)."""
+    meds = {who: _med([r[who] for r in runs]) for who, _ in BUDGET}
+    for who, m in meds.items():
+        print(f"{indent}{who:40} {m:6.3f}s  {100 * m / total:4.0f} %")
+    own = sum(m for who, m in meds.items() if who != "libvirt's migrate call")
+    print(f"{indent}{'all but libvirt (sum of medians)':40} {own:6.3f}s  {100 * own / total:4.0f} %")
+
+
 def print_marks(timeline: Timeline, name: str, w0: float) -> None:
     """One Migration's milestones, in the order they were seen, as seconds after its `kubectl create`."""
     marks = sorted(timeline.seen.get(name, {}).items(), key=lambda kv: kv[1])
@@ -360,6 +389,8 @@ def e2e(runs: int, early_start: bool = False) -> None:
                   f"{_med(early['ours-early']) / med['ours']:.2f}x, overhead {_med(over_early):.2f}s "
                   f"(ours {_med(overhead):.2f}s)")
         print("  median time between phases: " + ", ".join(f"{k} {_med(v):.3f}s" for k, v in steps.items()))
+        print("  where the time goes (median per run, share of the median end to end):")
+        print_budget([budget(timeline.seen.get(f"bench-{r}", {})) for r in range(runs)], med["ours"])
         print("  timeline (median per segment, seconds):")
         print_timeline(segs)
     finally:
