@@ -41,6 +41,7 @@ from virtmigrate.controller.migration import history as history
 from virtmigrate.controller.migration import placement as placement
 from virtmigrate.controller.migration import policies as policies
 from virtmigrate.controller.migration import status as st
+from virtmigrate.controller.migration.active import TERMINAL_PHASES
 from virtmigrate.controller.migration.capacity import decide_admissions
 from virtmigrate.controller.migration.decide import (
     LOST_REASONS,
@@ -138,6 +139,10 @@ class MigrationSync:
             self.forget(key)
             self._sweep_orphans(key)
             return None  # deleted: the finalizer guaranteed cleanup was finished
+        meta = raw.get("metadata") or {}
+        if ((raw.get("status") or {}).get("phase") in TERMINAL_PHASES
+                and FINALIZER_MIGRATION not in (meta.get("finalizers") or ())):
+            return self._sync_finished(key, raw)
         seen = self._observe(key, raw)
         d = decide(seen.observed, self.config.timeouts)
         if d.action == Action.ADMIT:
@@ -165,9 +170,16 @@ class MigrationSync:
         if d.action == Action.WAIT_CAPACITY or d.reason == "waiting for capacity":
             with self._admit_lock:
                 self._waiting.add(key)
-        elif d.action == Action.NOTHING and history.finished(raw) is not None:
-            self._prune_history(raw)
         return d
+
+    def _sync_finished(self, key: str, raw: JSON) -> Decision:
+        """A terminal Migration whose finalizer is released: the phase machine has nothing left to do whatever
+        the caches show (decide's cleanup: "done"), so nothing is observed. What was parsed of it and its VM
+        while it was active goes (each pins versions the cache has replaced), and its VM's history is pruned."""
+        self.observer.forget(migration=key, vm=f"{key.partition('/')[0]}/{vm_of(raw)}")
+        if history.finished(raw) is not None:
+            self._prune_history(raw)
+        return Decision(Action.NOTHING, reason="done")
 
     def _sweep_orphans(self, key: str) -> None:
         """Agent and abort pods of Migration `key`, which no longer exists, as decide_orphans says."""

@@ -286,6 +286,12 @@ class Observer:
         if pod:
             self._memo_pods.forget(pod)
 
+    def view(self, raw: JSON) -> PodView | None:
+        """The view of the cached pod object `raw` (memoised by its key, as `pod` reads it)."""
+        meta = raw.get("metadata") or {}
+        return self._memo_pods.get(f"{meta.get('namespace', '')}/{meta.get('name', '')}", (raw,),
+                                   lambda: pod_view(raw))
+
     def pod(self, ns: str, name: str) -> PodView | None:
         """The view of pod `ns/name` as the cache shows it; None when there is none (or no name)."""
         if not name:
