@@ -50,9 +50,10 @@ def _launcher_facts(v: PodView) -> tuple[object, ...]:
             v.finalizers, v.domain)
 
 
-def _agent_facts(v: PodView) -> PodView:
+def _agent_facts(v: PodView) -> tuple[object, ...]:
     """What the phase machine reads of an agent pod: all but its readiness and start time."""
-    return dataclasses.replace(v, ready=False, start_time="")
+    return (v.name, v.uid, v.node, v.phase, v.deleting, v.unschedulable, v.exit_code, v.termination_message,
+            v.finished_at, v.deleted_at, v.deletion_grace_s, v.finalizers, v.domain)
 
 
 def started(agent: PodView) -> bool:
