@@ -88,6 +88,23 @@ CANCELLING = Glance(phase="TargetReady", deleting=True, agent=AGENT)
     pytest.param(RUNNING, "abort", AGENT, change(AGENT, ready=True), True, id="abort-pod-every-field"),
     pytest.param(None, "launcher", TARGET, TARGET, True, id="migration-not-cached"),
     pytest.param(SCHEDULED, "launcher", None, TARGET, True, id="no-old-view"),
+    # adds: the pod the Migration has just created, as created, leads to no step (the create set the timeout)
+    pytest.param(Glance(phase="Scheduling", target_pod=TARGET.name), "launcher", None,
+                 change(TARGET, node="", domain=None), False, id="add-own-target-unbound"),
+    pytest.param(Glance(phase="Scheduling", target_pod=TARGET.name), "launcher", None, change(TARGET, domain=None),
+                 True, id="add-own-target-already-bound"),
+    pytest.param(Glance(phase="Scheduling", target_pod=TARGET.name), "launcher", None,
+                 change(TARGET, node="", unschedulable="0/3 nodes"), True, id="add-own-target-unschedulable"),
+    pytest.param(Glance(phase="Scheduling", target_pod="another"), "launcher", None, change(TARGET, node=""), True,
+                 id="add-of-another-launcher"),
+    pytest.param(Glance(phase="Scheduling", target_pod=TARGET.name, deleting=True), "launcher", None,
+                 change(TARGET, node=""), True, id="add-while-cancelling"),
+    pytest.param(Glance(phase="TargetReady", agent_pod=AGENT.name), "agent", None, AGENT, False,
+                 id="add-own-agent-not-started"),
+    pytest.param(Glance(phase="TargetReady", agent_pod=AGENT.name), "agent", None, AGENT_DONE, True,
+                 id="add-own-agent-already-ended"),
+    pytest.param(Glance(phase="Scheduled", agent_pod=AGENT.name), "agent", None, AGENT, True,
+                 id="add-early-agent"),
 ])
 def test_pod_update_matters(m: Glance | None, role: str, old: PodView | None, new: PodView | None,
                             matters: bool) -> None:

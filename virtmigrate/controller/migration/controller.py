@@ -95,7 +95,7 @@ class MigrationController:
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
             delete=self._on_migration_delete))
         self.pods.add_event_handler(FuncHandler(
-            add=lambda o, _initial: self._on_pod(o), update=self._on_pod_update, delete=self._on_pod_delete))
+            add=self._on_pod_add, update=self._on_pod_update, delete=self._on_pod_delete))
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
             delete=self._on_vm_delete))
@@ -150,13 +150,20 @@ class MigrationController:
         for key in self._pod_migrations(pod):
             self.enqueue(key)
 
-    def _on_pod_update(self, old: JSON, new: JSON) -> None:
-        """Queue the Migrations whose next step the change may alter (migration/relevance.py)."""
+    def _on_pod_add(self, pod: JSON, initial: bool) -> None:
+        if initial:
+            self._on_pod(pod)  # a (re)started controller looks at everything once
+        else:
+            self._on_pod_update(None, pod)
+
+    def _on_pod_update(self, old: JSON | None, new: JSON) -> None:
+        """Queue the Migrations whose next step the change (old None: the add) may alter (migration/relevance.py)."""
         keys = self._pod_migrations(new)
         if not keys:
             return
         observer = self.syncer.observer
-        old_view, new_view = observer.view(old), observer.view(new)  # parsed once, shared with the syncs
+        # Parsed once, shared with the syncs.
+        old_view, new_view = (observer.view(old) if old is not None else None), observer.view(new)
         role = str(((new.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE, ""))
         for key in dict.fromkeys(keys):
             if pod_update_matters(self._glance(key), role, old_view, new_view):
@@ -172,7 +179,8 @@ class MigrationController:
         agent = str(status.get("agentPod") or "")
         return Glance(phase=status.get("phase"), deleting=bool(meta.get("deletionTimestamp")),
                       has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
-                      agent=self.syncer.observer.pod(key.partition("/")[0], agent) if agent else None)
+                      agent=self.syncer.observer.pod(key.partition("/")[0], agent) if agent else None,
+                      target_pod=str(status.get("targetPod") or ""), agent_pod=agent)
 
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)

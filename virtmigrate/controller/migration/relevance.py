@@ -20,6 +20,8 @@ queues a sync anyway.
     other      (abort pods) every field
 Two phases read less: at TargetReady with an agent pod that has not started, only the agent's start matters;
 in cleanup (terminal, finalizer held), a launcher's deletion only turns "delete it" into "wait for it to go".
+Adds: the target launcher a Migration just created (Scheduling) or its agent (TargetReady), unbound or not
+started, lead to no step; every other add does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Glance:
     deleting: bool = False            # metadata.deletionTimestamp is set (the cancel regime)
     has_finalizer: bool = True        # our finalizer is on (without it the next step adds it)
     agent: PodView | None = None      # its agent pod (status.agentPod) as cached; None: none, or not named yet
+    target_pod: str = ""              # status.targetPod ("" until admitted)
+    agent_pod: str = ""               # status.agentPod ("" until admitted)
 
 
 def _launcher_facts(v: PodView) -> tuple[object, ...]:
@@ -64,8 +68,10 @@ def started(agent: PodView) -> bool:
 def pod_update_matters(m: Glance | None, role: str, old: PodView | None, new: PodView | None) -> bool:
     """May the change of a pod from `old` to `new` (views of the same pod key) change the next step of
     Migration `m` (None: not in the cache)? `role`: the pod's role label. True when in doubt."""
-    if m is None or old is None or new is None:
+    if m is None or new is None:
         return True
+    if old is None:
+        return _add_matters(m, role, new)
     if role == ROLE_LAUNCHER:
         before, after = _launcher_facts(old), _launcher_facts(new)
         if before == after:
@@ -84,3 +90,16 @@ def pod_update_matters(m: Glance | None, role: str, old: PodView | None, new: Po
             return started(old) != started(new)
         return True
     return old != new
+
+
+def _add_matters(m: Glance, role: str, new: PodView) -> bool:
+    """A pod the cache shows for the first time (not in the initial list): the pod this Migration has just
+    created, as it was created, leads to no step — the creating sync set the timeout that the next sync would
+    have set (decide.py: CREATE_TARGET_POD, CREATE_AGENT_POD); its binding, start or end queues the next one."""
+    if m.deleting or not m.has_finalizer or new.deleting or new.terminated:
+        return True
+    if role == ROLE_LAUNCHER and m.phase == P.SCHEDULING.value and new.name == m.target_pod:
+        return bool(new.node or new.unschedulable)
+    if role == ROLE_AGENT and m.phase == P.TARGET_READY.value and new.name == m.agent_pod:
+        return started(new)
+    return True
