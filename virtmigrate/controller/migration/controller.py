@@ -9,6 +9,8 @@ Event handlers only turn events into keys (`namespace/name` of a Migration):
                also the unfinished Migrations of its VM (it may be their source); an agent pod that
                vanishes leaves its exit code behind for the sync (it may never be seen otherwise)
     VM         the unfinished Migrations of that VM
+A pod's add or update queues a Migration only when its next step can read the change (migration/relevance.py:
+not a launcher's readiness, nor the pod the Migration has just created, as created); deletes always do.
 The worker contract is sample-controller's: success -> forget; error -> add_rate_limited;
 `requeue_after` -> add_after (timeouts); always done(key).
 """
