@@ -148,7 +148,6 @@ class HarnessKubelet:
         self.ready: set[str] = set()                      # Migrations seen TargetReady or later
         self.waiting: dict[str, tuple[str, str]] = {}     # Migration -> (its agent pod, vm), bound, not ready
         self.stop = threading.Event()
-        self.writes = 0  # API writes the harness made (the bench counts the controller's as the rest)
         self.threads = [threading.Thread(target=self._run, args=(PODS, self._act), daemon=True),
                         threading.Thread(target=self._run, args=(MIGRATIONS, self._gate), daemon=True)]
 
@@ -189,7 +188,6 @@ class HarnessKubelet:
         if meta.get("deletionTimestamp"):
             if ("del", name) not in self.done:
                 self.done.add(("del", name))  # type: ignore[arg-type]
-                self.writes += 1
                 self.pool.submit(self._quiet, self.client.delete, PODS, name, self.ns, grace_period_seconds=0)
             return
         if not node or phase not in (None, "Pending") or name in self.done:
@@ -208,14 +206,12 @@ class HarnessKubelet:
             self.pool.submit(self._quiet, self._target_ready, name)
 
     def _target_ready(self, name: str) -> None:
-        self.writes += 2
         self.client.patch(PODS, name, {"status": _running_status()}, self.ns, subresource="status")
         self.client.patch(PODS, name, {"metadata": {"annotations": {ANNOTATION_DOMAIN: WAITS}}}, self.ns)
 
     def _migrate(self, agent: str, vm: str) -> None:
         with contextlib.suppress(errors.KubeError):
             target = self.targets.get(vm)
-            self.writes += 3 if target else 2
             if target:
                 self.client.patch(PODS, target, {"metadata": {"annotations": {ANNOTATION_DOMAIN: RUNS}}}, self.ns)
             self.client.patch(PODS, f"virt-launcher-{vm}-src00", {"metadata": {"annotations": {
@@ -272,23 +268,10 @@ def api_request_counts(client: KubeClient) -> dict[str, float]:
             res = labels.get("resource", '""').strip('"')
             if res not in ("pods", "migrations", "vms", "events", "serviceaccounts"):
                 continue
-            if labels.get("group", '""').strip('"') == "events.k8s.io":
-                continue  # the kube-scheduler's Events (events.k8s.io/v1); ours are core/v1
             sub = labels.get("subresource", '""').strip('"')
             key = f"{labels['verb'].strip(chr(34))} {res}{'/' + sub if sub else ''} {labels['code'].strip(chr(34))}"
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
-
-
-def write_counts(before: dict[str, float], after: dict[str, float], *, harness: int, n: int) -> tuple[float, ...]:
-    """(the controller's writes, Events, Conflicts) per migration between two `api_request_counts`: every
-    write to pods, Migrations and VMs less the harness's (`harness`) and the bench's `n` creates."""
-    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    writes = sum(v for k, v in delta.items() if k.split()[0] in ("POST", "PATCH", "PUT", "DELETE")
-                 and not k.split()[1].startswith("events"))
-    events = sum(v for k, v in delta.items() if k.split()[0] == "POST" and k.split()[1] == "events")
-    conflicts = sum(v for k, v in delta.items() if k.endswith(" 409"))
-    return (writes - harness - n) / n, events / n, conflicts / n
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -343,10 +326,6 @@ class Figures:
     rss_mib: float = float("nan")       # controller peak RSS (VmHWM)
     e2a_p99_ms: float = float("nan")    # event-to-action p99, from the controller's /metrics
     syncs: float = float("nan")         # migration syncs per migration (every outcome), from /metrics
-    writes: float = float("nan")        # the controller's API writes per migration (not Events; the API server's
-                                        # count less the harness's and the bench's creates)
-    events: float = float("nan")        # Events created per migration
-    conflicts: float = float("nan")     # writes refused 409 Conflict per migration (a stale cache)
     wall_s: float = float("nan")
     ok: int = 0
     failed: int = 0
@@ -459,7 +438,6 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
                                     "--nonblocking", *os.environ.get("VIRTMIGRATE_BENCH_PYSPY_ARGS", "").split()],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         syncs0 = counter_sum(_metrics(port), "virtmigrate_controller_syncs_total", 'controller="migration"')
-        requests0, harness0 = api_request_counts(client), kubelet.writes
         cpu0, sys0 = proc_cpu_s(proc.pid), proc_cpu_split_s(proc.pid)[1]
         created_at: dict[str, float] = {}
         t0 = time.monotonic()
@@ -503,15 +481,12 @@ def run_scenario(client: KubeClient, kubeconfig: str, nodes: list[str], *, code:
         text = _metrics(port)
         fig.e2a_p99_ms = histogram_quantile(text, "virtmigrate_controller_event_to_action_seconds", 0.99) * 1000
         fig.syncs = (counter_sum(text, "virtmigrate_controller_syncs_total", 'controller="migration"') - syncs0) / n
-        fig.writes, fig.events, fig.conflicts = write_counts(requests0, api_request_counts(client),
-                                                             harness=kubelet.writes - harness0, n=n)
         fig.ok, fig.failed = len(done), len(failed)
         print(f"  [{fig.code} n={n} history={preload}] {fig.ok} Succeeded, {fig.failed} Failed in {fig.wall_s:.1f}s; "
               f"CPU {fig.cpu_ms:.2f} ms/migration ({fig.sys_ms:.2f} system); "
               f"create->Succeeded p50 {fig.p50_s:.2f}s p99 {fig.p99_s:.2f}s; "
               f"peak RSS {fig.rss_mib:.0f} MiB; event-to-action p99 {fig.e2a_p99_ms:.0f} ms; "
-              f"{fig.syncs:.1f} syncs, {fig.writes:.1f} writes, {fig.events:.1f} Events, {fig.conflicts:.2f} "
-              "conflicts per migration", flush=True)
+              f"{fig.syncs:.1f} syncs/migration", flush=True)
         if failed:
             print("    first failure:", (failed[0].get("status") or {}).get("message"))
     finally:
@@ -536,8 +511,7 @@ def report(figs: list[Figures]) -> None:
     print("scale summary (CPU = controller CPU per migration; p50/p99 = create -> Succeeded; RSS = peak):")
     for f in figs:
         print(f"  {f.code:8} n={f.n:<5} history={f.preload:<6} CPU {f.cpu_ms:6.2f} ms  p50 {f.p50_s:6.2f}s  "
-              f"p99 {f.p99_s:6.2f}s  RSS {f.rss_mib:5.0f} MiB  per migration: {f.syncs:4.1f} syncs {f.writes:4.1f} "
-              f"writes {f.events:3.1f} Events  ({f.ok}/{f.n} Succeeded)")
+              f"p99 {f.p99_s:6.2f}s  RSS {f.rss_mib:5.0f} MiB  ({f.ok}/{f.n} Succeeded)")
     for (code, n, pre), f in by.items():
         if pre == 0:
             continue
@@ -550,8 +524,7 @@ def report(figs: list[Figures]) -> None:
         b = by.get(("baseline", n, pre))
         if code == "new" and b is not None:
             print(f"  new / baseline, n={n} history={pre}: CPU {_r(f.cpu_ms, b.cpu_ms)}, p50 {_r(f.p50_s, b.p50_s)}, "
-                  f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}, syncs {_r(f.syncs, b.syncs)}, "
-                  f"writes {_r(f.writes, b.writes)}, Events {_r(f.events, b.events)}")
+                  f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}")
 
 
 def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: int = 16,

@@ -9,7 +9,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
-from virtmigrate.api.domainfacts import ANNOTATION_DOMAIN, DomainFacts, DomainState
 from virtmigrate.api.names import label_value
 from virtmigrate.clock import FakeClock
 from virtmigrate.controller.config import ControllerConfig
@@ -91,34 +90,6 @@ def _agent(owner_kind: str = "Migration", **status: Any) -> JSON:
     a["metadata"]["ownerReferences"] = [{"apiVersion": "kubevirt.io/v1alpha1", "kind": owner_kind, "name": "m",
                                          "uid": "uid-of-m", "controller": True}]
     return a
-
-
-def test_a_pod_change_queues_its_migration_only_when_the_next_step_can_read_it() -> None:
-    """The handler's filter (migration/relevance.py), wired: at TargetReady, before the agent starts, the
-    launchers' reports and the agent's binding queue nothing; the agent's start does."""
-    c = make()
-    c.migrations.indexer.add({"metadata": {"name": "m", "namespace": "ns", "finalizers": [
-        "virtmigrate.kubevirt.io/cancel"]}, "spec": {"selector": {"name": "vm"}},
-        "status": {"phase": "TargetReady", "targetPod": "t", "agentPod": "a"}})
-    agent_labels = {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",
-                    "virtmigrate.kubevirt.io/role": "agent"}
-    agent = pod("a", agent_labels, phase="Pending")
-    c.pods.indexer.add(agent)
-    target = pod("t", {"virtmigrate.kubevirt.io/vm": "vm", "virtmigrate.kubevirt.io/migration": "m",
-                       "virtmigrate.kubevirt.io/role": "launcher"}, phase="Running")
-    reported = {**target, "metadata": {**target["metadata"], "annotations": {
-        ANNOTATION_DOMAIN: DomainFacts(reachable=True, present=True, state=DomainState.RUNNING).to_annotation()}}}
-    c._on_pod_update(target, reported)
-    bound = {**agent, "spec": {"nodeName": "node0"}}
-    c._on_pod_update(agent, bound)
-    c.pods.indexer.add(bound)
-    assert drain(c) == []
-    started = {**bound, "status": {"phase": "Running"}}
-    c.pods.indexer.add(started)
-    c._on_pod_update(bound, started)
-    assert drain(c) == ["ns/m"]
-    c._on_pod_update(target, reported)  # the agent has started: the launchers are read again
-    assert drain(c) == ["ns/m"]
 
 
 def test_a_vanished_agent_pod_leaves_its_exit_code_behind() -> None:

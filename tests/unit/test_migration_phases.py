@@ -77,9 +77,7 @@ def test_failure_messages_name_the_vm() -> None:
 
 @pytest.mark.parametrize(("o", "action", "extra"), [
     pytest.param(obs(phase=P.SCHEDULING), Action.MARK_VM_MIGRATING, {}, id="mark-vm"),
-    # A create carries the timeout of the wait it starts (the sync after it may be skipped: relevance.py).
-    pytest.param(obs(phase=P.SCHEDULING, vm=VM_OURS, phase_age_s=100.0), Action.CREATE_TARGET_POD,
-                 {"requeue_after": T.pending_s - 100.0}, id="create-target"),
+    pytest.param(obs(phase=P.SCHEDULING, vm=VM_OURS), Action.CREATE_TARGET_POD, {}, id="create-target"),
     pytest.param(obs(phase=P.SCHEDULING, vm=VM_OURS, target_pod=TGT_PENDING), Action.NOTHING, {},
                  id="wait-bind"),
     pytest.param(obs(phase=P.SCHEDULING, vm=VM_OURS, target_pod=TGT_BOUND), Action.SET_PHASE,
@@ -95,8 +93,8 @@ def test_failure_messages_name_the_vm() -> None:
                  Action.NOTHING, {}, id="ready-pod-without-report-waits"),
     pytest.param(obs(phase=P.SCHEDULED, vm=VM_OURS, target_pod=tgt(UNREACHABLE)), Action.NOTHING, {},
                  id="target-libvirt-unreachable-waits"),
-    pytest.param(obs(phase=P.TARGET_READY, vm=VM_OURS, target_pod=TGT_WAITING, phase_age_s=5.0),
-                 Action.CREATE_AGENT_POD, {"requeue_after": T.pending_s - 5.0}, id="create-agent"),
+    pytest.param(obs(phase=P.TARGET_READY, vm=VM_OURS, target_pod=TGT_WAITING), Action.CREATE_AGENT_POD, {},
+                 id="create-agent"),
     pytest.param(obs(phase=P.TARGET_READY, vm=VM_OURS, target_pod=TGT_WAITING,
                      destination_error="node node1 has no libvirt-uri annotation and no InternalIP"),
                  Action.FAIL, {"reason": "NoDestinationURI",

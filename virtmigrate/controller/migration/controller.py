@@ -9,8 +9,6 @@ Event handlers only turn events into keys (`namespace/name` of a Migration):
                also the unfinished Migrations of its VM (it may be their source); an agent pod that
                vanishes leaves its exit code behind for the sync (it may never be seen otherwise)
     VM         the unfinished Migrations of that VM
-A pod's add or update queues a Migration only when its next step can read the change (migration/relevance.py:
-not a launcher's readiness, nor the pod the Migration has just created, as created); deletes always do.
 The worker contract is sample-controller's: success -> forget; error -> add_rate_limited;
 `requeue_after` -> add_after (timeouts); always done(key).
 """
@@ -23,7 +21,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from virtmigrate.api.constants import FINALIZER_MIGRATION, LABEL_ROLE, ROLE_AGENT
+from virtmigrate.api.constants import LABEL_ROLE, ROLE_AGENT
 from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.controller.config import ControllerConfig
@@ -41,7 +39,6 @@ from virtmigrate.controller.metrics import MigrationMetrics
 from virtmigrate.controller.migration.active import ACTIVE_INDEX, ACTIVE_INDEXERS, vm_value
 from virtmigrate.controller.migration.decide import FINISHED_RESULTS, Action, Decision
 from virtmigrate.controller.migration.execute import KubeWriter, Listers, MigrationSync
-from virtmigrate.controller.migration.relevance import Glance, pod_update_matters
 from virtmigrate.controller.podstate import pod_view
 from virtmigrate.controller.workers import (
     OUTCOME_CONFLICT,
@@ -97,7 +94,7 @@ class MigrationController:
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
             delete=self._on_migration_delete))
         self.pods.add_event_handler(FuncHandler(
-            add=self._on_pod_add, update=self._on_pod_update, delete=self._on_pod_delete))
+            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
             delete=self._on_vm_delete))
@@ -136,53 +133,17 @@ class MigrationController:
         for m in self.migrations.indexer.by_index(ACTIVE_INDEX, vm_value(ns, vm)):
             self.enqueue(object_key(m))  # finished history needs no wake-up
 
-    def _pod_migrations(self, pod: JSON) -> list[str]:
-        """The keys of the Migrations a pod concerns: the one its migration label names (target launcher,
-        agent, witness, abort pod) and, for a launcher, the VM's active ones (it may be their source: a former
-        target keeps the label of the Migration that created it). Finished history needs no wake-up."""
+    def _on_pod(self, pod: JSON) -> None:
         meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
         ns = str(meta.get("namespace", ""))
         migration, vm = pod_migration_name(pod), pod_vm_name(pod)
-        keys = [f"{ns}/{migration}"] if migration else []
-        if vm and (meta.get("labels") or {}).get(LABEL_ROLE) != ROLE_AGENT:
-            keys += [object_key(m) for m in self.migrations.indexer.by_index(ACTIVE_INDEX, vm_value(ns, vm))]
-        return keys
-
-    def _on_pod(self, pod: JSON) -> None:
-        for key in self._pod_migrations(pod):
-            self.enqueue(key)
-
-    def _on_pod_add(self, pod: JSON, initial: bool) -> None:
-        if initial:
-            self._on_pod(pod)  # a (re)started controller looks at everything once
-        else:
-            self._on_pod_update(None, pod)
-
-    def _on_pod_update(self, old: JSON | None, new: JSON) -> None:
-        """Queue the Migrations whose next step the change (old None: the add) may alter (migration/relevance.py)."""
-        keys = self._pod_migrations(new)
-        if not keys:
-            return
-        observer = self.syncer.observer
-        # Parsed once, shared with the syncs.
-        old_view, new_view = (observer.view(old) if old is not None else None), observer.view(new)
-        role = str(((new.get("metadata") or {}).get("labels") or {}).get(LABEL_ROLE, ""))
-        for key in dict.fromkeys(keys):
-            if pod_update_matters(self._glance(key), role, old_view, new_view):
-                self.enqueue(key)
-
-    def _glance(self, key: str) -> Glance | None:
-        """Migration `key` as the pod filter needs it; None when the cache has none."""
-        raw = self.migrations.indexer.get_by_key(key)
-        if raw is None:
-            return None
-        meta = raw.get("metadata") or {}
-        status = raw.get("status") or {}
-        agent = str(status.get("agentPod") or "")
-        return Glance(phase=status.get("phase"), deleting=bool(meta.get("deletionTimestamp")),
-                      has_finalizer=FINALIZER_MIGRATION in (meta.get("finalizers") or []),
-                      agent=self.syncer.observer.pod(key.partition("/")[0], agent) if agent else None,
-                      target_pod=str(status.get("targetPod") or ""), agent_pod=agent)
+        if migration:
+            self.enqueue(f"{ns}/{migration}")
+        if vm and labels.get(LABEL_ROLE) != ROLE_AGENT:
+            # A launcher is also the source of the VM's later Migrations (a former target keeps the
+            # label of the Migration that created it).
+            self._migrations_of_vm(ns, vm)
 
     def _on_pod_delete(self, obj: JSON | DeletedFinalStateUnknown) -> None:
         pod = object_of(obj)

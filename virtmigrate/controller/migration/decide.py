@@ -294,8 +294,7 @@ def _decide_scheduling(o: Observed, t: Timeouts) -> Decision:
     if tp is None:
         if o.contradiction:
             return _fail(REASON_CONTRADICTION, f"VM {o.vm_name!r}: {o.contradiction}")
-        # The timeout the sync after its creation would set: that sync may be skipped (migration/relevance.py).
-        return Decision(Action.CREATE_TARGET_POD, requeue_after=max(t.pending_s - o.phase_age_s, 0.0))
+        return Decision(Action.CREATE_TARGET_POD)
     broken = _target_broken(o)
     if broken is not None:
         return broken
@@ -354,8 +353,7 @@ def _decide_target_ready(o: Observed, t: Timeouts) -> Decision:
     if ap is None:
         if o.destination_error:
             return _fail(o.destination_reason or REASON_NO_DESTINATION, o.destination_error)
-        # The AgentNotStarted timeout the sync after its creation would set (that sync may be skipped).
-        return Decision(Action.CREATE_AGENT_POD, requeue_after=max(t.pending_s - o.phase_age_s, 0.0))
+        return Decision(Action.CREATE_AGENT_POD)
     return _pending_timeout(o, t, f"the agent pod {ap.name} did not start", REASON_AGENT_NOT_STARTED)
 
 

@@ -183,10 +183,7 @@ class Observer:
             names = _child_names(facts, vm)
             self.forget(migration=key, vm=vm_key)
         else:
-            # The names hash both uids: a new version of either object names the same pods.
-            name_deps = ((facts.uid, vm.uid, vm.name, facts.target_name) if vm is not None and mig is not None
-                         else (raw, vm_raw))
-            names = self._memo_names.get(key, name_deps, lambda: _child_names(facts, vm))
+            names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
             if phase not in (None, P.PENDING, P.SCHEDULING):
                 self._memo_merge.forget(key)  # placement is read up to Scheduling only
         target_name = names.target
@@ -288,12 +285,6 @@ class Observer:
             self._memo_vm.forget(vm)
         if pod:
             self._memo_pods.forget(pod)
-
-    def view(self, raw: JSON) -> PodView | None:
-        """The view of the cached pod object `raw` (memoised by its key, as `pod` reads it)."""
-        meta = raw.get("metadata") or {}
-        return self._memo_pods.get(f"{meta.get('namespace', '')}/{meta.get('name', '')}", (raw,),
-                                   lambda: pod_view(raw))
 
     def pod(self, ns: str, name: str) -> PodView | None:
         """The view of pod `ns/name` as the cache shows it; None when there is none (or no name)."""
