@@ -152,10 +152,10 @@ class VMController:
         if key is None:
             return
         view = pod_view(pod)
-        vm_raw = self.vms.indexer.get_by_key(key)
-        if view is not None and vm_raw is not None:
-            self._note_refused_leftovers(vm_raw, [view])
         if view is not None:
+            vm_raw = self.vms.indexer.get_by_key(key)
+            if vm_raw is not None:
+                self._note_refused_leftovers(vm_raw, [view])
             note = f"pod {view.name} was deleted"
             if view.exit_code is not None:
                 reason, message = vm_decide.parse_termination(view.termination_message, view.exit_code)

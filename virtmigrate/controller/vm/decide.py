@@ -35,7 +35,6 @@ INVALID_SPEC_REASON = "InvalidSpec"  # the spec cannot be used (does not parse, 
 NOT_FOUND_REASON = "GuestNotFound"  # every node said it has none: the probes stop, then a new launcher starts it
 LOCATING_REASONS = ("LocatingGuest", "GuestOnSeveralNodes", NOT_FOUND_REASON)  # this controller's own Unknown
 STATUS_FIELDS = ("phase", "node", "launcherPod", "domainUUID", "reason", "message")
-REASON_LEFTOVER_REFUSED = LEFTOVER_REFUSED_REASON  # (Event) libvirt keeps a copy that never ran, refusing destroy
 COND_GUEST_LOCATED = "GuestLocated"  # False while a guest that left without a Migration is looked for
 
 
@@ -285,7 +284,7 @@ def leftover_refused_event(view: PodView) -> tuple[str, str, str] | None:
     reason, message = parse_termination(view.termination_message, view.exit_code)
     if reason != LEFTOVER_REFUSED_REASON:
         return None
-    return ("Warning", REASON_LEFTOVER_REFUSED, f"launcher pod {view.name} on node {view.node}: {message}")
+    return ("Warning", LEFTOVER_REFUSED_REASON, f"launcher pod {view.name} on node {view.node}: {message}")
 
 
 def _stopped(vm: VM, current: LauncherPod | None, others: list[LauncherPod]) -> Plan:
