@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -212,9 +213,32 @@ class Campaign:
             self._observe_migrations(rd)
             time.sleep(0.2)
         res.violations = self._converge(rd)
+        if res.violations:
+            res.evidence = str(self._keep_evidence(plan.round))
         self._delete_migrations(rd)
         res.duration_s = _now() - t0
         return res
+
+    def _keep_evidence(self, n: int) -> Path:
+        """Copy what explains a violation before the repair rebuilds it: the objects of the pool's namespace,
+        the cluster's process logs, the node runner's pod directories, each host's libvirtd and domain logs."""
+        state = Path(self.lc.state)
+        out = state.parent / f"{state.name}-evidence" / f"seed{self.seed}-round{n}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for kinds in ("migrations,vms,pods", "events"):
+            r = faults.kubectl(self.lc, "-n", self.namespace, "get", kinds, "-o", "yaml")
+            (out / f"{kinds.replace(',', '-')}.yaml").write_text(r.stdout + r.stderr)
+        for sub in ("logs", "pods"):
+            with contextlib.suppress(OSError):
+                shutil.copytree(state / sub, out / sub, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+        for h in self.lc.hosts.hosts():
+            with contextlib.suppress(OSError):
+                shutil.copy(h.root / "libvirtd.log", out / f"{h.name}-libvirtd.log")
+            with contextlib.suppress(OSError):
+                shutil.copytree(h.qemu_log_dir, out / f"{h.name}-qemu", dirs_exist_ok=True)
+        self.log(f"  evidence of round {n}: {out}")
+        return out
 
     def _observe_migrations(self, rd: RoundState) -> None:
         for m in self._list(MIGRATIONS):

@@ -33,6 +33,7 @@ class RoundResult:
     waited_on: list[str] = field(default_factory=list)  # the invariants that failed last before the recovery
     outcomes: dict[str, str] = field(default_factory=dict)
     violations: list[Violation] = field(default_factory=list)
+    evidence: str = ""                 # where the logs and objects of a violating round were copied
 
     def timing(self) -> str:
         t = f"trigger {self.plan.trigger} at +{self.trigger_at:.2f}s" if self.trigger_at is not None \
