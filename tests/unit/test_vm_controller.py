@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from virtmigrate import errors
 from virtmigrate.api import VM
 from virtmigrate.api.constants import LABEL_MIGRATION, LABEL_ROLE, LABEL_VM
-from virtmigrate.api.domainfacts import DomainFacts, DomainState
+from virtmigrate.api.domainfacts import DomainFacts, DomainState, parse_termination
 from virtmigrate.controller.events import RecordingEventRecorder
 from virtmigrate.controller.podstate import PodView
 from virtmigrate.controller.vm import decide as vm_decide
@@ -264,7 +264,7 @@ def test_an_unrecorded_pod_is_adopted_and_stale_pods_of_an_older_vm_deleted() ->
     pytest.param("", 137, ("LauncherFailed", "the launcher exited with code 137"), id="empty"),
 ])
 def test_parse_termination(text: str, code: int, expected: tuple[str, str]) -> None:
-    assert vm_decide.parse_termination(text, code) == expected
+    assert parse_termination(text, code) == expected
 
 
 class RecordingClient:

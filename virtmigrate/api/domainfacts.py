@@ -30,6 +30,17 @@ LAUNCHER_GONE_REASONS = frozenset({"Migrated", "StoppedOnRequest", "NothingRecei
                                    LEFTOVER_REFUSED_REASON})
 
 
+def parse_termination(message: str, exit_code: int | None) -> tuple[str, str]:
+    """A launcher's `<Reason>: <message>` termination message as (reason, message)."""
+    text = message.strip()
+    head, sep, rest = text.partition(": ")
+    if sep and head.isalnum() and head[:1].isupper():
+        return head, rest.strip()
+    if text:
+        return "LauncherFailed", text
+    return "LauncherFailed", f"the launcher exited with code {exit_code}"
+
+
 class DomainState(enum.StrEnum):
     ABSENT = "absent"        # no domain of that name on the node
     RUNNING = "running"

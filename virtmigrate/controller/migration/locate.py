@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, DomainState, Job, parse_termination
 from virtmigrate.api.exitcodes import ExitCode
 from virtmigrate.controller.podstate import PodView
 
@@ -58,17 +58,14 @@ def claim_of(code: int | None) -> Claim:
     return Claim.NONE
 
 
-def _termination_reason(pod: PodView) -> str:
-    return pod.termination_message.partition(":")[0].strip()
-
-
 def guest_on(pod: PodView | None, *, missing: Where = Where.UNKNOWN) -> Where:
     """What the launcher pod `pod` says of the guest on its node. `missing`: the answer when there is no
     pod (ABSENT for a target that was never created, UNKNOWN for a source pod that vanished)."""
     if pod is None:
         return missing
     if pod.terminated:
-        return Where.ABSENT if _termination_reason(pod) in LAUNCHER_GONE_REASONS else Where.UNKNOWN
+        reason, _ = parse_termination(pod.termination_message, pod.exit_code)
+        return Where.ABSENT if reason in LAUNCHER_GONE_REASONS else Where.UNKNOWN
     f = pod.domain
     if f is None or not f.reachable:
         return Where.UNKNOWN

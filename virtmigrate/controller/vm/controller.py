@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry
 
 from virtmigrate import errors
 from virtmigrate.api.constants import LABEL_ROLE, LABEL_VM, ROLE_LAUNCHER
+from virtmigrate.api.domainfacts import parse_termination
 from virtmigrate.api.names import pod_migration_name, pod_vm_name
 from virtmigrate.api.vm import VM
 from virtmigrate.clock import Clock, RealClock
@@ -158,7 +159,7 @@ class VMController:
                 self._note_refused_leftovers(vm_raw, [view])
             note = f"pod {view.name} was deleted"
             if view.exit_code is not None:
-                reason, message = vm_decide.parse_termination(view.termination_message, view.exit_code)
+                reason, message = parse_termination(view.termination_message, view.exit_code)
                 note += f"; its launcher exited {view.exit_code}: {reason}: {message}"
             with self._removed_lock:
                 self._removed[key] = (view.name, note)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from virtmigrate.api.constants import VMPhase
-from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, LEFTOVER_REFUSED_REASON
+from virtmigrate.api.domainfacts import LAUNCHER_GONE_REASONS, LEFTOVER_REFUSED_REASON, parse_termination
 from virtmigrate.api.vm import VM
 from virtmigrate.controller.migration.locate import Where, guest_on
 from virtmigrate.controller.podstate import PodView
@@ -62,17 +62,6 @@ class Plan:
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     condition: tuple[str, str, str] | None = None  # COND_GUEST_LOCATED (status, reason, message), with `status`
     requeue_after: float | None = None
-
-
-def parse_termination(message: str, exit_code: int | None) -> tuple[str, str]:
-    """The launcher's `<Reason>: <message>` termination message as (reason, message)."""
-    text = message.strip()
-    head, sep, rest = text.partition(": ")
-    if sep and head.isalnum() and head[:1].isupper():
-        return head, rest.strip()
-    if text:
-        return "LauncherFailed", text
-    return "LauncherFailed", f"the launcher exited with code {exit_code}"
 
 
 def managed_status(vm: VM) -> JSON:
