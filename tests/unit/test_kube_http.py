@@ -25,6 +25,7 @@ from virtmigrate.kube.client import (
     MAX_RETRY_AFTER_S,
     KubeClient,
     _Connection,
+    _decode_stream,
     _Disconnected,
     _IncompleteRead,
     replay_safe,
@@ -364,3 +365,30 @@ def test_one_deadline_bounds_a_server_that_trickles_its_answer(serve: Any) -> No
 ])
 def test_replay_safe(method: str, body: Any, safe: bool) -> None:
     assert replay_safe(method, body) is safe
+
+
+class _Stream:
+    """A watch answer as urllib3 hands it over: arbitrary chunks, cut anywhere."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def stream(self, _amt: int, decode_content: bool = True) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def test_watch_stream_events_cut_across_chunks_and_several_in_one() -> None:
+    lines = b"".join(b'{"type":"%s","object":{"metadata":{"name":"p%d"}}}\n' % (t, i)
+                     for i, t in enumerate([b"ADDED", b"MODIFIED", b"DELETED", b"BOOKMARK"]))
+    first = lines.index(b"\n") + 1
+    body = lines[:first] + b"\n" + lines[first:]  # a blank line between two events: skipped
+    for cut in range(1, len(body), 7):
+        chunks = [body[i:i + cut] for i in range(0, len(body), cut)]
+        events = [(e.type, e.object["metadata"]["name"]) for e in _decode_stream(_Stream(chunks), "/x")]
+        assert events == [("ADDED", "p0"), ("MODIFIED", "p1"), ("DELETED", "p2"), ("BOOKMARK", "p3")], cut
+
+
+def test_watch_stream_error_410_is_gone() -> None:
+    body = b'{"type":"ADDED","object":{}}\n{"type":"ERROR","object":{"code":410,"message":"too old"}}\n'
+    with pytest.raises(errors.Gone, match="too old"):
+        list(_decode_stream(_Stream([body]), "/x"))

@@ -3,6 +3,7 @@ that each loop on `process_next_work_item` until the queue shuts down, drain on 
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -101,6 +102,10 @@ class Workers:
             if not inf.wait_for_cache_sync(stop):
                 return  # stopped before the caches synced
         self._log.info(f"{self.name}_controller_synced")
+        # What the caches hold now (a cluster's history of finished Migrations, every VM and pod) stays
+        # until its objects change: the cyclic garbage collector need not walk it on every full collection
+        # (it cannot be garbage in a cycle: cached objects are JSON trees, freed by reference counting).
+        gc.freeze()
         self.start(n)
         stop.wait()
         self._queue.shut_down()

@@ -36,7 +36,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
-import json
 import os
 import re
 import select
@@ -47,6 +46,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
+
+import orjson
 
 from virtmigrate import errors
 from virtmigrate.clock import Clock, RealClock
@@ -240,7 +241,7 @@ class KubeClient:
         (ServerError when the deadline passes)."""
         data = None
         if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
             content_type = content_type or "application/json"
         target = self._conns.prefix + path + self._url_query(query)
         deadline = self._clock.now() + (timeout or self._timeout)
@@ -259,7 +260,7 @@ class KubeClient:
         payload: Any = None
         if raw:
             try:
-                payload = json.loads(raw)
+                payload = orjson.loads(raw)
             except ValueError:
                 payload = raw.decode(errors="replace")
         if status >= 300:
@@ -681,7 +682,7 @@ class Watch:
             if resp.status >= 300:
                 data = resp.read()
                 try:
-                    payload: Any = json.loads(data)
+                    payload: Any = orjson.loads(data)
                 except ValueError:
                     payload = data.decode(errors="replace")
                 raise _error_for(resp.status, payload, "WATCH", path)
@@ -701,15 +702,13 @@ def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchE
     buf = b""
     try:
         for chunk in resp.stream(64 * 1024, decode_content=True):
-            buf += chunk
-            while True:
-                nl = buf.find(b"\n")
-                if nl < 0:
-                    break
-                line, buf = buf[:nl], buf[nl + 1:]
+            buf = buf + chunk if buf else chunk
+            start = 0
+            while (nl := buf.find(b"\n", start)) >= 0:
+                line, start = buf[start:nl], nl + 1  # one copy per event, not of the rest of the chunk
                 if not line.strip():
                     continue
-                ev = json.loads(line)
+                ev = orjson.loads(line)
                 etype, obj = ev.get("type", ""), ev.get("object") or {}
                 if etype == "ERROR":
                     code = obj.get("code", 0)
@@ -717,5 +716,6 @@ def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchE
                     raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
                               reason=obj.get("reason", ""), body=obj)
                 yield WatchEvent(etype, obj)
+            buf = buf[start:]
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e

@@ -103,8 +103,9 @@ class Queue(Generic[T]):
             if item in self._dirty:
                 self._queue.append(item)
                 self._cond.notify()
-            elif not self._processing:
-                self._cond.notify_all()  # wakes shut_down_with_drain
+            elif self._drain and not self._processing:
+                # wakes shut_down_with_drain; only then: idle workers woken here would find nothing and wait again
+                self._cond.notify_all()
 
     def shut_down(self) -> None:
         """Refuse new items and make `get` return `(None, True)` once the queue is empty."""

@@ -67,6 +67,11 @@ log = structlog.get_logger("virtmigrate.migration")
 
 JSON = dict[str, Any]
 P = MigrationPhase
+# The phases whose entry is an Event (`kubectl describe migration`): Pending while it waits (its
+# WaitingForCapacity Event says why), Scheduling (the target launcher pod, from which node), the end.
+# Scheduled, TargetReady and Running are in status.phaseTransitionTimestamps; the AgentCreated Event between
+# names the agent pod and both nodes. Every Warning is an Event.
+EVENT_PHASES = frozenset({P.PENDING, P.SCHEDULING, P.SUCCEEDED, P.FAILED})
 
 
 class KubeWriter(Protocol):
@@ -238,7 +243,7 @@ class MigrationSync:
             self._patch_meta(raw, [f for f in meta.get("finalizers") or [] if f != FINALIZER_MIGRATION])
             bound.info("migration_released", phase=status.get("phase"))
         elif a == Action.WAIT_CAPACITY:
-            pending = self._enter_pending(raw, status, now)
+            pending = self._enter_pending(raw, status, now, event=True)
             conds = st.with_condition(list(pending.get("conditions") or []), st.COND_WAITING_CAPACITY, "True",
                                       d.reason, d.message, now)
             self._patch_status(raw, {**pending, "conditions": conds})
@@ -247,7 +252,8 @@ class MigrationSync:
             vm_state = seen.observed.vm
             assert vm_state is not None and seen.mig is not None
             resolved = self._resolve_policy(seen)
-            new = st.with_phase(self._enter_pending(raw, status, now), P.SCHEDULING, now, sourceNode=vm_state.node,
+            pending = self._enter_pending(raw, status, now, event=False)
+            new = st.with_phase(pending, P.SCHEDULING, now, sourceNode=vm_state.node,
                                 targetPod=seen.target_pod_name, agentPod=agent_pod_name(seen.mig),
                                 migrationPolicy=resolved.policy_name or None,
                                 migrationConfiguration=policies.configuration_status(resolved.settings))
@@ -332,29 +338,30 @@ class MigrationSync:
     def _set_phases(self, raw: JSON, seen: Seen, d: Decision, now: Any) -> None:
         """SET_PHASE, folding in the transitions the same cache already decides: the phase machine is asked
         again as if the new phase were recorded, and every further SET_PHASE (and the outcome of an agent
-        that has already exited) joins the same status write. Each phase keeps its timestamp and Event."""
+        that has already exited) joins the same status write. Each phase keeps its timestamp, log and metric."""
         status = raw.get("status") or {}
-        steps: list[tuple[MigrationPhase, str]] = []
+        steps: list[MigrationPhase] = []
         observed = seen.observed
         new: JSON = dict(status)
         while d.action == Action.SET_PHASE and d.phase is not None and len(steps) < 4:
             fields: dict[str, Any] = {"targetNode": d.target_node} if d.target_node else {}
             new = st.with_phase(new, d.phase, now, **fields)
-            steps.append((d.phase, _phase_text(d)))
+            steps.append(d.phase)
             observed = dataclasses.replace(observed, phase=d.phase, phase_age_s=0.0,
                                            target_node=d.target_node or observed.target_node)
             d = decide(observed, self.config.timeouts)
-        if d.action in (Action.SUCCEED, Action.FAIL) and steps[-1][0] == P.RUNNING:
+        if d.action in (Action.SUCCEED, Action.FAIL) and steps[-1] == P.RUNNING:
             self._finish(raw, d, seen, via=(new, steps))  # the agent exited before we saw it run
             return
-        self._transition(raw, new, steps[-1][0], steps[-1][1], via=steps[:-1])
+        self._transition(raw, new, steps[-1], steps[-1].value, via=steps[:-1])
 
-    def _enter_pending(self, raw: JSON, status: JSON, now: Any) -> JSON:
-        """`status` in Pending (with its timestamp and event) if the Migration has no phase yet."""
+    def _enter_pending(self, raw: JSON, status: JSON, now: Any, *, event: bool) -> JSON:
+        """`status` in Pending (with its timestamp) if the Migration has no phase yet; `event`: with its Event
+        (it stays Pending: admitted at once, its Scheduling Event says it all)."""
         if status.get("phase"):
             return status
-        vm_name = vm_of(raw)
-        self._event(raw, NORMAL, "Pending", f"Migration of VM {vm_name!r} accepted")
+        if event:
+            self._event(raw, NORMAL, "Pending", f"Migration of VM {vm_of(raw)!r} accepted")
         return st.with_phase(status, P.PENDING, now)
 
     def _create_agent(self, raw: JSON, seen: Seen) -> None:
@@ -367,7 +374,8 @@ class MigrationSync:
                             image=self.config.agent_image, await_target=self.config.agent_early_start)
         if self._create_pod(raw, seen, pod):
             self._event(raw, NORMAL, "AgentCreated", f"agent pod {pod['metadata']['name']} migrates VM "
-                                                     f"{seen.vm.name!r} to {dest.libvirt_uri}")
+                                                     f"{seen.vm.name!r} from node {pod['spec']['nodeName']} to "
+                                                     f"node {status.get('targetNode')} ({dest.libvirt_uri})")
 
     def _resolve_policy(self, seen: Seen) -> policies.Resolved:
         """The effective settings and the MigrationPolicy applied (migration/policies.py)."""
@@ -378,7 +386,7 @@ class MigrationSync:
                                 seen.mig, limits=self.config.policy_limits)
 
     def _finish(self, raw: JSON, d: Decision, seen: Seen, *,
-                via: tuple[JSON, list[tuple[MigrationPhase, str]]] | None = None) -> None:
+                via: tuple[JSON, list[MigrationPhase]] | None = None) -> None:
         """-> Succeeded/Failed; `via`: the status and phases entered on the way, written in the same patch."""
         status = (raw.get("status") or {}) if via is None else via[0]
         phase = P.SUCCEEDED if d.action == Action.SUCCEED else P.FAILED
@@ -404,9 +412,10 @@ class MigrationSync:
 
     def _transition(self, raw: JSON, new: JSON, phase: MigrationPhase, message: str, *,
                     etype: str = NORMAL, reason: str = "",
-                    via: Sequence[tuple[MigrationPhase, str]] = ()) -> None:
-        """One status write to `new` in `phase`, after passing through the phases `via` (each with its
-        message): the metrics, logs and Events are those of one transition per phase."""
+                    via: Sequence[MigrationPhase] = ()) -> None:
+        """One status write to `new` in `phase`, after passing through the phases `via`: the metrics and logs
+        are those of one transition per phase; the Event (with `message`) is the new phase's, if it has one
+        (EVENT_PHASES)."""
         old = raw.get("status") or {}
         self._patch_status(raw, new)
         entered = st.phase_entered(old, old.get("phase"))
@@ -414,14 +423,14 @@ class MigrationSync:
             self.metrics.phase_seconds.labels(phase=old["phase"]).observe(
                 max((self.clock.wall() - entered).total_seconds(), 0.0))
         prior = old.get("phase")
-        for step, text in via:
+        for step in via:
             log.info("migration_phase", migration=object_key(raw), old=prior, new=step.value, reason=None)
-            self._event(raw, NORMAL, step.value, text)
             self.metrics.phase_seconds.labels(phase=step.value).observe(0.0)
             prior = step.value
         log.info("migration_phase", migration=object_key(raw), old=prior, new=phase.value,
                  reason=reason or None)
-        self._event(raw, etype, reason or phase.value, message)
+        if phase in EVENT_PHASES:
+            self._event(raw, etype, reason or phase.value, message)
 
     def _patch_status(self, raw: JSON, new: Mapping[str, Any]) -> None:
         meta = raw.get("metadata") or {}
@@ -471,14 +480,6 @@ class MigrationSync:
     def _event(self, raw: JSON, etype: str, reason: str, message: str) -> None:
         obj = raw if raw.get("kind") else {**raw, "kind": "Migration", "apiVersion": "kubevirt.io/v1alpha1"}
         self.recorder.event(obj, etype, reason, message)
-
-
-def _phase_text(d: Decision) -> str:
-    assert d.phase is not None
-    return {P.SCHEDULED: f"target launcher pod bound to node {d.target_node}",
-            P.TARGET_READY: "target launcher is ready to receive the VM",
-            P.RUNNING: "migration agent is running on the source node"}.get(d.phase, d.phase.value)
-
 
 
 __all__ = ["KubeWriter", "Lister", "Listers", "MigrationSync"]

@@ -183,7 +183,10 @@ class Observer:
             names = _child_names(facts, vm)
             self.forget(migration=key, vm=vm_key)
         else:
-            names = self._memo_names.get(key, (raw, vm_raw), lambda: _child_names(facts, vm))
+            # The names hash both uids: a new version of either object names the same pods.
+            name_deps = ((facts.uid, vm.uid, vm.name, facts.target_name) if vm is not None and mig is not None
+                         else (raw, vm_raw))
+            names = self._memo_names.get(key, name_deps, lambda: _child_names(facts, vm))
             if phase not in (None, P.PENDING, P.SCHEDULING):
                 self._memo_merge.forget(key)  # placement is read up to Scheduling only
         target_name = names.target
