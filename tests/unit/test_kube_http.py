@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client as k8s_client
@@ -384,11 +384,11 @@ def test_watch_stream_events_cut_across_chunks_and_several_in_one() -> None:
     body = lines[:first] + b"\n" + lines[first:]  # a blank line between two events: skipped
     for cut in range(1, len(body), 7):
         chunks = [body[i:i + cut] for i in range(0, len(body), cut)]
-        events = [(e.type, e.object["metadata"]["name"]) for e in _decode_stream(_Stream(chunks), "/x")]
+        events = [(e.type, e.object["metadata"]["name"]) for e in _decode_stream(cast(Any, _Stream(chunks)), "/x")]
         assert events == [("ADDED", "p0"), ("MODIFIED", "p1"), ("DELETED", "p2"), ("BOOKMARK", "p3")], cut
 
 
 def test_watch_stream_error_410_is_gone() -> None:
     body = b'{"type":"ADDED","object":{}}\n{"type":"ERROR","object":{"code":410,"message":"too old"}}\n'
     with pytest.raises(errors.Gone, match="too old"):
-        list(_decode_stream(_Stream([body]), "/x"))
+        list(_decode_stream(cast(Any, _Stream([body])), "/x"))
