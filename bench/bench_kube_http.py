@@ -8,7 +8,12 @@ kube-apiserver, and both decode the JSON answer; rounds alternate so drift hits 
 Figures per workload: wall µs per request and client CPU µs per request (this process's CPU: the API
 server runs in its own processes), one thread and 8 threads, and the ratio urllib3 / hand-written.
 
-    python bench/bench_kube_http.py [--requests 2000] [--rounds 3]
+Watches: the same watch (of a namespace's 2 KiB ConfigMaps while a writer changes --watch-objects of them
+one after another, so each event comes as a chunk of its own, as a controller's pod events do) read by
+`KubeClient.open_watch` (the hand-written connection's chunked reader) and by urllib3's streamed response,
+both through the same event decoder: CPU µs per event of the reading thread, and the ratio.
+
+    python bench/bench_kube_http.py [--requests 2000] [--rounds 3] [--watch-objects 2000]
         (own control plane, or the one of $VIRTMIGRATE_BENCH_KUBECONFIG)
 """
 
@@ -31,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import urllib3
 
-from virtmigrate.kube.client import MERGE_PATCH, KubeClient
+from virtmigrate.kube.client import MERGE_PATCH, KubeClient, _decode_stream
 from virtmigrate.kube.resources import CONFIGMAPS, NAMESPACES
 
 Send = Callable[[str, str, bytes | None, str | None], Any]
@@ -47,11 +52,26 @@ def hand_written(client: KubeClient) -> Send:
     return send
 
 
+def urllib3_pool(client: KubeClient) -> urllib3.PoolManager:
+    """A urllib3 pool with the client's TLS settings (what the client used for watches until it read them itself)."""
+    cfg = client._cfg
+    kwargs: dict[str, Any] = {"maxsize": 32, "block": False, "retries": False}
+    if client.host.startswith("https"):
+        kwargs["cert_reqs"] = "CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE"
+        if cfg.ssl_ca_cert:
+            kwargs["ca_certs"] = cfg.ssl_ca_cert
+        if cfg.cert_file:
+            kwargs["cert_file"] = cfg.cert_file
+            kwargs["key_file"] = cfg.key_file
+    return urllib3.PoolManager(**kwargs)
+
+
 def with_urllib3(client: KubeClient) -> Send:
     timeout = urllib3.Timeout(connect=10, read=30)
+    pool = urllib3_pool(client)
 
     def send(method: str, path: str, body: bytes | None, ctype: str | None) -> Any:
-        resp = client._pool.request(method, client.host + path, body=body, headers=client._headers(ctype),
+        resp = pool.request(method, client.host + path, body=body, headers=client._headers(ctype),
                                     timeout=timeout, retries=False)
         assert resp.status < 300, (resp.status, resp.data[:200])
         return json.loads(resp.data)
@@ -85,10 +105,79 @@ def measure(send: Send, req: tuple[str, str, bytes | None, str | None], n: int, 
     return wall / (per * threads) * 1e6, cpu / (per * threads) * 1e6
 
 
+Reader = Callable[[int, str], float]
+
+
+def watch_readers(client: KubeClient, ns: str) -> dict[str, Reader]:
+    """Each reads `n` events of a watch of `ns`'s ConfigMaps from resourceVersion `rv`; returns the CPU of the
+    reading thread, µs per event."""
+    pool = urllib3_pool(client)
+
+    def hand(n: int, rv: str) -> float:
+        w = client.open_watch(CONFIGMAPS, ns, resource_version=rv, allow_bookmarks=False, timeout_seconds=120)
+        c0 = time.thread_time()
+        for got, _ in enumerate(w, 1):
+            if got == n:
+                break
+        cpu = time.thread_time() - c0
+        w.stop()
+        return cpu / n * 1e6
+
+    def u3(n: int, rv: str) -> float:
+        c0 = time.thread_time()
+        resp = pool.request("GET", client.host + CONFIGMAPS.path(ns) + f"?watch=true&resourceVersion={rv}"
+                            "&timeoutSeconds=120", headers=client._headers(None), preload_content=False,
+                            timeout=urllib3.Timeout(connect=10, read=150))
+        assert resp.status == 200, resp.status
+        for got, _ in enumerate(_decode_stream(resp.stream(64 * 1024, decode_content=True), "/bench"), 1):
+            if got == n:
+                break
+        cpu = time.thread_time() - c0
+        resp.close()
+        return cpu / n * 1e6
+
+    return {"hand-written": hand, "urllib3": u3}
+
+
+def measure_watches(client: KubeClient, objects: int, rounds: int) -> None:
+    """Events as a controller gets them: one at a time, each its own chunk (a writer thread changes the objects
+    one after another while the reader watches); the reader's thread CPU only."""
+    ns = f"bench-watch-{os.getpid()}"
+    client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    quiet = client.without_answers()
+    for i in range(objects):
+        quiet.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"w-{i}",
+                                  "labels": {"app": "bench", "i": str(i)}}, "data": {"payload": "x" * 2048}}, ns)
+    readers = watch_readers(client, ns)
+
+    def one(read: Reader, n: int) -> float:
+        rv = client.list(CONFIGMAPS, ns, limit=1)["metadata"]["resourceVersion"]
+        writer = threading.Thread(target=lambda: [quiet.patch(CONFIGMAPS, f"w-{i}", {"data": {"n": str(time.time())}},
+                                                               ns) for i in range(n)])
+        writer.start()
+        cpu = read(n, rv)
+        writer.join()
+        return cpu
+
+    best: dict[str, float] = {}
+    for read in readers.values():
+        one(read, min(objects, 100))  # warm
+    for _ in range(rounds):
+        for name, read in readers.items():
+            cpu = one(read, objects)
+            best[name] = min(cpu, best.get(name, cpu))
+    hw, u3 = best["hand-written"], best["urllib3"]
+    print(f"watch, {objects} MODIFIED events of 2 KiB ConfigMaps as they happen, best of {rounds} rounds; CPU µs per "
+          f"event of the reading thread\n  hand-written {hw:5.1f}   urllib3 {u3:5.1f}   urllib3/hand-written "
+          f"{u3 / hw:.2f}x")
+    client.delete(NAMESPACES, ns)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--watch-objects", type=int, default=2000, help="0: no watch measurement")
     args = ap.parse_args()
     kc = os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG")
     cp = state = None
@@ -130,6 +219,8 @@ def main() -> int:
         print(f"  median urllib3/hand-written: wall {statistics.median(walls):.2f}x, "
               f"client CPU {statistics.median(cpus):.2f}x")
         client.delete(NAMESPACES, ns)
+        if args.watch_objects:
+            measure_watches(client, args.watch_objects, args.rounds)
     finally:
         if cp is not None:
             cp.down()

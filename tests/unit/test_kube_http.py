@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
@@ -367,16 +367,6 @@ def test_replay_safe(method: str, body: Any, safe: bool) -> None:
     assert replay_safe(method, body) is safe
 
 
-class _Stream:
-    """A watch answer as urllib3 hands it over: arbitrary chunks, cut anywhere."""
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-
-    def stream(self, _amt: int, decode_content: bool = True) -> Iterator[bytes]:
-        yield from self.chunks
-
-
 def test_watch_stream_events_cut_across_chunks_and_several_in_one() -> None:
     lines = b"".join(b'{"type":"%s","object":{"metadata":{"name":"p%d"}}}\n' % (t, i)
                      for i, t in enumerate([b"ADDED", b"MODIFIED", b"DELETED", b"BOOKMARK"]))
@@ -384,11 +374,115 @@ def test_watch_stream_events_cut_across_chunks_and_several_in_one() -> None:
     body = lines[:first] + b"\n" + lines[first:]  # a blank line between two events: skipped
     for cut in range(1, len(body), 7):
         chunks = [body[i:i + cut] for i in range(0, len(body), cut)]
-        events = [(e.type, e.object["metadata"]["name"]) for e in _decode_stream(cast(Any, _Stream(chunks)), "/x")]
+        events = [(e.type, e.object["metadata"]["name"]) for e in _decode_stream(chunks, "/x")]
         assert events == [("ADDED", "p0"), ("MODIFIED", "p1"), ("DELETED", "p2"), ("BOOKMARK", "p3")], cut
 
 
 def test_watch_stream_error_410_is_gone() -> None:
     body = b'{"type":"ADDED","object":{}}\n{"type":"ERROR","object":{"code":410,"message":"too old"}}\n'
     with pytest.raises(errors.Gone, match="too old"):
-        list(_decode_stream(cast(Any, _Stream([body])), "/x"))
+        list(_decode_stream([body], "/x"))
+
+
+def _event(name: str, etype: str = "ADDED") -> bytes:
+    return b'{"type":"%s","object":{"metadata":{"name":"%s"}}}\n' % (etype.encode(), name.encode())
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+
+
+WATCH_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("step", [1, 5, 64, 100000], ids=lambda n: f"bytes-{n}-at-a-time")
+def test_a_watch_reads_its_chunked_stream_however_the_bytes_arrive(serve: Any, step: int) -> None:
+    """Each event its own chunk (as the API server sends them), one event across two chunks, two in one;
+    sent `step` bytes at a time; the stream ends with the last chunk and a trailer."""
+    a, b, c, d = _event("a"), _event("b", "MODIFIED"), _event("c", "DELETED"), _event("d", "BOOKMARK")
+    stream = WATCH_HEAD + _chunked(a, b[:9], b[9:], c + d) + b"0\r\nX-Trailer: t\r\n\r\n"
+
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        for i in range(0, len(stream), step):
+            sock.sendall(stream[i:i + step])
+            if step < 100:
+                time.sleep(0.0005)
+
+    srv, kube = serve(script)
+    got = [(e.type, e.object["metadata"]["name"]) for e in kube.watch(CONFIGMAPS, "ns", resource_version="7")]
+    assert got == [("ADDED", "a"), ("MODIFIED", "b"), ("DELETED", "c"), ("BOOKMARK", "d")]
+    assert srv.requests[0].startswith("GET /api/v1/namespaces/ns/configmaps?watch=true&resourceVersion=7")
+
+
+def test_a_watch_refused_with_410_is_gone_and_other_refusals_are_mapped(serve: Any) -> None:
+    def script(sock: socket.socket, n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        code, reason = (410, b"Expired") if n == 0 else (403, b"Forbidden")
+        body = b'{"kind":"Status","code":%d,"reason":"%s","message":"no"}' % (code, reason)
+        sock.sendall(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (code, len(body), body))
+
+    _, kube = serve(script)
+    with pytest.raises(errors.Gone):
+        list(kube.watch(CONFIGMAPS, "ns"))
+    with pytest.raises(errors.Forbidden):
+        list(kube.watch(CONFIGMAPS, "ns"))
+
+
+def test_a_watch_cut_mid_chunk_is_a_broken_stream_not_an_end(serve: Any) -> None:
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        sock.sendall(WATCH_HEAD + _chunked(_event("a")) + b"40\r\n{\"type\":")
+        sock.close()
+
+    _, kube = serve(script)
+    got: list[str] = []
+    with pytest.raises(errors.ServerError, match="stream broken"):
+        for e in kube.watch(CONFIGMAPS, "ns"):
+            got.append(e.object["metadata"]["name"])
+    assert got == ["a"]
+
+
+def test_a_silent_watch_ends_after_its_read_timeout(serve: Any) -> None:
+    """A peer that stops sending (dead, or a network gone) is caught by the read timeout, per chunk."""
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        sock.sendall(WATCH_HEAD + _chunked(_event("a")))
+        time.sleep(30)
+
+    _, kube = serve(script)
+    w = kube.open_watch(CONFIGMAPS, "ns")
+    w._read_timeout = 0.3
+    t0 = time.monotonic()
+    with pytest.raises(errors.ServerError, match="stream broken"):
+        list(w)
+    assert time.monotonic() - t0 < 10
+
+
+def test_stop_from_another_thread_ends_a_blocked_watch_quietly(serve: Any) -> None:
+    def script(sock: socket.socket, _n: int, srv: Server) -> None:
+        srv.read_request(sock)
+        sock.sendall(WATCH_HEAD + _chunked(_event("a")))
+        time.sleep(30)
+
+    _, kube = serve(script)
+    w = kube.open_watch(CONFIGMAPS, "ns")
+    got: list[str] = []
+    outcome: list[BaseException | None] = []
+
+    def consume() -> None:
+        try:
+            for e in w:
+                got.append(e.object["metadata"]["name"])
+            outcome.append(None)
+        except BaseException as e:  # the test reports whatever ended it
+            outcome.append(e)
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    t.join(5)
+    assert not t.is_alive() and outcome == [None] and got == ["a"]

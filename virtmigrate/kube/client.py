@@ -1,10 +1,10 @@
-"""A raw-JSON Kubernetes client over urllib3, configured by virtmigrate.kube.config (a static kubeconfig or
+"""A raw-JSON Kubernetes client over sockets of its own, configured by virtmigrate.kube.config (a static kubeconfig or
 the pod's service account) or, for anything else, the official client's loaders.
 
 Generated model classes cost more to build than the JSON they wrap (see bench/), and a
 controller reads a few fields of each object, so objects stay `dict`s. Every non-2xx answer
 and every transport failure is mapped here, once, to the tree in virtmigrate.errors; nothing
-above this module sees urllib3's exceptions.
+above this module sees a socket's exceptions.
 
 Thread-safe: one client (one connection pool) is shared by all informers and workers.
 
@@ -14,8 +14,8 @@ per-request URL parsing, pool-key normalisation and liveness poll, and http.clie
 parsing, cost more CPU than the request itself on a busy controller (bench/bench_kube_http.py measures
 both on the same requests against a real kube-apiserver: urllib3 took a median 3.3x the client CPU per
 request — 3.1-3.9x on small GETs and PATCHes, 1.2-1.3x on a 100-object LIST — and 1.2x the wall time).
-Watches, which stream, keep urllib3, imported with the first watch: the agent and the launcher never
-watch, and import neither urllib3 nor the official client (see virtmigrate.kube.config).
+Watches stream on a connection of their own, read by the same `_Connection` (see `Watch`). Nothing here
+imports urllib3 or the official client (see virtmigrate.kube.config for the loaders that do).
 
 Every request has one overall deadline (`request_timeout`, or the call's `timeout`): connecting, sending
 and every read of the answer share it, so a server that trickles bytes cannot hold a worker longer.
@@ -42,9 +42,9 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import orjson
@@ -53,9 +53,6 @@ from virtmigrate import errors
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.kube.config import ClientConfig, Configuration, in_cluster_config, load_kubeconfig
 from virtmigrate.kube.resources import SERVICEACCOUNTS, Resource
-
-if TYPE_CHECKING:
-    import urllib3
 
 JSON = dict[str, Any]
 
@@ -134,8 +131,6 @@ class KubeClient:
         self._timeout = request_timeout
         self._clock = clock or RealClock()
         self._maxsize = maxsize
-        self._watch_pool: urllib3.PoolManager | None = None  # made by the first watch (`_pool`)
-        self._watch_pool_lock = threading.Lock()
         self._conns = _ConnectionPool(self.host, configuration, maxsize=maxsize, clock=self._clock)
         self._static_headers: dict[str | None, dict[str, str]] = {}
         self._write_answers = True  # False in a `without_answers()` view
@@ -147,25 +142,6 @@ class KubeClient:
         view = copy.copy(self)
         view._write_answers = False
         return view
-
-    @property
-    def _pool(self) -> urllib3.PoolManager:
-        """urllib3's pool for watches, made (and urllib3 imported) on the first watch."""
-        with self._watch_pool_lock:
-            if self._watch_pool is None:
-                import urllib3
-
-                cfg = self._cfg
-                kwargs: dict[str, Any] = {"maxsize": self._maxsize, "block": False, "retries": False}
-                if self.host.startswith("https"):
-                    kwargs["cert_reqs"] = "CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE"
-                    if cfg.ssl_ca_cert:
-                        kwargs["ca_certs"] = cfg.ssl_ca_cert
-                    if cfg.cert_file:
-                        kwargs["cert_file"] = cfg.cert_file
-                        kwargs["key_file"] = cfg.key_file
-                self._watch_pool = urllib3.PoolManager(**kwargs)
-            return self._watch_pool
 
     # --- construction -------------------------------------------------------------------------
 
@@ -499,9 +475,9 @@ class _Connection:
                 retry_after = value.strip()
         return status, length, chunked, keep, retry_after
 
-    def round_trip(self, head: bytes, body: bytes | None, deadline: float) -> _Answer:
-        """The final answer to one request whose request line and headers are `head`, read before
-        `deadline` (the clock's time) or TimeoutError. Interim 1xx answers are skipped."""
+    def send(self, head: bytes, body: bytes | None, deadline: float) -> tuple[int, int, bool, bool, bytes]:
+        """Send one request whose request line and headers are `head`; (status, length, chunked, keep,
+        Retry-After) of its final answer's head, read before `deadline`. Interim 1xx answers are skipped."""
         self._arm(deadline)
         self.sock.sendall(head + body if body else head)
         while True:
@@ -509,34 +485,76 @@ class _Connection:
             if status == 101:
                 raise _BadAnswer("101 Switching Protocols, which no request of ours asks for")
             if not 100 <= status < 200:
-                break
+                return status, length, chunked, keep, retry_after
             # An interim answer (100 Continue, 102 Processing, 103 Early Hints): the final one follows.
+
+    def round_trip(self, head: bytes, body: bytes | None, deadline: float) -> _Answer:
+        """The final answer to one request, read whole before `deadline` (the clock's time) or TimeoutError."""
+        status, length, chunked, keep, retry_after = self.send(head, body, deadline)
+        data = self.body(status, length, chunked, deadline)
+        return _Answer(status, data, keep and (chunked or length >= 0 or status in (204, 304)), retry_after)
+
+    def body(self, status: int, length: int, chunked: bool, deadline: float) -> bytes:
+        """The whole body of the answer whose head `send` returned, read before `deadline`."""
         if status in (204, 304):
-            return _Answer(status, b"", keep, retry_after)
+            return b""
         if chunked:
-            chunks: list[bytes] = []
-            while True:
-                size_line = self._readline(deadline)
-                try:
-                    size = int(size_line.split(b";", 1)[0], 16)
-                except ValueError:
-                    raise _IncompleteRead(f"bad chunk size line after {sum(map(len, chunks))} bytes") from None
-                if size == 0:
-                    while self._readline(deadline) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                chunk = self._read(size, deadline)
-                if len(chunk) != size:
-                    raise _IncompleteRead(f"a chunk ended {size - len(chunk)} bytes short")
-                chunks.append(chunk)
-                self._read(2, deadline)
-            return _Answer(status, b"".join(chunks), keep, retry_after)
+            return b"".join(self.chunks(lambda: deadline))
         if length >= 0:
             data = self._read(length, deadline)
             if len(data) != length:
                 raise _IncompleteRead(f"the body ended {length - len(data)} bytes short")
-            return _Answer(status, data, keep, retry_after)
-        return _Answer(status, self._read(-1, deadline), False, retry_after)  # delimited by the end of the stream
+            return data
+        return self._read(-1, deadline)  # delimited by the end of the stream: the connection is spent
+
+    def pieces(self, length: int, deadline: Callable[[], float]) -> Iterator[bytes]:
+        """A body that is not chunked, as it arrives: `length` bytes (-1: until the end of the stream); every
+        read is armed with `deadline()`."""
+        buf = self._buf
+        left = length
+        while left != 0:
+            if not buf and not self._fill(deadline(), max(left, 0)):
+                if left > 0:
+                    raise _IncompleteRead(f"the body ended {left} bytes short")
+                return
+            n = len(buf) if left < 0 else min(left, len(buf))
+            piece = bytes(buf[:n])
+            del buf[:n]
+            left = left - n if left > 0 else left
+            yield piece
+
+    def chunks(self, deadline: Callable[[], float]) -> Iterator[bytes]:
+        """The chunks of a chunked body, each as it arrives, until the last (its trailers skipped); every read
+        on the socket is armed with `deadline()`, asked before each chunk (a stream's idle bound is now + its
+        read timeout; a whole answer's is one fixed time). One copy of each chunk's data, one cut of the buffer."""
+        buf = self._buf
+        got = 0
+        while True:
+            bound = deadline()
+            start = 0
+            while (nl := buf.find(b"\n", start)) < 0:
+                if len(buf) > LINE_MAX:
+                    raise _BadAnswer("chunk-size line too long")
+                start = len(buf)
+                if not self._fill(bound):
+                    raise _IncompleteRead(f"the body ended in a chunk-size line after {got} bytes")
+            try:
+                size = int(bytes(buf[:nl]).split(b";", 1)[0], 16)
+            except ValueError:
+                raise _IncompleteRead(f"bad chunk size line after {got} bytes") from None
+            if size == 0:
+                del buf[:nl + 1]
+                while self._readline(bound) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return
+            end = nl + 1 + size
+            while len(buf) < end + 2:  # the data and its CRLF
+                if not self._fill(bound, end + 2 - len(buf)):
+                    raise _IncompleteRead(f"a chunk ended {end - min(len(buf), end)} bytes short")
+            piece = bytes(buf[nl + 1:end])
+            del buf[:end + 2]
+            got += size
+            yield piece
 
 
 class _ConnectionPool:
@@ -634,12 +652,18 @@ class _ConnectionPool:
         raise AssertionError("unreachable")
 
 
+WATCH_CONNECT_S = 10.0  # a watch's connection and TLS handshake, then its head: bounded apart from its stream
+
+
 class Watch:
-    """One watch request. Iterating sends it and yields events until the server ends the watch.
+    """One watch request, on a connection of its own (never returned to the pool). Iterating sends it and
+    yields events until the server ends the watch.
 
     Raises Gone on a 410 (in the status line or as an ERROR event), WatchError on any other ERROR
     event, ServerError on a broken stream — except when `stop()` broke it, which ends iteration quietly.
-    The read timeout (the server's timeout plus a margin) catches a dead peer.
+    The read timeout (the server's timeout plus a margin) bounds the wait for each chunk: it catches a dead
+    peer. Chunks are read by `_Connection.chunks`: urllib3's response and http.client's chunked reader
+    cost a watch event more CPU than decoding it (bench/bench_kube_http.py measures both on one watch).
     """
 
     def __init__(self, client: KubeClient, path: str, query: Mapping[str, Any], *, read_timeout: float) -> None:
@@ -648,74 +672,74 @@ class Watch:
         self._query = query
         self._read_timeout = read_timeout
         self._lock = threading.Lock()
-        self._resp: urllib3.BaseHTTPResponse | None = None
+        self._conn: _Connection | None = None
         self._stopped = False
 
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
-            resp = self._resp
-        if resp is not None:
-            # shutdown() unblocks a read in progress in the iterating thread; a closed one has none (urllib3
-            # then raises ValueError: its socket is gone)
-            with contextlib.suppress(OSError, AttributeError, ValueError):
-                resp.shutdown()
+            conn = self._conn
+        if conn is not None:
+            # shutdown() ends a read in progress in the iterating thread, which then closes the socket
+            with contextlib.suppress(OSError, ValueError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
 
     def __iter__(self) -> Iterator[WatchEvent]:
         if self._stopped:
             return
-        import urllib3
-
         c, path = self._client, self._path
+        pool = c._conns
+        clock = c._clock
+        head = pool._head("GET", pool.prefix + path + c._url_query(self._query), c._headers(None), None)
         try:
-            resp = c._pool.request("GET", c.host + path + c._url_query(self._query), headers=c._headers(None),
-                                   preload_content=False,
-                                   timeout=urllib3.Timeout(connect=10, read=self._read_timeout))
-        except urllib3.exceptions.HTTPError as e:
+            conn = pool._new(clock.now() + WATCH_CONNECT_S)
+        except (OSError, ValueError) as e:  # TimeoutError and ssl.SSLError are OSErrors
             raise errors.ServerError(f"WATCH {path}: {e}") from e
         with self._lock:
-            self._resp = resp
+            self._conn = conn
             stopped = self._stopped
         try:
             if stopped:
                 return
-            if resp.status >= 300:
-                data = resp.read()
-                try:
-                    payload: Any = orjson.loads(data)
-                except ValueError:
-                    payload = data.decode(errors="replace")
-                raise _error_for(resp.status, payload, "WATCH", path)
+            read_timeout = self._read_timeout
             try:
-                yield from _decode_stream(resp, path)
-            except errors.ServerError:
+                status, length, chunked, _keep, _ = conn.send(head, None, clock.now() + WATCH_CONNECT_S + read_timeout)
+                if status >= 300:
+                    raw = conn.body(status, length, chunked, clock.now() + read_timeout)
+                    try:
+                        payload: Any = orjson.loads(raw)
+                    except ValueError:
+                        payload = raw.decode(errors="replace")
+                    raise _error_for(status, payload, "WATCH", path)
+                if chunked:
+                    pieces: Iterable[bytes] = conn.chunks(lambda: clock.now() + read_timeout)
+                else:  # not what an API server sends; a proxy may
+                    pieces = conn.pieces(length, lambda: clock.now() + read_timeout)
+                yield from _decode_stream(pieces, path)
+            except (OSError, ValueError, _BadAnswer) as e:
                 if not self._stopped:
-                    raise
+                    raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
                 # stop() broke the stream on purpose: end quietly
         finally:
-            resp.close()  # a watch connection is never reused: closing also stops a half-read stream
+            conn.close()  # a watch connection is never reused: closing also ends a half-read stream
 
 
-def _decode_stream(resp: urllib3.BaseHTTPResponse, path: str) -> Iterator[WatchEvent]:
-    import urllib3
-
+def _decode_stream(pieces: Iterable[bytes], path: str) -> Iterator[WatchEvent]:
+    """The events of a watch's body, one JSON document per line, cut anywhere into `pieces`."""
     buf = b""
-    try:
-        for chunk in resp.stream(64 * 1024, decode_content=True):
-            buf = buf + chunk if buf else chunk
-            start = 0
-            while (nl := buf.find(b"\n", start)) >= 0:
-                line, start = buf[start:nl], nl + 1  # one copy per event, not of the rest of the chunk
-                if not line.strip():
-                    continue
-                ev = orjson.loads(line)
-                etype, obj = ev.get("type", ""), ev.get("object") or {}
-                if etype == "ERROR":
-                    code = obj.get("code", 0)
-                    cls = errors.Gone if code == 410 else errors.WatchError
-                    raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
-                              reason=obj.get("reason", ""), body=obj)
-                yield WatchEvent(etype, obj)
-            buf = buf[start:]
-    except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise errors.ServerError(f"WATCH {path}: stream broken: {e}") from e
+    for chunk in pieces:
+        buf = buf + chunk if buf else chunk
+        start = 0
+        while (nl := buf.find(b"\n", start)) >= 0:
+            line, start = buf[start:nl], nl + 1  # one copy per event, not of the rest of the chunk
+            if not line.strip():
+                continue
+            ev = orjson.loads(line)
+            etype, obj = ev.get("type", ""), ev.get("object") or {}
+            if etype == "ERROR":
+                code = obj.get("code", 0)
+                cls = errors.Gone if code == 410 else errors.WatchError
+                raise cls(f"WATCH {path}: {obj.get('message', obj)}", status=code,
+                          reason=obj.get("reason", ""), body=obj)
+            yield WatchEvent(etype, obj)
+        buf = buf[start:] if start < len(buf) else b""
