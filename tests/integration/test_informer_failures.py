@@ -197,3 +197,30 @@ def test_apiserver_killed_and_restarted_mid_watch_converges(cp: ControlPlane, cl
         stop.set()
         t.join(15)
     assert not t.is_alive(), "stopping the informer must end its open watch promptly"
+
+
+def test_stop_ends_a_watch_blocked_on_the_api_servers_tls_stream(client: KubeClient) -> None:
+    """What a reflector's shutdown relies on: `stop()` from another thread ends a watch that waits for the
+    next event on a real TLS connection, at once and without an error; a watch stopped before it starts sends
+    nothing."""
+    client.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "stop-probe"}}, NS)
+    w = client.open_watch(CONFIGMAPS, NS, resource_version="0", timeout_seconds=300)
+    seen: list[str] = []
+    ended: list[BaseException | None] = []
+
+    def consume() -> None:
+        try:
+            seen.extend(str(e.object["metadata"].get("name")) for e in w)
+            ended.append(None)
+        except BaseException as e:  # the assertion below shows whatever ended it
+            ended.append(e)
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    assert _eventually(lambda: "stop-probe" in seen, 10)  # the stream is open and now waits
+    w.stop()
+    t.join(2)
+    assert not t.is_alive() and ended == [None]
+    early = client.open_watch(CONFIGMAPS, NS, resource_version="0")
+    early.stop()
+    assert list(early) == []
