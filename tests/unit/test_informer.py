@@ -21,6 +21,7 @@ from virtmigrate.informer import (
     index_by_node,
     wait_for_cache_sync,
 )
+from virtmigrate.informer.handlers import object_of
 from virtmigrate.kube.resources import CONFIGMAPS, PODS
 
 
@@ -52,13 +53,14 @@ def start(lw: FakeListerWatcher, stop: threading.Event, **kw: object) -> SharedI
     return inf
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["own-thread", "inline"])
 def test_handler_added_after_start_first_receives_the_current_state(lw: FakeListerWatcher,
-                                                                      stop: threading.Event) -> None:
+                                                                      stop: threading.Event, inline: bool) -> None:
     inf = start(lw, stop, clock=FakeClock())
     assert inf.wait_for_cache_sync(timeout=5)
     assert lw.wait_for_watches(1)
     rec = Recorder()
-    reg = inf.add_event_handler(rec)
+    reg = inf.add_event_handler(rec, inline=inline)
     evs = rec.wait_for(3)
     assert sorted(e[1] for e in evs) == ["o0", "o1", "o2"] and all(e[0] == "add" and e[2] for e in evs)
     lw.create(obj("o3"))
@@ -66,8 +68,9 @@ def test_handler_added_after_start_first_receives_the_current_state(lw: FakeList
     assert reg.has_synced()
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["own-thread", "inline"])
 def test_every_handler_sees_every_event_and_a_failing_one_does_not_stop_the_others(
-        lw: FakeListerWatcher, stop: threading.Event) -> None:
+        lw: FakeListerWatcher, stop: threading.Event, inline: bool) -> None:
     inf = SharedInformer(lw, InformerConfig(name="t", clock=FakeClock(), registry=CollectorRegistry()))
     good = Recorder()
     bad_calls: list[str] = []
@@ -76,14 +79,47 @@ def test_every_handler_sees_every_event_and_a_failing_one_does_not_stop_the_othe
         bad_calls.append(o["metadata"]["name"])
         raise RuntimeError("handler bug")
 
-    inf.add_event_handler(FuncHandler(add=explode))
-    inf.add_event_handler(good)
+    inf.add_event_handler(FuncHandler(add=explode), inline=inline)
+    inf.add_event_handler(good, inline=inline)
     inf.start(stop)
     good.wait_for(3)
     assert lw.wait_for_watches(1)
     lw.create(obj("o3"))
     good.wait_for(4)
     assert _eventually(lambda: len(bad_calls) == 4), "the failing handler must keep receiving events"
+
+
+def test_an_inline_handler_is_called_by_the_reflector_as_each_change_is_cached(lw: FakeListerWatcher) -> None:
+    """In the reflector's thread, in order, with the cache already showing the change; one registered late
+    gets the current state before add_event_handler returns; none is called once the informer stopped."""
+    stop = threading.Event()
+    inf = SharedInformer(lw, InformerConfig(name="t", clock=FakeClock(), registry=CollectorRegistry()))
+    seen: list[tuple[str, str, str, bool]] = []  # (kind, name, thread, cached as the handler saw it)
+
+    def note(kind: str, o: dict) -> None:  # type: ignore[type-arg]
+        name = o["metadata"]["name"]
+        cached = inf.indexer.get_by_key(f"default/{name}")
+        seen.append((kind, name, threading.current_thread().name, (cached is not None) == (kind != "delete")))
+
+    reg = inf.add_event_handler(FuncHandler(add=lambda o, _i: note("add", o), update=lambda _o, n: note("update", n),
+                                            delete=lambda o: note("delete", object_of(o))), inline=True)
+    t = inf.start(stop)
+    assert inf.wait_for_cache_sync(timeout=5) and reg.has_synced()
+    assert lw.wait_for_watches(1)
+    lw.create(obj("o3"))
+    lw.update(obj("o3", data={"k": "2"}))
+    lw.delete("o3")
+    assert _eventually(lambda: len(seen) == 6)
+    assert [(k, n) for k, n, _, _ in seen] == [("add", "o0"), ("add", "o1"), ("add", "o2"), ("add", "o3"),
+                                              ("update", "o3"), ("delete", "o3")]
+    assert {th for _, _, th, _ in seen} == {"reflector-t"} and all(ok for *_, ok in seen)
+    late = Recorder()
+    inf.add_event_handler(late, inline=True)
+    assert sorted(e[1] for e in late.events) == ["o0", "o1", "o2"]  # already delivered, in this thread
+    stop.set()
+    t.join(5)
+    lw.create(obj("after-stop"))
+    assert not _eventually(lambda: len(seen) > 6, 0.3)
 
 
 def test_managed_fields_are_stripped_by_default_and_transform_is_optional(

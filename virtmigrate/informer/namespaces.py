@@ -86,9 +86,11 @@ class NamespacesInformer:
         self.informers = dict(informers)  # namespace -> its informer
         self.indexer = NamespacesStore({ns: inf.indexer for ns, inf in self.informers.items()})
 
-    def add_event_handler(self, handler: ResourceEventHandler) -> NamespacesRegistration:
-        """`handler` gets every namespace's events (each namespace's in order; no order across them)."""
-        return NamespacesRegistration([inf.add_event_handler(handler) for inf in self.informers.values()])
+    def add_event_handler(self, handler: ResourceEventHandler, *, inline: bool = False) -> NamespacesRegistration:
+        """`handler` gets every namespace's events (each namespace's in order; no order across them). `inline`:
+        as SharedInformer's (an inline handler is then called from every namespace's reflector thread)."""
+        return NamespacesRegistration([inf.add_event_handler(handler, inline=inline)
+                                       for inf in self.informers.values()])
 
     def has_synced(self) -> bool:
         return all(inf.has_synced() for inf in self.informers.values())

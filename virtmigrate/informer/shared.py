@@ -3,7 +3,11 @@
 Fed by a `Reflector` (it is the reflector's sink); consumed by controllers, which read its
 `indexer` (a `Store`) and register `ResourceEventHandler`s. Each handler has its own
 unbounded buffer and thread (client-go's processorListener), so a slow handler delays only
-itself, and every handler sees every change in order:
+itself — unless it is registered `inline`: then the reflector's thread calls it, under the informer's
+lock, as each change is cached. An inline handler must only read caches and queue keys (no API call, no
+wait on anything a worker holds across one): it then costs less than the hand-off to a thread of its
+own, which wakes that thread for every event (a sixth of a busy controller's CPU in a py-spy profile of
+`bench/bench_controller.py scale`). Either way every handler sees every change in order:
 
     first list          on_add(obj, is_in_initial_list=True)
     watch ADDED         on_add(obj, False)   (on_update if the key was cached)
@@ -70,25 +74,34 @@ Notification = tuple[int, Any, Any]
 class HandlerRegistration:
     """Returned by `add_event_handler`; `has_synced()` once the handler has received the initial list."""
 
-    def __init__(self, handler: ResourceEventHandler, name: str) -> None:
+    def __init__(self, handler: ResourceEventHandler, name: str, *, inline: bool = False) -> None:
         self.handler = handler
+        self.inline = inline
         self._synced = threading.Event()
         self._cond = threading.Condition()
         self._buf: collections.deque[Notification] = collections.deque()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name=f"handler-{name}", daemon=True)
+        self._thread = None if inline else threading.Thread(target=self._run, name=f"handler-{name}", daemon=True)
         self._log = log.bind(informer=name)
 
     def has_synced(self) -> bool:
         return self._synced.is_set()
 
     def _start(self) -> None:
-        self._thread.start()
+        if self._thread is not None:
+            self._thread.start()
 
     # The one consumer thread waits only on an empty buffer, so only the push that makes the buffer
     # non-empty needs to wake it: later ones join the batch it is about to take (fewer thread wake-ups).
+    # An inline registration has no buffer: the pusher (the reflector's thread, under the informer's lock)
+    # delivers at once.
 
     def _push_many(self, notes: list[Notification]) -> None:
+        if self.inline:
+            if not self._stopped:
+                for note in notes:
+                    self._deliver(note)
+            return
         with self._cond:
             was_empty = not self._buf
             self._buf.extend(notes)
@@ -96,6 +109,10 @@ class HandlerRegistration:
                 self._cond.notify()
 
     def _push(self, note: Notification) -> None:
+        if self.inline:
+            if not self._stopped:
+                self._deliver(note)
+            return
         with self._cond:
             was_empty = not self._buf
             self._buf.append(note)
@@ -111,8 +128,23 @@ class HandlerRegistration:
         with self._cond:
             return len(self._buf)
 
-    def _run(self) -> None:
+    def _deliver(self, note: Notification) -> None:
+        kind, a, b = note
         h = self.handler
+        try:
+            if kind == _ADD:
+                h.on_add(a, b)
+            elif kind == _UPDATE:
+                h.on_update(a, b)
+            elif kind == _DELETE:
+                h.on_delete(a)
+            else:
+                self._synced.set()
+        except Exception:  # a handler bug must not stop later events reaching it
+            self._log.exception("handler_failed", kind=kind)
+
+    def _run(self) -> None:
+        deliver = self._deliver
         while True:
             with self._cond:
                 while not self._buf and not self._stopped:
@@ -121,18 +153,8 @@ class HandlerRegistration:
                     return
                 batch = list(self._buf)
                 self._buf.clear()
-            for kind, a, b in batch:
-                try:
-                    if kind == _ADD:
-                        h.on_add(a, b)
-                    elif kind == _UPDATE:
-                        h.on_update(a, b)
-                    elif kind == _DELETE:
-                        h.on_delete(a)
-                    else:
-                        self._synced.set()
-                except Exception:  # a handler bug must not stop later events reaching it
-                    self._log.exception("handler_failed", kind=kind)
+            for note in batch:
+                deliver(note)
 
 
 class SharedInformer:
@@ -154,9 +176,10 @@ class SharedInformer:
 
     # --- controller-facing ----------------------------------------------------------------------
 
-    def add_event_handler(self, handler: ResourceEventHandler) -> HandlerRegistration:
-        """Register `handler`. If the cache is already filled, it first gets on_add for each cached object."""
-        reg = HandlerRegistration(handler, self.name)
+    def add_event_handler(self, handler: ResourceEventHandler, *, inline: bool = False) -> HandlerRegistration:
+        """Register `handler`. If the cache is already filled, it first gets on_add for each cached object.
+        `inline`: called in the reflector's thread (see the module's doc for what such a handler may do)."""
+        reg = HandlerRegistration(handler, self.name, inline=inline)
         with self._lock:
             self._handlers.append(reg)
             if self._synced.is_set():

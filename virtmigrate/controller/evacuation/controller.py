@@ -100,13 +100,13 @@ class EvacuationController:
         self._pool = Workers("evacuation", self.process_next_work_item, self.queue, log=log)
         self.nodes.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_node(None, o), update=self._on_node,
-            delete=lambda o: self._on_node(None, object_of(o))))
+            delete=lambda o: self._on_node(None, object_of(o))), inline=True)
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=self._on_vm_update,
-            delete=lambda o: self._on_vm(object_of(o))))
+            delete=lambda o: self._on_vm(object_of(o))), inline=True)
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(o), update=lambda _o, n: self._on_migration(n),
-            delete=self._on_migration_delete))
+            delete=self._on_migration_delete), inline=True)
 
     # --- handlers: events -> node names ----------------------------------------------------------
 

@@ -92,12 +92,13 @@ class MigrationController:
                            sync_outcomes=(OUTCOME_OK, OUTCOME_CONFLICT, OUTCOME_ERROR))
         self.migrations.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_migration(None, o), update=self._on_migration,
-            delete=self._on_migration_delete))
+            delete=self._on_migration_delete), inline=True)
         self.pods.add_event_handler(FuncHandler(
-            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n), delete=self._on_pod_delete))
+            add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n),
+            delete=self._on_pod_delete), inline=True)
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_vm(o), update=lambda _o, n: self._on_vm(n),
-            delete=self._on_vm_delete))
+            delete=self._on_vm_delete), inline=True)
 
     # --- handlers: events -> keys ----------------------------------------------------------------
 

@@ -103,13 +103,13 @@ class VMController:
         self._pool = Workers("vm", self.process_next_work_item, self.queue, log=log)
         self.vms.add_event_handler(FuncHandler(
             add=lambda o, _initial: self.queue.add(object_key(o)), update=lambda _o, n: self.queue.add(object_key(n)),
-            delete=lambda o: self.queue.add(object_key(object_of(o)))))
+            delete=lambda o: self.queue.add(object_key(object_of(o)))), inline=True)
         self.pods.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_pod(o), update=lambda _o, n: self._on_pod(n),
-            delete=self._on_pod_delete))
+            delete=self._on_pod_delete), inline=True)
         self.pdbs.add_event_handler(FuncHandler(
             add=lambda o, _initial: self._on_pdb(o), update=lambda _o, n: self._on_pdb(n),
-            delete=lambda o: self._on_pdb(object_of(o))))
+            delete=lambda o: self._on_pdb(object_of(o))), inline=True)
 
     # --- handlers -----------------------------------------------------------------------------
 
