@@ -10,6 +10,9 @@ clock (bounded, within the deadline), and one overall deadline bounds a server t
 from __future__ import annotations
 
 import contextlib
+import json
+import random
+import re
 import socket
 import threading
 import time
@@ -27,7 +30,10 @@ from virtmigrate.kube.client import (
     _Connection,
     _decode_stream,
     _Disconnected,
+    _head_end,
     _IncompleteRead,
+    _loads_event,
+    _without_managed_fields,
     replay_safe,
     retry_after_s,
 )
@@ -486,3 +492,72 @@ def test_stop_from_another_thread_ends_a_blocked_watch_quietly(serve: Any) -> No
     w.stop()
     t.join(5)
     assert not t.is_alive() and outcome == [None] and got == ["a"]
+
+
+_TRICKY = ['plain', ']},"spec":{', '],"name":"x', '"managedFields":[', ']}', 'a\\"b]', '],"', ']},"s', '{"k":[1]}',
+           'ünï', '"spec":', '<&>']
+
+
+def _pod_like(rng: random.Random) -> dict[str, Any]:
+    """An object with managedFields whose strings (manager names, label and annotation values, field keys
+    and spec values) hold the byte patterns the cut looks for."""
+    def pick() -> str:
+        return rng.choice(_TRICKY) + rng.choice(_TRICKY)
+
+    entries = [{"manager": pick(), "operation": rng.choice(["Update", "Apply"]), "apiVersion": "v1",
+                "time": "2026-11-29T13:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {f"f:{pick()}": {}}},
+                             "f:spec": {f"k:{{\"name\":\"{pick()}\"}}": {".": {}, "f:args": {}}}},
+                **({"subresource": "status"} if rng.random() < 0.5 else {})}
+               for _ in range(rng.randint(1, 4))]
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "p-" + pick(), "namespace": "ns", "uid": "u1", "resourceVersion": "42",
+                         "creationTimestamp": "2026-11-29T13:00:00Z", "labels": {"a": pick(), "spec": "x"}
+                         if rng.random() < 0.2 else {"a": pick()},
+                         "annotations": {"b": pick(), "c": pick()}, "finalizers": [pick()],
+                         "managedFields": entries},
+            "spec": {"containers": [{"name": pick(), "args": [pick(), pick()]}], "nodeName": pick()},
+            "status": {"phase": "Running", "message": pick()}}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_watch_event_without_managed_fields_is_the_object_minus_that_field_or_decoded_whole(seed: int) -> None:
+    """In the built-in encoding (ObjectMeta's field order: managedFields last) and the custom objects' (sorted
+    keys), with the cut's byte patterns planted in every string: the event decodes to exactly the object
+    without metadata.managedFields, never to a different object."""
+    rng = random.Random(seed)
+    obj = _pod_like(rng)
+    expected = json.loads(json.dumps(obj))
+    del expected["metadata"]["managedFields"]
+    typed = json.dumps({"type": "MODIFIED", "object": obj}, separators=(",", ":"), ensure_ascii=rng.random() < 0.5)
+    unstructured = json.dumps({"type": "MODIFIED", "object": obj}, separators=(",", ":"), sort_keys=True)
+    for line in (typed.encode(), unstructured.encode()):
+        assert line.count(b'"managedFields"') == 1
+        assert _loads_event(line, True)["object"] == expected
+        assert _loads_event(line, False)["object"] == obj
+
+
+def test_the_cut_is_taken_for_both_encodings_of_a_plain_object() -> None:
+    """Not only correct but taken: for an ordinary object the bytes are cut, not decoded whole."""
+    entry = {"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2026-11-29T13:00:00Z",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}, "subresource": "status"}
+    obj = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "ns", "uid": "u",
+                                                           "resourceVersion": "7", "labels": {"a": "b"},
+                                                           "managedFields": [entry, entry]},
+           "spec": {"containers": [{"name": "c", "args": ["x"]}]}, "status": {"phase": "Running"}}
+    for sort_keys in (False, True):
+        line = json.dumps({"type": "ADDED", "object": obj}, separators=(",", ":"), sort_keys=sort_keys).encode()
+        cut = _without_managed_fields(line)
+        assert cut is not None and b"managedFields" not in cut and b"kubelet" not in cut
+        assert json.loads(cut)["object"]["spec"] == obj["spec"]
+
+
+def test_the_end_of_an_answers_head_is_where_the_blank_line_regex_finds_it() -> None:
+    """`_head_end` (two substring searches) against `\\r?\\n\\r?\\n` on every short mix of CR, LF and text."""
+    blank_line = re.compile(rb"\r?\n\r?\n")
+    rng = random.Random(7)
+    for _ in range(20000):
+        buf = bytearray(b"".join(rng.choice([b"a", b"\r", b"\n"]) for _ in range(rng.randint(0, 10))))
+        pos = rng.randint(0, len(buf))
+        m = blank_line.search(buf, pos)
+        assert _head_end(buf, pos) == ((m.start(), m.end()) if m else None), (bytes(buf), pos)

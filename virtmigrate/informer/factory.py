@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from virtmigrate.clock import Clock, RealClock
 from virtmigrate.informer.namespaces import NamespacesInformer
-from virtmigrate.informer.shared import InformerConfig, SharedInformer
+from virtmigrate.informer.shared import InformerConfig, SharedInformer, strip_managed_fields
 from virtmigrate.informer.store import DEFAULT_INDEXERS, IndexFunc
 from virtmigrate.kube.client import KubeClient
 from virtmigrate.kube.listwatch import KubeListerWatcher, ListerWatcher
@@ -57,7 +57,9 @@ class SharedInformerFactory:
 
     def _kube_lw(self, res: Resource, ns: str | None, ls: str | None, fs: str | None) -> ListerWatcher:
         assert self._client is not None
-        return KubeListerWatcher(self._client, res, namespace=ns, label_selector=ls, field_selector=fs)
+        # The default transform drops managedFields: then the watch need not decode them at all.
+        return KubeListerWatcher(self._client, res, namespace=ns, label_selector=ls, field_selector=fs,
+                                 drop_managed_fields=self._cfg.defaults.transform is strip_managed_fields)
 
     def informer_for(self, resource: Resource, *, namespace: str | None = None,
                      label_selector: str | None = None, field_selector: str | None = None,

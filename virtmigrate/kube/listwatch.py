@@ -45,8 +45,12 @@ class KubeListerWatcher:
     """A `ListerWatcher` on the API server."""
 
     def __init__(self, client: KubeClient, resource: Resource, *, namespace: str | None = None,
-                 label_selector: str | None = None, field_selector: str | None = None) -> None:
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 drop_managed_fields: bool = False) -> None:
+        """`drop_managed_fields`: watched objects come without `metadata.managedFields` (for a consumer that
+        drops them anyway: decoding them is most of a watch event's cost)."""
         self.client = client
+        self.drop_managed_fields = drop_managed_fields
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
@@ -62,4 +66,5 @@ class KubeListerWatcher:
               allow_bookmarks: bool = True) -> WatchStream:
         return self.client.open_watch(self.resource, self.namespace, resource_version=resource_version,
                                       label_selector=self.label_selector, field_selector=self.field_selector,
-                                      timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks)
+                                      timeout_seconds=timeout_seconds, allow_bookmarks=allow_bookmarks,
+                                      drop_managed_fields=self.drop_managed_fields)
