@@ -130,7 +130,11 @@ class MigrationSync:
             self._waiting.discard(key)
 
     def seen_admitted(self, key: str) -> None:
-        """The cache shows `key` past Pending: local admission memory is no longer needed."""
+        """The cache shows `key` past Pending: local admission memory is no longer needed. Called by an inline
+        handler for every update of an admitted Migration: the lock (which admissions hold while they decide)
+        is taken only when there is something to drop (a set's membership test is atomic)."""
+        if key not in self._admitted:
+            return
         with self._admit_lock:
             self._admitted.discard(key)
 
@@ -210,7 +214,11 @@ class MigrationSync:
     # --- observe ---------------------------------------------------------------------------------------
 
     def admissible_pending(self) -> list[str]:
-        """Pending keys that capacity would admit now (to wake them when a slot frees up)."""
+        """Pending keys that capacity would admit now (to wake them when a slot frees up). Called by inline
+        handlers: when nobody waits it returns at once, without the lock admissions hold while they decide (a
+        key added meanwhile is one whose worker decided before this call, as it would be after the lock)."""
+        if not self._waiting:
+            return []
         with self._admit_lock:
             if not self._waiting:
                 return []  # nobody waits: skip the O(n) look at every Migration
