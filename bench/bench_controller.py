@@ -15,6 +15,7 @@
             guest (at the agent's starting downtime and at libvirt's default), with a timeline.
 
 Usage: python bench/bench_controller.py scale [--n 200,1000] [--preload 10000] [--baseline DIR] [--new DIR]
+                                                          [--rounds K]
                                                           (own control plane, or $VIRTMIGRATE_BENCH_KUBECONFIG)
        python bench/bench_controller.py e2e [--runs 5]    (own local cluster, or the one at $VIRTMIGRATE_STATE)
 """
@@ -329,6 +330,7 @@ class Figures:
     wall_s: float = float("nan")
     ok: int = 0
     failed: int = 0
+    round: int = 0                      # which repetition (--rounds)
 
 
 NEW_TREE: str | None = None  # `--new DIR`: the "new" side runs that source tree instead of this one
@@ -504,12 +506,33 @@ def _r(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b and b == b and a == a else "n/a"
 
 
+def _median_figures(group: list[Figures]) -> Figures:
+    """One scenario's figures over its rounds: the median of each."""
+    import statistics
+
+    def med(attr: str) -> float:
+        return float(statistics.median(float(getattr(f, attr)) for f in group))
+
+    first = group[0]
+    return Figures(first.code, first.n, first.preload, cpu_ms=med("cpu_ms"), sys_ms=med("sys_ms"), p50_s=med("p50_s"),
+                   p99_s=med("p99_s"), rss_mib=med("rss_mib"), e2a_p99_ms=med("e2a_p99_ms"), syncs=med("syncs"),
+                   wall_s=med("wall_s"), ok=min(f.ok for f in group), failed=max(f.failed for f in group))
+
+
 def report(figs: list[Figures]) -> None:
     """The history ratio (finished Migrations pre-loaded vs empty caches) per code and size, and, with a
-    baseline, new vs baseline in each scenario."""
-    by = {(f.code, f.n, f.preload): f for f in figs}
-    print("scale summary (CPU = controller CPU per migration; p50/p99 = create -> Succeeded; RSS = peak):")
+    baseline, new vs baseline in each scenario. With several rounds, each figure is the median over the rounds
+    and new / baseline is also given per round (each round's two runs are adjacent in time)."""
+    import statistics
+
+    groups: dict[tuple[str, int, int], list[Figures]] = {}
     for f in figs:
+        groups.setdefault((f.code, f.n, f.preload), []).append(f)
+    by = {k: _median_figures(g) for k, g in groups.items()}
+    rounds = max(len(g) for g in groups.values())
+    print("scale summary (CPU = controller CPU per migration; p50/p99 = create -> Succeeded; RSS = peak"
+          + (f"; the median of {rounds} rounds" if rounds > 1 else "") + "):")
+    for f in by.values():
         print(f"  {f.code:8} n={f.n:<5} history={f.preload:<6} CPU {f.cpu_ms:6.2f} ms  p50 {f.p50_s:6.2f}s  "
               f"p99 {f.p99_s:6.2f}s  RSS {f.rss_mib:5.0f} MiB  ({f.ok}/{f.n} Succeeded)")
     for (code, n, pre), f in by.items():
@@ -523,14 +546,23 @@ def report(figs: list[Figures]) -> None:
     for (code, n, pre), f in by.items():
         b = by.get(("baseline", n, pre))
         if code == "new" and b is not None:
-            print(f"  new / baseline, n={n} history={pre}: CPU {_r(f.cpu_ms, b.cpu_ms)}, p50 {_r(f.p50_s, b.p50_s)}, "
-                  f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}")
+            line = (f"  new / baseline, n={n} history={pre}: CPU {_r(f.cpu_ms, b.cpu_ms)}, p50 {_r(f.p50_s, b.p50_s)}, "
+                    f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}")
+            pairs = list(zip(sorted(groups[("baseline", n, pre)], key=lambda x: x.round),
+                             sorted(groups[(code, n, pre)], key=lambda x: x.round), strict=False))
+            if len(pairs) > 1:
+                per = [nf.cpu_ms / bf.cpu_ms for bf, nf in pairs]
+                line += (f"; CPU per round {', '.join(f'{r:.2f}x' for r in per)} "
+                         f"(median {statistics.median(per):.2f}x)")
+            print(line)
 
 
 def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: int = 16,
-          baseline: str | None = None) -> None:
+          baseline: str | None = None, rounds: int = 1) -> None:
     """Every size, with empty caches and with `preload` finished Migrations; with `baseline`, that source
-    tree's controller runs each scenario too, interleaved (same API server, same minute)."""
+    tree's controller runs each scenario too, interleaved (same API server, same minute). `rounds`: each
+    scenario that many times, the order of the two sides alternating (this machine's speed drifts by a
+    third within minutes: a ratio from adjacent runs, repeated, is what can be trusted)."""
     state: Path | None = None
     cp = None
     if kubeconfig is None:
@@ -551,9 +583,11 @@ def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: in
         codes = ([baseline] if baseline else []) + ["new"]
         for n in sizes:
             for pre in sorted({0, preload}):
-                for code in codes:
-                    figs.append(run_scenario(client, kubeconfig, nodes, code=code, n=n, preload=pre,
-                                             workers=workers))
+                for r in range(rounds):
+                    for code in (codes if r % 2 == 0 else codes[::-1]):
+                        f = run_scenario(client, kubeconfig, nodes, code=code, n=n, preload=pre, workers=workers)
+                        f.round = r
+                        figs.append(f)
         report(figs)
     finally:
         if cp is not None:
@@ -583,6 +617,7 @@ def main() -> int:
     s.add_argument("--n", default="200,1000", help="comma-separated numbers of concurrent Migrations")
     s.add_argument("--preload", type=int, default=10_000, help="finished Migrations cached in the history runs")
     s.add_argument("--workers", type=int, default=16)
+    s.add_argument("--rounds", type=int, default=1, help="runs of each scenario per side, the sides' order alternating")
     s.add_argument("--baseline", default=None, help="a source tree whose controller runs every scenario too")
     s.add_argument("--new", default=None, help="a source tree to run as the new side (default: this tree), so "
                                                "that edits made while the bench runs do not reach it")
@@ -593,7 +628,7 @@ def main() -> int:
         global NEW_TREE
         NEW_TREE = args.new
         scale([int(x) for x in args.n.split(",")], args.preload, os.environ.get("VIRTMIGRATE_BENCH_KUBECONFIG"),
-              workers=args.workers, baseline=args.baseline)
+              workers=args.workers, baseline=args.baseline, rounds=args.rounds)
         return 0
     e2e(args.runs)
     return 0
