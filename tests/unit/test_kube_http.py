@@ -449,14 +449,15 @@ def test_a_watch_cut_mid_chunk_is_a_broken_stream_not_an_end(serve: Any) -> None
     assert got == ["a"]
 
 
+def _one_event_then_silence(sock: socket.socket, _n: int, srv: Server) -> None:
+    srv.read_request(sock)
+    sock.sendall(WATCH_HEAD + _chunked(_event("a")))
+    time.sleep(30)
+
+
 def test_a_silent_watch_ends_after_its_read_timeout(serve: Any) -> None:
     """A peer that stops sending (dead, or a network gone) is caught by the read timeout, per chunk."""
-    def script(sock: socket.socket, _n: int, srv: Server) -> None:
-        srv.read_request(sock)
-        sock.sendall(WATCH_HEAD + _chunked(_event("a")))
-        time.sleep(30)
-
-    _, kube = serve(script)
+    _, kube = serve(_one_event_then_silence)
     w = kube.open_watch(CONFIGMAPS, "ns")
     w._read_timeout = 0.3
     t0 = time.monotonic()
@@ -466,12 +467,7 @@ def test_a_silent_watch_ends_after_its_read_timeout(serve: Any) -> None:
 
 
 def test_stop_from_another_thread_ends_a_blocked_watch_quietly(serve: Any) -> None:
-    def script(sock: socket.socket, _n: int, srv: Server) -> None:
-        srv.read_request(sock)
-        sock.sendall(WATCH_HEAD + _chunked(_event("a")))
-        time.sleep(30)
-
-    _, kube = serve(script)
+    _, kube = serve(_one_event_then_silence)
     w = kube.open_watch(CONFIGMAPS, "ns")
     got: list[str] = []
     outcome: list[BaseException | None] = []
