@@ -5,9 +5,9 @@ Fed by a `Reflector` (it is the reflector's sink); consumed by controllers, whic
 unbounded buffer and thread (client-go's processorListener), so a slow handler delays only
 itself — unless it is registered `inline`: then the reflector's thread calls it, under the informer's
 lock, as each change is cached. An inline handler must only read caches and queue keys (no API call, no
-wait on anything a worker holds across one): it then costs less than the hand-off to a thread of its
-own, which wakes that thread for every event (a sixth of a busy controller's CPU in a py-spy profile of
-`bench/bench_controller.py scale`). Either way every handler sees every change in order:
+wait on anything a worker holds across one), and it spares the hand-off to a thread of its own, which
+wakes that thread for every event (the hand-off held the GIL in 15% of the samples of a py-spy profile of
+`bench/bench_controller.py scale` at n=1000). Either way every handler sees every change in order:
 
     first list          on_add(obj, is_in_initial_list=True)
     watch ADDED         on_add(obj, False)   (on_update if the key was cached)
