@@ -540,9 +540,16 @@ def report(figs: list[Figures]) -> None:
             continue
         e = by.get((code, n, 0))
         if e is not None:
-            print(f"  history ratio, {code}, n={n} ({pre} finished / empty): CPU {_r(f.cpu_ms, e.cpu_ms)} "
-                  f"(goal <= 1.1x), p50 {_r(f.p50_s, e.p50_s)}, p99 {_r(f.p99_s, e.p99_s)}, "
-                  f"RSS {_r(f.rss_mib, e.rss_mib)}")
+            line = (f"  history ratio, {code}, n={n} ({pre} finished / empty): CPU {_r(f.cpu_ms, e.cpu_ms)} "
+                    f"(goal <= 1.1x), p50 {_r(f.p50_s, e.p50_s)}, p99 {_r(f.p99_s, e.p99_s)}, "
+                    f"RSS {_r(f.rss_mib, e.rss_mib)}")
+            pairs = list(zip(sorted(groups[(code, n, 0)], key=lambda x: x.round),
+                             sorted(groups[(code, n, pre)], key=lambda x: x.round), strict=False))
+            if len(pairs) > 1:
+                per = [hf.cpu_ms / ef.cpu_ms for ef, hf in pairs]
+                line += (f"; CPU per round {', '.join(f'{r:.2f}x' for r in per)} "
+                         f"(median {statistics.median(per):.2f}x)")
+            print(line)
     for (code, n, pre), f in by.items():
         b = by.get(("baseline", n, pre))
         if code == "new" and b is not None:
@@ -560,9 +567,10 @@ def report(figs: list[Figures]) -> None:
 def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: int = 16,
           baseline: str | None = None, rounds: int = 1) -> None:
     """Every size, with empty caches and with `preload` finished Migrations; with `baseline`, that source
-    tree's controller runs each scenario too, interleaved (same API server, same minute). `rounds`: each
-    scenario that many times, the order of the two sides alternating (this machine's speed drifts by a
-    third within minutes: a ratio from adjacent runs, repeated, is what can be trusted)."""
+    tree's controller runs each scenario too, interleaved (same API server, same minute). `rounds`: every
+    scenario once per round, the order of the sides and of the two cache sizes alternating round by round
+    (this machine's speed drifts by a third within minutes: a ratio from runs of the same round, repeated, is
+    what can be trusted)."""
     state: Path | None = None
     cp = None
     if kubeconfig is None:
@@ -581,9 +589,10 @@ def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: in
         nodes = make_nodes(client, 10)
         print(history_config(baseline), flush=True)
         codes = ([baseline] if baseline else []) + ["new"]
+        pres = sorted({0, preload})
         for n in sizes:
-            for pre in sorted({0, preload}):
-                for r in range(rounds):
+            for r in range(rounds):  # each round runs every scenario, the orders alternating round by round
+                for pre in (pres if r % 2 == 0 else pres[::-1]):
                     for code in (codes if r % 2 == 0 else codes[::-1]):
                         f = run_scenario(client, kubeconfig, nodes, code=code, n=n, preload=pre, workers=workers)
                         f.round = r
