@@ -674,8 +674,8 @@ class Watch:
     Raises Gone on a 410 (in the status line or as an ERROR event), WatchError on any other ERROR
     event, ServerError on a broken stream — except when `stop()` broke it, which ends iteration quietly.
     The read timeout (the server's timeout plus a margin) bounds the wait for each chunk: it catches a dead
-    peer. Chunks are read by `_Connection.chunks`: urllib3's response and http.client's chunked reader
-    cost a watch event more CPU than decoding it (bench/bench_kube_http.py measures both on one watch).
+    peer. Chunks are read by `_Connection.chunks`, the reader every chunked answer goes through (as cheap
+    per event as urllib3's streamed response: bench/bench_kube_http.py measures both on one watch).
     """
 
     def __init__(self, client: KubeClient, path: str, query: Mapping[str, Any], *, read_timeout: float,
@@ -725,10 +725,11 @@ class Watch:
                     except ValueError:
                         payload = raw.decode(errors="replace")
                     raise _error_for(status, payload, "WATCH", path)
-                if chunked:
-                    pieces: Iterable[bytes] = conn.chunks(lambda: clock.now() + read_timeout)
-                else:  # not what an API server sends; a proxy may
-                    pieces = conn.pieces(length, lambda: clock.now() + read_timeout)
+                def idle_bound() -> float:
+                    return clock.now() + read_timeout
+
+                pieces: Iterable[bytes] = (conn.chunks(idle_bound) if chunked  # a proxy may send the stream unchunked
+                                           else conn.pieces(length, idle_bound))
                 yield from _decode_stream(pieces, path, drop_managed_fields=self._drop_managed_fields)
             except (OSError, ValueError, _BadAnswer) as e:
                 if not self._stopped:
@@ -773,6 +774,12 @@ def _without_managed_fields(line: bytes) -> bytes | None:
     return None
 
 
+def _event_metadata(ev: Any) -> JSON | None:
+    """The metadata of a decoded watch event's object, if it has one."""
+    meta = ((ev.get("object") if isinstance(ev, dict) else None) or {}).get("metadata")
+    return meta if isinstance(meta, dict) else None
+
+
 def _loads_event(line: bytes, drop_managed_fields: bool) -> Any:
     if not drop_managed_fields:
         return orjson.loads(line)
@@ -782,12 +789,12 @@ def _loads_event(line: bytes, drop_managed_fields: bool) -> Any:
             ev = orjson.loads(cut)
         except ValueError:
             ev = None
-        meta = ((ev.get("object") if isinstance(ev, dict) else None) or {}).get("metadata")
-        if isinstance(meta, dict) and "resourceVersion" in meta and "name" in meta:
+        meta = _event_metadata(ev)
+        if meta is not None and "resourceVersion" in meta and "name" in meta:
             return ev
     ev = orjson.loads(line)  # not cut: decoded whole, the field then dropped
-    meta = ((ev.get("object") if isinstance(ev, dict) else None) or {}).get("metadata")
-    if isinstance(meta, dict):
+    meta = _event_metadata(ev)
+    if meta is not None:
         meta.pop("managedFields", None)
     return ev
 
