@@ -519,11 +519,21 @@ def _median_figures(group: list[Figures]) -> Figures:
                    wall_s=med("wall_s"), ok=min(f.ok for f in group), failed=max(f.failed for f in group))
 
 
+def _per_round(over: list[Figures], under: list[Figures]) -> str:
+    """"; CPU per round ..." — each round's CPU ratio of `over` to `under` and their median; "" for one round."""
+    import statistics
+
+    pairs = list(zip(sorted(under, key=lambda x: x.round), sorted(over, key=lambda x: x.round), strict=False))
+    if len(pairs) < 2:
+        return ""
+    per = [o.cpu_ms / u.cpu_ms for u, o in pairs]
+    return f"; CPU per round {', '.join(f'{r:.2f}x' for r in per)} (median {statistics.median(per):.2f}x)"
+
+
 def report(figs: list[Figures]) -> None:
     """The history ratio (finished Migrations pre-loaded vs empty caches) per code and size, and, with a
     baseline, new vs baseline in each scenario. With several rounds, each figure is the median over the rounds
     and new / baseline is also given per round (each round's two runs are adjacent in time)."""
-    import statistics
 
     groups: dict[tuple[str, int, int], list[Figures]] = {}
     for f in figs:
@@ -543,25 +553,13 @@ def report(figs: list[Figures]) -> None:
             line = (f"  history ratio, {code}, n={n} ({pre} finished / empty): CPU {_r(f.cpu_ms, e.cpu_ms)} "
                     f"(goal <= 1.1x), p50 {_r(f.p50_s, e.p50_s)}, p99 {_r(f.p99_s, e.p99_s)}, "
                     f"RSS {_r(f.rss_mib, e.rss_mib)}")
-            pairs = list(zip(sorted(groups[(code, n, 0)], key=lambda x: x.round),
-                             sorted(groups[(code, n, pre)], key=lambda x: x.round), strict=False))
-            if len(pairs) > 1:
-                per = [hf.cpu_ms / ef.cpu_ms for ef, hf in pairs]
-                line += (f"; CPU per round {', '.join(f'{r:.2f}x' for r in per)} "
-                         f"(median {statistics.median(per):.2f}x)")
-            print(line)
+            print(line + _per_round(groups[(code, n, pre)], groups[(code, n, 0)]))
     for (code, n, pre), f in by.items():
         b = by.get(("baseline", n, pre))
         if code == "new" and b is not None:
             line = (f"  new / baseline, n={n} history={pre}: CPU {_r(f.cpu_ms, b.cpu_ms)}, p50 {_r(f.p50_s, b.p50_s)}, "
                     f"p99 {_r(f.p99_s, b.p99_s)}, RSS {_r(f.rss_mib, b.rss_mib)}")
-            pairs = list(zip(sorted(groups[("baseline", n, pre)], key=lambda x: x.round),
-                             sorted(groups[(code, n, pre)], key=lambda x: x.round), strict=False))
-            if len(pairs) > 1:
-                per = [nf.cpu_ms / bf.cpu_ms for bf, nf in pairs]
-                line += (f"; CPU per round {', '.join(f'{r:.2f}x' for r in per)} "
-                         f"(median {statistics.median(per):.2f}x)")
-            print(line)
+            print(line + _per_round(groups[(code, n, pre)], groups[("baseline", n, pre)]))
 
 
 def scale(sizes: list[int], preload: int, kubeconfig: str | None, *, workers: int = 16,
