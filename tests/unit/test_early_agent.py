@@ -146,9 +146,9 @@ def test_the_outcome_is_read_from_the_migration_status() -> None:
     assert _agent_outcome({}) is None
 
 
-def test_the_early_start_is_opt_in() -> None:
+def test_the_early_start_is_the_default_and_can_be_turned_off() -> None:
     from virtmigrate.controller.config import parse_config
 
-    assert parse_config([], {}).agent_early_start is False
-    assert parse_config(["--agent-early-start=true"], {}).agent_early_start is True
-    assert parse_config([], {"VIRTMIGRATE_AGENT_EARLY_START": "true"}).agent_early_start is True
+    assert parse_config([], {}).agent_early_start is True
+    assert parse_config(["--agent-early-start=false"], {}).agent_early_start is False
+    assert parse_config([], {"VIRTMIGRATE_AGENT_EARLY_START": "false"}).agent_early_start is False

@@ -43,7 +43,7 @@ class ControllerConfig:
     destination_uri_template: str = "qemu+tcp://{ip}/system"  # when a Node has no libvirt-uri annotation
     migration_uri_template: str = "tcp://{ip}"                # when a Node has no migration-address annotation
     agent_service_account: str = "virtmigrate-agent"  # made per namespace (identities.py); "" = no API access
-    agent_early_start: bool = False  # create the agent once the target pod is bound (agent/gate.py); see README
+    agent_early_start: bool = True  # create the agent once the target pod is bound (agent/gate.py); see README
     metrics_address: str = "127.0.0.1:8080"     # host:port of /metrics, /healthz, /readyz; "" disables
     metrics_fd: int = 0                         # an inherited listening socket to serve them on instead; 0 = none
     log_format: str = "json"                    # json or console
@@ -186,7 +186,7 @@ _FLAGS: tuple[tuple[str, str, Callable[[str], Any], Any, str], ...] = (
      "virtmigrate-agent in each namespace, any other name is yours to make); empty = none"),
     ("--agent-early-start", "AGENT_EARLY_START", _bool, _D.agent_early_start,
      "create the agent pod once the target pod is bound (it waits for TargetReady itself; needs an agent "
-     "service account) rather than at TargetReady"),
+     "service account); false = at TargetReady"),
     ("--metrics-address", "METRICS_ADDRESS", str, _D.metrics_address, "host:port for /metrics, /healthz, /readyz"),
     ("--metrics-fd", "METRICS_FD", int, _D.metrics_fd,
      "serve /metrics, /healthz, /readyz on this inherited listening socket instead of binding --metrics-address "
