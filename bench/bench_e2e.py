@@ -7,9 +7,10 @@ Each run alternates three migrations, each starting from where the previous one 
                 the same kernel, after `virsh migrate-setmaxdowntime` to the downtime the agent starts with
                 (its policy's first step: like with like);
     virsh       the same with libvirt's default maximum downtime (QEMU's 300 ms).
-With --early-start a fourth arm, ours-early: the same Migration with the controller's agent early start on
-(VIRTMIGRATE_AGENT_EARLY_START: the agent pod created once the target pod is bound); the controller is
-restarted between the two settings, and the ratio ours-early / ours printed.
+Every arm starts after the same pause (SETTLE_S), and the arms' order rotates from run to run.
+With --late-start a fourth arm, ours-late: the same Migration with the controller's agent early start off
+(VIRTMIGRATE_AGENT_EARLY_START=false: the agent pod created at TargetReady, not once the target pod is bound);
+the controller is restarted between the two settings, and the ratio ours / ours-late printed.
 Figures: the median of each, the ratios ours / virsh-agent and ours / virsh (goal <= 1.15x), the
 orchestration overhead (ours minus the agent's libvirt job time, goal median <= 0.25 s), the downtime of
 each (agent result, `virsh domjobinfo --completed` on the destination), and the median of every segment of
@@ -20,7 +21,7 @@ each mode in turn (the order alternating between rounds), a warm-up migration, t
 the median of each mode, the ratio to the first (the default path may lose at most 20 %) and each mode's
 timeline.
 
-Usage: python bench/bench_e2e.py [--runs 7] [--early-start]
+Usage: python bench/bench_e2e.py [--runs 7] [--late-start]
        python bench/bench_e2e.py --nodes runner,kubelet [--runs 5] [--rounds 2]
        (its own cluster in $VIRTMIGRATE_STATE, else a temporary one; nodes migrate on
        127.0.0.<$VIRTMIGRATE_E2E_FIRST_ADDRESS>+)
@@ -191,9 +192,29 @@ def agent_initial_downtime_ms(memory_bytes: int) -> int:
     return next_max_downtime(0.0, compute_downtime_steps(Policy(), memory_bytes))
 
 
+SETTLE_S = 3.0  # the pause before each arm
+
+
 def _med(xs: list[float]) -> float:
     xs = [x for x in xs if x == x]
     return statistics.median(xs) if xs else float("nan")
+
+
+def qemu_main_system_s(guest: str) -> float:
+    """System CPU time, seconds, of the main thread of the QEMU that runs `guest` (a libvirt domain name) now.
+
+    Right after a migration that is the target's: its main thread received the copy, and most of its system
+    time is the first touch of the guest's RAM. On this machine (a Firecracker VM whose kernel reports free
+    memory back to its host, page_reporting) that varies 0.07-0.8 s for the same 256 MiB and the same number
+    of page faults, from one migration to the next, whoever migrates: printed per arm so that a ratio can be
+    read with it. NaN when no such QEMU is found."""
+    hz = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            if f"guest={guest},".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+                return int(stat[stat.rfind(")") + 2:].split()[12]) / hz
+    return float("nan")
 
 
 def _set_early_start(lc: Any, early: bool) -> None:
@@ -248,7 +269,9 @@ def migrate(client: KubeClient, kubectl: list[str], ns: str, name: str) -> tuple
 
 
 # Who spends the critical path's time: (who, from milestone, to milestone); a run's share of each is the sum of its
-# spans (a span whose milestones were not both seen is left out of that run).
+# spans (a span whose milestones were not both seen is left out of that run). An agent created early (its pod
+# before TargetReady, the default) starts alongside the target launcher and then waits for TargetReady: its own
+# part of the path is TargetReady -> its migrate call; EARLY replaces those spans for such a run.
 BUDGET = (
     ("kubectl (the user's command)", (("kubectl create", "created"),)),
     ("controller (decisions, writes)", (("created", "target pod"), ("target reports", "agent pod"),
@@ -263,11 +286,19 @@ BUDGET = (
     ("libvirt: confirm after that", (("target runs guest", "agent: migrate returned"),)),
     ("agent's exit", (("agent: migrate returned", "agent: exited"),)),
 )
+EARLY = {
+    "controller (decisions, writes)": (("created", "target pod"), ("target reports", "TargetReady"),
+                                       ("agent: exited", "Succeeded")),
+    "node (bind, start the pods)": (("target pod", "target started"),),
+    "agent start -> migrate call": (("TargetReady", "agent: migrate called"),),
+}
 
 
 def budget(seen: dict[str, float]) -> dict[str, float]:
     """One run's time per BUDGET row, seconds."""
-    return {who: sum(seen[b] - seen[a] for a, b in spans if a in seen and b in seen) for who, spans in BUDGET}
+    early = seen.get("agent pod", float("inf")) < seen.get("TargetReady", float("-inf"))
+    rows = ((who, EARLY.get(who, spans) if early else spans) for who, spans in BUDGET)
+    return {who: sum(seen[b] - seen[a] for a, b in spans if a in seen and b in seen) for who, spans in rows}
 
 
 def print_budget(runs: list[dict[str, float]], total: float, indent: str = "    ") -> None:
@@ -293,7 +324,7 @@ def print_timeline(segs: dict[str, list[float]], indent: str = "    ") -> None:
         print(f"{indent}{k:45} {_med(segs[k]):6.3f}  (n={len(segs[k])})")
 
 
-def e2e(runs: int, early_start: bool = False) -> None:
+def e2e(runs: int, late_start: bool = False) -> None:
     from virtmigrate.launcher.domainxml import GuestConfig, domain_xml
     from virtmigrate.local.cluster import LocalCluster
     from virtmigrate.local.guest import guest_kernel
@@ -327,55 +358,78 @@ def e2e(runs: int, early_start: bool = False) -> None:
     time.sleep(3)  # the guests fill their RAM at boot: migrate guests whose memory holds data
     took: dict[str, list[float]] = {"ours": [], "virsh-agent": [], "virsh": []}
     down: dict[str, list[float]] = {k: [] for k in took}
+    qemu_sys: dict[str, list[float]] = {k: [] for k in took}
     job: list[float] = []
     steps: dict[str, list[float]] = {}
     segs: dict[str, list[float]] = {}
     print(f"e2e: {runs} runs of each; the agent starts with a maximum downtime of {downtime} ms "
-          "(virsh-agent is set to it; virsh keeps libvirt's default)", flush=True)
-    early: dict[str, list[float]] = {"ours-early": [], "job": []}
+          "(virsh-agent is set to it; virsh keeps libvirt's default); each arm after a pause of "
+          f"{SETTLE_S:.0f} s, the arms' order rotating from run to run", flush=True)
+    late: dict[str, list[float]] = {"ours-late": [], "job": []}
 
+    def ours(run: int) -> str:
+        name = f"bench-{run}"
+        took_ours, w0, m, src, dst = migrate(client, kubectl, ns, name)
+        took["ours"].append(took_ours)
+        qemu_sys["ours"].append(qemu_main_system_s(f"{ns}_benchvm"))
+        stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
+        for a_, b_ in itertools.pairwise(PHASES):
+            if a_ in stamps and b_ in stamps:
+                steps.setdefault(f"{a_}->{b_}", []).append(_ts(stamps[b_]) - _ts(stamps[a_]))
+        result = m["status"].get("result") or {}
+        job.append(float(result.get("durationSeconds") or "nan"))
+        downtime_ms = result.get("downtimeMs")
+        down["ours"].append(float(downtime_ms) if downtime_ms is not None else float("nan"))
+        timeline.note(name, "kubectl create", w0)
+        for k, v in timeline.segments(name).items():
+            segs.setdefault(k, []).append(v)
+        created = timeline.seen.get(name, {}).get("created")
+        if created is not None:
+            segs.setdefault("kubectl create -> created", []).append(created - w0)
+        marks[0] = (name, w0)
+        return (f"ours {took['ours'][-1]:.2f}s ({src}->{dst}, job {job[-1]:.2f}s, downtime "
+                f"{down['ours'][-1]:.0f} ms, target QEMU system {qemu_sys['ours'][-1]:.2f}s)")
+
+    def virsh(kind: str) -> str:
+        a, b = at[kind], other[at[kind]]
+        if kind == "virsh-agent":
+            _virsh(hosts[a].uri, "migrate-setmaxdowntime", guests[kind], str(downtime))
+        t0 = time.monotonic()
+        _virsh(hosts[a].uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", guests[kind],
+               hosts[b].uri, "--migrateuri", hosts[b].migration_uri)
+        took[kind].append(time.monotonic() - t0)
+        qemu_sys[kind].append(qemu_main_system_s(guests[kind]))
+        down[kind].append(_virsh_downtime(hosts[b].uri, guests[kind]))
+        at[kind] = b
+        return (f"{kind} {took[kind][-1]:.2f}s (downtime {down[kind][-1]:.0f} ms, target QEMU system "
+                f"{qemu_sys[kind][-1]:.2f}s)")
+
+    def ours_late(run: int) -> None:
+        """The agent created at TargetReady (VIRTMIGRATE_AGENT_EARLY_START=false), the controller restarted."""
+        _set_early_start(lc, False)
+        time.sleep(SETTLE_S)
+        took_late, w0_late, m, _, _ = migrate(client, kubectl, ns, f"bench-late-{run}")
+        late["ours-late"].append(took_late)
+        late["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
+        print(f"run {run}: ours-late {late['ours-late'][-1]:.2f}s (job {late['job'][-1]:.2f}s)", flush=True)
+        print_marks(timeline, f"bench-late-{run}", w0_late)
+        _set_early_start(lc, True)
+
+    arms = ("ours", "virsh-agent", "virsh")
+    marks: list[tuple[str, float]] = [("", 0.0)]
     try:
         for run in range(runs):
-            if early_start:  # ours-early first, then the default for the rest of the run
-                _set_early_start(lc, True)
-                took_early, w0_early, m, _, _ = migrate(client, kubectl, ns, f"bench-early-{run}")
-                early["ours-early"].append(took_early)
-                early["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
-                print(f"run {run}: ours-early {early['ours-early'][-1]:.2f}s (job {early['job'][-1]:.2f}s)",
-                      flush=True)
-                print_marks(timeline, f"bench-early-{run}", w0_early)
-                _set_early_start(lc, False)
-            name = f"bench-{run}"
-            took_ours, w0, m, src, dst = migrate(client, kubectl, ns, name)
-            took["ours"].append(took_ours)
-            stamps = {p["phase"]: p["time"] for p in m["status"]["phaseTransitionTimestamps"]}
-            for a_, b_ in itertools.pairwise(PHASES):
-                if a_ in stamps and b_ in stamps:
-                    steps.setdefault(f"{a_}->{b_}", []).append(_ts(stamps[b_]) - _ts(stamps[a_]))
-            result = m["status"].get("result") or {}
-            job.append(float(result.get("durationSeconds") or "nan"))
-            down["ours"].append(float(result.get("downtimeMs") if result.get("downtimeMs") is not None else "nan"))
-            timeline.note(name, "kubectl create", w0)
-            for k, v in timeline.segments(name).items():
-                segs.setdefault(k, []).append(v)
-            created = timeline.seen.get(name, {}).get("created")
-            if created is not None:
-                segs.setdefault("kubectl create -> created", []).append(created - w0)
-            line = [f"ours {took['ours'][-1]:.2f}s ({src}->{dst}, job {job[-1]:.2f}s, downtime "
-                    f"{down['ours'][-1]:.0f} ms)"]
-            for kind in ("virsh-agent", "virsh"):
-                a, b = at[kind], other[at[kind]]
-                if kind == "virsh-agent":
-                    _virsh(hosts[a].uri, "migrate-setmaxdowntime", guests[kind], str(downtime))
-                t0 = time.monotonic()
-                _virsh(hosts[a].uri, "migrate", "--live", "--p2p", "--persistent", "--undefinesource", guests[kind],
-                       hosts[b].uri, "--migrateuri", hosts[b].migration_uri)
-                took[kind].append(time.monotonic() - t0)
-                down[kind].append(_virsh_downtime(hosts[b].uri, guests[kind]))
-                at[kind] = b
-                line.append(f"{kind} {took[kind][-1]:.2f}s (downtime {down[kind][-1]:.0f} ms)")
-            print(f"run {run}: " + "; ".join(line), flush=True)
-            print_marks(timeline, name, w0)
+            if late_start:  # ours-late first, then the default for the rest of the run
+                ours_late(run)
+            line = []
+            for arm in arms[run % 3:] + arms[:run % 3]:
+                # The same pause before every arm, in an order that rotates: the target QEMU's first touch of
+                # its RAM costs this machine 0.07-0.8 s of system time (see qemu_main_system_s), and an arm
+                # should not win by always following the same other arm.
+                time.sleep(SETTLE_S)
+                line.append(ours(run) if arm == "ours" else virsh(arm))
+            print(f"run {run}: " + "; ".join(sorted(line)), flush=True)
+            print_marks(timeline, *marks[0])
         med = {k: _med(v) for k, v in took.items()}
         print(f"e2e: median kubectl create -> Succeeded {med['ours']:.2f}s; virsh migrate at the agent's "
               f"{downtime} ms {med['virsh-agent']:.2f}s, at libvirt's default {med['virsh']:.2f}s")
@@ -384,13 +438,15 @@ def e2e(runs: int, early_start: bool = False) -> None:
         print(f"  median downtime: ours {_med(down['ours']):.0f} ms, virsh-agent {_med(down['virsh-agent']):.0f} ms, "
               f"virsh {_med(down['virsh']):.0f} ms; the downtime policy costs "
               f"{med['virsh-agent'] - med['virsh']:+.2f}s of virsh's wall time")
+        print("  median system time of the target QEMU's main thread (it receives the copy; the first touch of "
+              "its RAM): " + ", ".join(f"{k} {_med(v):.2f}s" for k, v in qemu_sys.items()))
         overhead = [o - j for o, j in zip(took["ours"], job, strict=True)]
         print(f"  orchestration overhead (end to end minus the agent's libvirt job): median {_med(overhead):.2f}s "
               f"(goal <= 0.25 s); libvirt job median {_med(job):.2f}s vs virsh-agent {med['virsh-agent']:.2f}s")
-        if early_start:
-            over_early = [o - j for o, j in zip(early["ours-early"], early["job"], strict=True)]
-            print(f"  agent early start (ours-early): median {_med(early['ours-early']):.2f}s, ours-early / ours "
-                  f"{_med(early['ours-early']) / med['ours']:.2f}x, overhead {_med(over_early):.2f}s "
+        if late_start:
+            over_late = [o - j for o, j in zip(late["ours-late"], late["job"], strict=True)]
+            print(f"  agent created at TargetReady (ours-late): median {_med(late['ours-late']):.2f}s, ours / "
+                  f"ours-late {med['ours'] / _med(late['ours-late']):.2f}x, overhead {_med(over_late):.2f}s "
                   f"(ours {_med(overhead):.2f}s)")
         print("  median time between phases: " + ", ".join(f"{k} {_med(v):.3f}s" for k, v in steps.items()))
         print("  where the time goes (median per run, share of the median end to end):")
@@ -481,8 +537,8 @@ def nodes_ab(modes: list[str], runs: int, rounds: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--early-start", action="store_true",
-                    help="also migrate with the controller's agent early start on (arm ours-early)")
+    ap.add_argument("--late-start", action="store_true",
+                    help="also migrate with the controller's agent early start off (arm ours-late)")
     ap.add_argument("--nodes", default=None, metavar="MODES",
                     help="compare node modes instead, e.g. runner,kubelet: a fresh cluster per mode and round, "
                          "ours only (with --rounds)")
@@ -491,7 +547,7 @@ def main() -> int:
     if args.nodes:
         nodes_ab(args.nodes.split(","), args.runs, args.rounds)
         return 0
-    e2e(args.runs, early_start=args.early_start)
+    e2e(args.runs, late_start=args.late_start)
     return 0
 
 
