@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos import campaign as campaign_mod
+from tests.chaos import faults
 from tests.chaos.campaign import Campaign
 from virtmigrate.local.libvirthosts import Host
 
@@ -43,7 +43,7 @@ def test_the_evidence_of_a_round_holds_objects_logs_pods_and_every_host(tmp_path
     def kubectl(lc: Any, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(list(args), 0, stdout=f"kind: List # {args[-3]}\n", stderr="")
 
-    monkeypatch.setattr(campaign_mod.faults, "kubectl", kubectl)
+    monkeypatch.setattr(faults, "kubectl", kubectl)
     logged: list[str] = []
     out = Campaign._keep_evidence(_campaign(tmp_path, logged), 100)  # type: ignore[arg-type]
     assert out == tmp_path / "state-evidence" / "seed21-round100"
