@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 APT_PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 libvirt-clients libvirt-dev
               pkg-config tini binutils openssl iproute2 util-linux prometheus gcc
-              mmdebstrap buildah podman)
+              mmdebstrap buildah podman runc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
