@@ -195,6 +195,11 @@ def agent_initial_downtime_ms(memory_bytes: int) -> int:
 SETTLE_S = 3.0  # the pause before each arm
 
 
+def job_s(m: JSON) -> float:
+    """The agent's libvirt job, seconds, from a finished Migration's result (NaN without one)."""
+    return float((m["status"].get("result") or {}).get("durationSeconds") or "nan")
+
+
 def _med(xs: list[float]) -> float:
     xs = [x for x in xs if x == x]
     return statistics.median(xs) if xs else float("nan")
@@ -377,7 +382,7 @@ def e2e(runs: int, late_start: bool = False) -> None:
             if a_ in stamps and b_ in stamps:
                 steps.setdefault(f"{a_}->{b_}", []).append(_ts(stamps[b_]) - _ts(stamps[a_]))
         result = m["status"].get("result") or {}
-        job.append(float(result.get("durationSeconds") or "nan"))
+        job.append(job_s(m))
         downtime_ms = result.get("downtimeMs")
         down["ours"].append(float(downtime_ms) if downtime_ms is not None else float("nan"))
         timeline.note(name, "kubectl create", w0)
@@ -386,7 +391,6 @@ def e2e(runs: int, late_start: bool = False) -> None:
         created = timeline.seen.get(name, {}).get("created")
         if created is not None:
             segs.setdefault("kubectl create -> created", []).append(created - w0)
-        marks[0] = (name, w0)
         return (f"ours {took['ours'][-1]:.2f}s ({src}->{dst}, job {job[-1]:.2f}s, downtime "
                 f"{down['ours'][-1]:.0f} ms, target QEMU system {qemu_sys['ours'][-1]:.2f}s)")
 
@@ -411,13 +415,12 @@ def e2e(runs: int, late_start: bool = False) -> None:
         time.sleep(SETTLE_S)
         took_late, w0_late, m, _, _ = migrate(client, kubectl, ns, f"bench-late-{run}")
         late["ours-late"].append(took_late)
-        late["job"].append(float((m["status"].get("result") or {}).get("durationSeconds") or "nan"))
+        late["job"].append(job_s(m))
         print(f"run {run}: ours-late {late['ours-late'][-1]:.2f}s (job {late['job'][-1]:.2f}s)", flush=True)
         print_marks(timeline, f"bench-late-{run}", w0_late)
         _set_early_start(lc, True)
 
     arms = ("ours", "virsh-agent", "virsh")
-    marks: list[tuple[str, float]] = [("", 0.0)]
     try:
         for run in range(runs):
             # ours-late before the arms in even runs and after them in odd ones: each run migrates benchvm twice,
@@ -432,7 +435,7 @@ def e2e(runs: int, late_start: bool = False) -> None:
                 time.sleep(SETTLE_S)
                 line.append(ours(run) if arm == "ours" else virsh(arm))
             print(f"run {run}: " + "; ".join(sorted(line)), flush=True)
-            print_marks(timeline, *marks[0])
+            print_marks(timeline, f"bench-{run}", timeline.seen[f"bench-{run}"]["kubectl create"])
             if late_start and run % 2 == 1:
                 ours_late(run)
         med = {k: _med(v) for k, v in took.items()}
